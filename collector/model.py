@@ -1,0 +1,128 @@
+"""Read-side types of the collector: what queries return, whichever store is behind them.
+
+The gRPC query servicers, the HTTP JSON API, the web page and the CLI all render these; only
+the store builds them (the store is the only module that knows SQL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class QueryFilter:
+    """Filters shared by every list query; None means "any"."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    kernel_release: str | None = None
+    host: str | None = None
+    module: str | None = None
+    kind: str | None = None
+    hardware: str | None = None
+    cluster_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Keyset pagination: `token` is opaque to clients; an empty `next_token` means the last page."""
+
+    size: int = 100
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """How a cluster's crashes spread over one dimension (host, kernel release, hardware, module)."""
+
+    value: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSummary:
+    id: str
+    title: str
+    kind: str
+    fingerprint: str  # the fingerprint the cluster was created from
+    count: int  # genuine occurrences (duplicates of one dump count once)
+    hosts: int  # distinct hosts
+    first_seen: datetime
+    last_seen: datetime
+    kernel_releases: tuple[str, ...] = ()
+    hardware: tuple[str, ...] = ()
+    common_modules: tuple[str, ...] = ()  # modules loaded in every crash of the cluster
+    representative_crash_id: str = ""
+    guilty_frame: str = ""
+    daily_counts: tuple[int, ...] = ()  # last 14 days, oldest first: the sparkline
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterDetail:
+    summary: ClusterSummary
+    by_host: tuple[Breakdown, ...] = ()
+    by_kernel_release: tuple[Breakdown, ...] = ()
+    by_hardware: tuple[Breakdown, ...] = ()
+    by_module: tuple[Breakdown, ...] = ()
+    fingerprints: tuple[str, ...] = ()  # every fingerprint that joined (exact + similar)
+
+
+@dataclass(frozen=True, slots=True)
+class CrashSummary:
+    id: str
+    cluster_id: str
+    host: str
+    title: str
+    kind: str
+    fingerprint: str
+    source: str  # the path the crash came from on its host
+    crash_time: datetime | None
+    received_at: datetime
+    kernel_release: str = ""
+    hardware: str = ""
+    guilty_frame: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CrashDetail:
+    summary: CrashSummary
+    signature_json: str  # the full record as analysis.report renders it (docs/report-schema.md)
+    excerpt: str  # the log around the crash, capped
+    modules: tuple[str, ...] = ()
+    host_facts: dict[str, str] = field(default_factory=dict)
+    symbolized_json: str = ""  # source lines added by the symbol store (issue 7), never part of the fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class HostSummary:
+    hostname: str
+    kernel_release: str
+    machine: str
+    hardware: str
+    agent_version: str
+    cpus: int
+    memory_bytes: int
+    modules: tuple[str, ...]
+    last_heartbeat: datetime | None
+    crashes: int
+
+
+class StoreReader(Protocol):
+    """The read side every store implements (SQLite and PostgreSQL alike); synchronous,
+    thread-safe, called from the gRPC servicers via `asyncio.to_thread` and from the HTTP threads."""
+
+    def list_clusters(self, flt: QueryFilter, page: Page) -> tuple[list[ClusterSummary], str]:
+        """Clusters sorted by last_seen descending (recent activity first); returns (rows, next_token)."""
+        ...
+
+    def get_cluster(self, cluster_id: str) -> ClusterDetail | None: ...
+
+    def list_crashes(self, flt: QueryFilter, page: Page) -> tuple[list[CrashSummary], str]:
+        """Crashes sorted by received_at descending; returns (rows, next_token)."""
+        ...
+
+    def get_crash(self, crash_id: str) -> CrashDetail | None: ...
+
+    def list_hosts(self, flt: QueryFilter, page: Page) -> tuple[list[HostSummary], str]: ...

@@ -1,0 +1,5 @@
+import sys
+
+from crashfleet.cli import main
+
+sys.exit(main())
