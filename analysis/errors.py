@@ -6,7 +6,7 @@ reason; anything else escaping the library is a bug.
 
 from __future__ import annotations
 
-__all__ = ["CrashfleetError", "CrashfleetInputError", "DumpFormatError", "DebuginfoError"]
+__all__ = ["CrashfleetError", "CrashfleetInputError", "DebuginfoError", "DumpFormatError"]
 
 
 class CrashfleetError(Exception):

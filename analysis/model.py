@@ -18,6 +18,7 @@ __all__ = [
     "PageFaultCode",
     "Rip",
     "SkippedFrame",
+    "SourceLocation",
     "StackContext",
     "SystemFacts",
 ]
@@ -68,6 +69,19 @@ class StackContext(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """One level of a symbolized address, as `addr2line -f -i` prints it (innermost level first).
+
+    `file` is the path as DWARF names it; `line` 0 means unknown. Filled by `analysis.symbolize`
+    only when debuginfo of the right build is at hand; it never enters a fingerprint.
+    """
+
+    function: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
 class Rip:
     """The faulting instruction pointer as the kernel symbolized it (`func+off/size [module]`)."""
 
@@ -76,6 +90,7 @@ class Rip:
     size: int | None = None
     module: str | None = None
     address: int | None = None  # raw address when printed (`[<ffffffff8142bb40>]`, arm64 `pc :` ...)
+    source: tuple[SourceLocation, ...] = ()  # from debuginfo (analysis.symbolize), innermost first
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +104,7 @@ class CallFrame:
     reliable: bool = True  # False for the kernel's `? func` guesses
     context: StackContext = StackContext.UNKNOWN
     address: int | None = None
+    source: tuple[SourceLocation, ...] = ()  # from debuginfo (analysis.symbolize), looked up at offset - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +152,7 @@ class CodeDecode:
     bad_register: str | None = None  # the register whose value explains the fault
     bad_register_value: int | None = None
     access: str | None = None  # verdict, e.g. "NULL pointer + 0x60 through r12"
+    operation: str | None = None  # what the instruction did to its memory operand: "read", "write", "read-write"
     error: str | None = None  # why decoding failed (bytes cut, not decodable ...), never an exception
 
 
@@ -203,7 +220,8 @@ class CrashRecord:
 
 @dataclass(frozen=True, slots=True)
 class SystemFacts:
-    """What crash's `sys` header shows, read from a dump without debuginfo (None where unknown)."""
+    """What crash's `sys` header shows, read from a dump (None where unknown); the last three
+    need the debug vmlinux of the dump's build."""
 
     format: str  # "elf", "kdump-zlib", "kdump-lzo", "kdump-snappy", "kdump-zstd", "kdump-raw", "flattened", "+gzip" ...
     release: str | None = None
@@ -220,3 +238,8 @@ class SystemFacts:
     panic_cpu: int | None = None
     panic_pid: int | None = None
     panic_comm: str | None = None
+    # Only with the dump's debug vmlinux (analysis.symbolize.sysfacts): the task walk's count,
+    # avenrun as crash shows it, and jiffies_64 over HZ.
+    tasks: int | None = None
+    load_average: tuple[float, float, float] | None = None
+    uptime_seconds: float | None = None
