@@ -1,0 +1,199 @@
+"""Benchmark `crashfleet dmesg` against `makedumpfile --dump-dmesg`, measured in the same run.
+
+    python bench/dump_bench.py [--shared DIR] [--runs N] [--big-gib G]
+
+For every real dump in DIR/vmcores/<type>/ and two synthetic sparse ELF dumps (a small one and
+a multi-GiB one, same kernel: the "flat in dump size" rows) it prints:
+  cf wall / cf RSS   whole-process `crashfleet dmesg` (median wall time, peak RSS of the child)
+  in-proc            `read_dump_log()` inside this process (median, after one warm-up)
+  mdf wall / RSS     whole-process `makedumpfile --dump-dmesg` (median wall, peak RSS)
+  ratios             in-proc / mdf wall (goal <= 2), cf wall / mdf wall
+  same               whether both outputs are byte-identical
+Goals: in-proc <= 2x makedumpfile's whole process; cf wall < 0.25 s; cf RSS < 50 MB; flat in size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from analysis.vmcore import read_dump_log  # noqa: E402
+
+GOAL_WALL = 0.25
+GOAL_RSS_MB = 50.0
+GOAL_RATIO = 2.0
+
+
+@dataclass
+class Run:
+    wall: float
+    rss_mb: float
+    output: bytes
+    status: int
+
+
+TIME = "/usr/bin/time"  # GNU time: the child's own peak RSS (wait4 from here would count our fork's pages)
+
+
+def _run(argv: list[str], output_file: Path | None = None) -> Run:
+    """One child process: wall time, peak RSS (GNU time's %M), its stdout (or the file it wrote)."""
+    if output_file is not None and output_file.exists():
+        output_file.unlink()
+    with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [TIME, "-f", "%M", "-o", rss.name, *argv], stdout=out, stderr=subprocess.DEVNULL
+        )
+        wall = time.perf_counter() - start
+        out.seek(0)
+        data = out.read()
+        rss_kib = int(Path(rss.name).read_text().split()[-1])
+    if output_file is not None:
+        data = output_file.read_bytes() if output_file.exists() else b""
+    return Run(wall=wall, rss_mb=rss_kib / 1024, output=data, status=proc.returncode)
+
+
+def _median_runs(argv: list[str], runs: int, output_file: Path | None = None) -> tuple[float, float, bytes]:
+    results = [_run(argv, output_file) for _ in range(runs)]
+    return (
+        statistics.median(r.wall for r in results),
+        max(r.rss_mb for r in results),
+        results[-1].output if all(r.status == 0 for r in results) else b"",
+    )
+
+
+def _reference(mdf: str, path: Path, work: Path, out_file: Path) -> tuple[list[str], str]:
+    """makedumpfile's command for this dump: direct, or via the unpacking step users need first."""
+    head = path.read_bytes()[:16] if path.stat().st_size < 64 else path.open("rb").read(16)
+    core = work / "reference.core"
+    if head.startswith(b"\x1f\x8b"):
+        script = 'rm -f "$2" "$3"; gzip -dc "$1" > "$2" && "$4" --dump-dmesg "$2" "$3"'
+    elif head.startswith(b"makedumpfile"):
+        script = 'rm -f "$2" "$3"; "$4" -R "$2" < "$1" && "$4" --dump-dmesg "$2" "$3"'
+    else:
+        return [mdf, "--dump-dmesg", str(path), str(out_file)], ""
+    return ["sh", "-c", script, "sh", str(path), str(core), str(out_file), mdf], " (*)"
+
+
+def _in_process(path: Path, runs: int) -> float:
+    read_dump_log(str(path))  # warm-up: codec imports, page cache
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        read_dump_log(str(path))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _crashfleet_argv(path: Path) -> list[str]:
+    script = Path(sys.executable).with_name("crashfleet")
+    if script.exists():
+        return [str(script), "dmesg", str(path)]
+    return [sys.executable, "-m", "crashfleet", "dmesg", str(path)]
+
+
+def _fixtures(shared: Path, work: Path, big_gib: int) -> list[tuple[str, Path]]:
+    rows: list[tuple[str, Path]] = []
+    vmcores = shared / "vmcores"
+    if vmcores.is_dir():
+        for kind in sorted(p.name for p in vmcores.iterdir() if p.is_dir()):
+            for dump in sorted((vmcores / kind).glob("vmcore.*")):
+                rows.append((f"{kind}/{dump.name}", dump))
+    else:
+        print(f"note: {vmcores} not found; only synthetic rows", file=sys.stderr)
+    from tests.vmcore.dumpwriter import Kernel, Record, write_sparse_elf
+
+    kernel = Kernel()
+    kernel.add_lockless_log(
+        [Record(i * 1_000_000, b"synthetic record %d" % i) for i in range(2000)], count_bits=12, size_bits=17
+    )
+    for label, size in (
+        ("synthetic sparse ELF 256 MiB", 256 << 20),
+        (f"synthetic sparse ELF {big_gib} GiB", big_gib << 30),
+    ):
+        path = work / f"sparse-{size}.elf"
+        write_sparse_elf(kernel, str(path), size)
+        rows.append((label, path))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--shared", type=Path, default=REPO.parent / "shared", help="the shared data directory"
+    )
+    parser.add_argument("--runs", type=int, default=5, help="runs per measurement (median)")
+    parser.add_argument("--big-gib", type=int, default=64, help="size of the large sparse synthetic dump")
+    args = parser.parse_args()
+    if not os.path.exists(TIME):
+        print(f"{TIME} not found (apt-get install time): needed for the children's peak RSS", file=sys.stderr)
+        return 2
+    mdf = shutil.which("makedumpfile") or (
+        "/usr/sbin/makedumpfile" if os.path.exists("/usr/sbin/makedumpfile") else None
+    )
+    if mdf is None:
+        print(
+            "makedumpfile not found (apt-get install makedumpfile): cannot measure the reference",
+            file=sys.stderr,
+        )
+        return 2
+    with tempfile.TemporaryDirectory(prefix="dump-bench-") as tmp:
+        work = Path(tmp)
+        rows = _fixtures(args.shared, work, args.big_gib)
+        header = (
+            f"{'fixture':<34} {'cf wall':>8} {'cf RSS':>7} {'in-proc':>8} {'mdf wall':>8} {'mdf RSS':>7} "
+            f"{'in/mdf':>7} {'cf/mdf':>7} {'same':>5}"
+        )
+        print(header)
+        print("-" * len(header))
+        misses: list[str] = []
+        for label, path in rows:
+            cf_wall, cf_rss, cf_out = _median_runs(_crashfleet_argv(path), args.runs)
+            out_file = work / "mdf.txt"
+            mdf_argv, how = _reference(mdf, path, work, out_file)
+            mdf_wall, mdf_rss, mdf_out = _median_runs(mdf_argv, args.runs, out_file)
+            inproc = _in_process(path, args.runs)
+            readable = bool(mdf_out)
+            same = "yes" if readable and cf_out == mdf_out else ("n/a" if not readable else "NO")
+            ratio_in = inproc / mdf_wall if readable else float("nan")
+            ratio_cf = cf_wall / mdf_wall if readable else float("nan")
+            mdf_cols = f"{mdf_wall:>7.3f}s {mdf_rss:>5.1f}MB" if readable else f"{'fails':>8} {'':>7}"
+            print(
+                f"{label:<34} {cf_wall:>7.3f}s {cf_rss:>5.1f}MB {inproc:>7.3f}s {mdf_cols} "
+                f"{ratio_in:>6.2f}x {ratio_cf:>6.2f}x {same:>5}{how}"
+            )
+            if cf_wall >= GOAL_WALL:
+                misses.append(f"{label}: whole-process {cf_wall:.3f}s >= {GOAL_WALL}s")
+            if cf_rss >= GOAL_RSS_MB:
+                misses.append(f"{label}: peak RSS {cf_rss:.1f}MB >= {GOAL_RSS_MB}MB")
+            if readable and ratio_in > GOAL_RATIO:
+                misses.append(f"{label}: in-process {ratio_in:.2f}x makedumpfile > {GOAL_RATIO}x")
+            if same == "NO":
+                misses.append(f"{label}: output differs from makedumpfile")
+        print()
+        print(
+            f"goals: cf wall < {GOAL_WALL}s, cf RSS < {GOAL_RSS_MB:.0f}MB, in-proc <= {GOAL_RATIO}x mdf wall, same output"
+        )
+        print("missed: " + ("; ".join(misses) if misses else "none"))
+        print("(*) makedumpfile cannot read the file itself: its reference is the pipeline kdump users run")
+        print(
+            "    (gzip -dc to a file, or makedumpfile -R to reassemble a flattened stream, then --dump-dmesg)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
