@@ -1,0 +1,160 @@
+"""Throughput and latency of the collector's HTTP port over a real SQLite store.
+
+Usage: bench/http_bench.py [--clusters N] [--clients C] [--seconds S]
+
+Fills a temporary SQLite store with N clusters (two crashes each, three hosts), starts
+`collector.http.start_http_server`, and has C client threads issue GETs (one connection per
+request, like scrapers and scripts) for S seconds per route. The reference is
+prometheus_client's own exporter (`prometheus_client.start_http_server`) serving the same
+registry, measured in the same run: `/metrics` on our port should keep up with it (ratio goal
+>= 0.5; both are stdlib HTTP servers, ours adds routing, auth and a worker pool). The API and
+page routes have no reference; their numbers show the cost of a store read plus rendering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from prometheus_client import start_http_server as prometheus_exporter  # noqa: E402
+
+from collector.http import start_http_server  # noqa: E402
+from collector.metrics import Metrics  # noqa: E402
+from collector.store.base import NewCrash  # noqa: E402
+from collector.store.sqlite import SqliteStore  # noqa: E402
+
+
+def fill(store: SqliteStore, metrics: Metrics, clusters: int) -> str:
+    """N distinct signatures, two occurrences each; returns one cluster id."""
+    now = datetime.now(UTC)
+    cluster_id = ""
+    for i in range(clusters):
+        for j in range(2):
+            frames = (f"driver_fn_{i}", f"subsystem_{i % 17}_poll", "net_rx_action", "__do_softirq")
+            result = store.ingest(
+                NewCrash(
+                    idempotency_key=f"bench-{i:08d}-{j}",
+                    host=f"web-{(i + j) % 3}",
+                    title=f"BUG: kernel NULL pointer dereference in driver_fn_{i}",
+                    kind="null-deref",
+                    normalized_reason="BUG: kernel NULL pointer dereference",
+                    guilty_frame=frames[0],
+                    fingerprint=f"{i:064x}",
+                    fingerprint_version="bench",
+                    frames=frames,
+                    source=f"/var/crash/{i}/dmesg",
+                    crash_time=now - timedelta(hours=i % 300),
+                    received_at=now - timedelta(hours=i % 300, minutes=j),
+                    kernel_release=f"6.1.0-{i % 5}-amd64",
+                    hardware="QEMU Standard PC (i440FX + PIIX, 1996)",
+                    modules=("e1000e", "ext4"),
+                    signature_json="{}",
+                    excerpt="BUG: kernel NULL pointer dereference\n",
+                )
+            )
+            cluster_id = result.cluster_id
+            metrics.report("new", "null-deref", f"6.1.0-{i % 5}-amd64")
+    return cluster_id
+
+
+def drive(port: int, path: str, clients: int, seconds: float) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, errors) of `clients` threads GETting `path` for `seconds`."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> None:
+        mine: list[float] = []
+        bad = 0
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    bad += 1
+            except OSError:
+                bad += 1
+            finally:
+                conn.close()
+            mine.append(time.perf_counter() - start)
+        with lock:
+            latencies.extend(mine)
+            errors[0] += bad
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    return len(latencies) / elapsed, p50, p99, errors[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clusters", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(str(Path(tmp) / "bench.db"))
+        metrics = Metrics()
+        t0 = time.perf_counter()
+        cluster_id = fill(store, metrics, args.clusters)
+        print(
+            f"store: {args.clusters} clusters, {2 * args.clusters} crashes in {time.perf_counter() - t0:.1f} s"
+        )
+        ours = start_http_server(store, metrics.registry, ("127.0.0.1", 0), None)
+        reference_server, reference_thread = prometheus_exporter(
+            0, addr="127.0.0.1", registry=metrics.registry
+        )
+        reference_port = reference_server.server_address[1]
+        try:
+            routes = [
+                ("reference /metrics", reference_port, "/metrics"),
+                ("/metrics", ours.port, "/metrics"),
+                ("/healthz", ours.port, "/healthz"),
+                ("/api/v1/clusters?page_size=50", ours.port, "/api/v1/clusters?page_size=50"),
+                ("/api/v1/clusters/<id>", ours.port, f"/api/v1/clusters/{cluster_id}"),
+                ("/ (50 clusters)", ours.port, "/"),
+                ("/clusters/<id>", ours.port, f"/clusters/{cluster_id}"),
+            ]
+            results: dict[str, tuple[float, float, float, int]] = {}
+            print(f"{'route':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+            for name, port, path in routes:
+                results[name] = rps, p50, p99, errs = drive(port, path, args.clients, args.seconds)
+                print(f"{name:36} {rps:9.0f} {p50:8.2f} {p99:8.2f} {errs:7d}")
+            ratio = results["/metrics"][0] / results["reference /metrics"][0]
+            print(f"/metrics throughput vs prometheus_client exporter: {ratio:.2f} (goal >= 0.5)")
+        finally:
+            ours.close()
+            reference_server.shutdown()
+            reference_server.server_close()
+            reference_thread.join()
+            store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

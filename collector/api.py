@@ -1,0 +1,318 @@
+"""The gRPC servicers (grpc.aio): IngestService and QueryService over one store.
+
+The store is synchronous, so store calls run in a worker thread (`asyncio.to_thread`) and the
+event loop only parses, authenticates and answers; ReportCrash and Heartbeat on a store with a
+group-commit queue (SQLite) validate on the loop and await the commit (`Ingestor.report_async`,
+`Ingestor.heartbeat_async`). Status codes are precise and the same for
+every method:
+
+- INVALID_ARGUMENT: bytes that are not the request message at all, a missing or malformed field,
+  a garbage page token, a negative page size;
+- RESOURCE_EXHAUSTED: an oversized field (whole messages over the cap are refused by gRPC itself
+  before any handler runs) and a host over its token-bucket rate;
+- UNAUTHENTICATED: the query token is missing or wrong, or mTLS is on and the client certificate
+  has no usable identity;
+- NOT_FOUND: an unknown cluster or crash id;
+- UNAVAILABLE: the store cannot be reached (retry later; nothing was stored);
+- INTERNAL: a bug, logged with its traceback; the server stays up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from grpc import aio
+
+from collector.ingest import IngestError, Ingestor, RateLimited, ReportTooLarge
+from collector.metrics import Metrics
+from collector.model import Page, QueryFilter, StoreReader
+from collector.store import InvalidPageToken, StoreError
+from collector.tls import PeerIdentityError, reporting_host
+from crashfleet import wire
+from crashfleet.v1 import (
+    ingest_service_pb2,
+    ingest_service_pb2_grpc,
+    query_service_pb2,
+    query_service_pb2_grpc,
+)
+
+__all__ = ["HEARTBEAT_INTERVAL_S", "IngestServicer", "QueryServicer", "add_servicers", "check_bearer"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+M = TypeVar("M")
+HEARTBEAT_INTERVAL_S = 60
+MAX_ID_CHARS = 128
+MAX_PAGE_SIZE = 1000
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def _observe(
+    metrics: Metrics, method: str, context: aio.ServicerContext[Any, Any], body: Callable[[], Awaitable[T]]
+) -> T:
+    """Run a handler body, map its failures to status codes, and time it by method and code."""
+    start = time.perf_counter()
+    code = grpc.StatusCode.OK
+    try:
+        return await body()
+    except _Abort as abort:
+        code = abort.code
+        message = abort.message
+    except (InvalidPageToken, wire.WireError) as exc:
+        code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    except (ReportTooLarge, RateLimited) as exc:
+        code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+    except IngestError as exc:
+        code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    except PeerIdentityError as exc:
+        code, message = grpc.StatusCode.UNAUTHENTICATED, str(exc)
+    except StoreError as exc:
+        log.error("store unavailable method=%s error=%s", method, exc)
+        code, message = grpc.StatusCode.UNAVAILABLE, "store unavailable, retry later"
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+        raise
+    except Exception:
+        log.exception("rpc failed method=%s", method)
+        code, message = grpc.StatusCode.INTERNAL, "internal error"
+    finally:
+        metrics.observe_rpc(method, code.name, time.perf_counter() - start)
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        log.info("rpc refused method=%s code=%s reason=%s", method, code.name, message)
+    await context.abort(code, message)
+    raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+def check_bearer(metadata: tuple[tuple[str, str | bytes], ...] | None, token: str | None) -> bool:
+    """True when no token is configured or `authorization: Bearer <token>` matches it."""
+    if token is None:
+        return True
+    for key, value in metadata or ():
+        if key.lower() == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return hmac.compare_digest(value[len("Bearer ") :].encode(), token.encode())
+    return False
+
+
+class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
+    """ReportCrash and Heartbeat. Under mTLS the host is the client certificate's identity."""
+
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        limiter: Callable[[str], bool] | None = None,
+        require_identity: bool = False,
+    ) -> None:
+        self.ingestor = ingestor
+        self.limiter = limiter
+        self.require_identity = require_identity
+
+    def _host(self, context: aio.ServicerContext[Any, Any], claimed: str) -> str:
+        host = reporting_host(context, claimed, require_identity=self.require_identity)
+        if self.limiter is not None and host and not self.limiter(host):
+            raise RateLimited("host", f"{host} exceeds its report rate; retry later")
+        return host
+
+    async def ReportCrash(
+        self, request: ingest_service_pb2.ReportCrashRequest, context: aio.ServicerContext[Any, Any]
+    ) -> ingest_service_pb2.ReportCrashResponse:
+        async def body() -> ingest_service_pb2.ReportCrashResponse:
+            # A throttled report is not counted as received: the host retries it later, and the
+            # refusal shows as RESOURCE_EXHAUSTED in crashfleet_rpc_duration_seconds.
+            host = self._host(context, request.host.hostname)
+            result = await self.ingestor.report_async(request, host)
+            return ingest_service_pb2.ReportCrashResponse(
+                crash_id=result.crash_id, cluster_id=result.cluster_id, duplicate=result.duplicate
+            )
+
+        return await _observe(self.ingestor.metrics, "ReportCrash", context, body)
+
+    async def Heartbeat(
+        self, request: ingest_service_pb2.HeartbeatRequest, context: aio.ServicerContext[Any, Any]
+    ) -> ingest_service_pb2.HeartbeatResponse:
+        async def body() -> ingest_service_pb2.HeartbeatResponse:
+            host = self._host(context, request.host.hostname)
+            await self.ingestor.heartbeat_async(request, host)
+            return ingest_service_pb2.HeartbeatResponse(interval_seconds=HEARTBEAT_INTERVAL_S)
+
+        return await _observe(self.ingestor.metrics, "Heartbeat", context, body)
+
+
+def _page(page_size: int, page_token: str) -> Page:
+    if page_size < 0:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size must not be negative")
+    if len(page_token) > 1024:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "page_token is not one this collector issued")
+    return Page(size=min(page_size, MAX_PAGE_SIZE), token=page_token)
+
+
+def _id(value: str, name: str) -> str:
+    if not value or len(value) > MAX_ID_CHARS or not value.isprintable():
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name} is missing or malformed")
+    return value
+
+
+class QueryServicer(query_service_pb2_grpc.QueryServiceServicer):
+    """Read-only queries; with a token configured every call needs `authorization: Bearer`."""
+
+    def __init__(self, store: StoreReader, metrics: Metrics, token: str | None = None) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.token = token
+
+    async def _run(
+        self, method: str, context: aio.ServicerContext[Any, Any], body: Callable[[], Awaitable[T]]
+    ) -> T:
+        async def guarded() -> T:
+            if not check_bearer(context.invocation_metadata(), self.token):  # type: ignore[arg-type]
+                raise _Abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+            return await body()
+
+        return await _observe(self.metrics, method, context, guarded)
+
+    async def ListClusters(
+        self, request: query_service_pb2.ListClustersRequest, context: aio.ServicerContext[Any, Any]
+    ) -> query_service_pb2.ListClustersResponse:
+        async def body() -> query_service_pb2.ListClustersResponse:
+            rows, token = await _listed(request, self.store.list_clusters, wire.cluster_to_proto)
+            return query_service_pb2.ListClustersResponse(clusters=rows, next_page_token=token)
+
+        return await self._run("ListClusters", context, body)
+
+    async def GetCluster(
+        self, request: query_service_pb2.GetClusterRequest, context: aio.ServicerContext[Any, Any]
+    ) -> query_service_pb2.GetClusterResponse:
+        async def body() -> query_service_pb2.GetClusterResponse:
+            detail = await _found(request.cluster_id, "cluster", self.store.get_cluster)
+            return query_service_pb2.GetClusterResponse(cluster=wire.cluster_detail_to_proto(detail))
+
+        return await self._run("GetCluster", context, body)
+
+    async def ListCrashes(
+        self, request: query_service_pb2.ListCrashesRequest, context: aio.ServicerContext[Any, Any]
+    ) -> query_service_pb2.ListCrashesResponse:
+        async def body() -> query_service_pb2.ListCrashesResponse:
+            rows, token = await _listed(request, self.store.list_crashes, wire.crash_to_proto)
+            return query_service_pb2.ListCrashesResponse(crashes=rows, next_page_token=token)
+
+        return await self._run("ListCrashes", context, body)
+
+    async def GetCrash(
+        self, request: query_service_pb2.GetCrashRequest, context: aio.ServicerContext[Any, Any]
+    ) -> query_service_pb2.GetCrashResponse:
+        async def body() -> query_service_pb2.GetCrashResponse:
+            detail = await _found(request.crash_id, "crash", self.store.get_crash)
+            return query_service_pb2.GetCrashResponse(crash=wire.crash_detail_to_proto(detail))
+
+        return await self._run("GetCrash", context, body)
+
+    async def ListHosts(
+        self, request: query_service_pb2.ListHostsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> query_service_pb2.ListHostsResponse:
+        async def body() -> query_service_pb2.ListHostsResponse:
+            rows, token = await _listed(request, self.store.list_hosts, wire.host_to_proto)
+            return query_service_pb2.ListHostsResponse(hosts=rows, next_page_token=token)
+
+        return await self._run("ListHosts", context, body)
+
+
+class _ListRequest(Protocol):
+    """What every List* request carries: a filter and a page position."""
+
+    @property
+    def filter(self) -> query_service_pb2.Filter: ...
+    @property
+    def page_size(self) -> int: ...
+    @property
+    def page_token(self) -> str: ...
+
+
+async def _listed(
+    request: _ListRequest,
+    query: Callable[[QueryFilter, Page], tuple[list[R], str]],
+    to_proto: Callable[[R], M],
+) -> tuple[list[M], str]:
+    """One page of a List* call: validate filter and page, query off the loop, convert the rows."""
+    flt = wire.filter_from_proto(request.filter)
+    rows, token = await asyncio.to_thread(query, flt, _page(request.page_size, request.page_token))
+    return [to_proto(r) for r in rows], token
+
+
+async def _found(value: str, what: str, get: Callable[[str], R | None]) -> R:
+    """The Get* lookup: a malformed id is INVALID_ARGUMENT, an unknown one NOT_FOUND."""
+    ident = _id(value, f"{what}_id")
+    detail = await asyncio.to_thread(get, ident)
+    if detail is None:
+        raise _Abort(grpc.StatusCode.NOT_FOUND, f"no {what} {ident}")
+    return detail
+
+
+def _strict_handler(
+    service: Any, module: Any, servicer: object, metrics: Metrics
+) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
+    """Handlers for every method of `service` that parse the request bytes themselves.
+
+    The generated registration lets grpc deserialize, and grpc answers UNKNOWN to bytes that are
+    not the message; a client sending garbage should hear INVALID_ARGUMENT like any other bad input.
+    """
+    handlers = {}
+    for method in service.methods:
+        request_type: type[Message] = getattr(module, method.input_type.name)
+        implementation = getattr(servicer, method.name)
+
+        async def call(
+            raw: bytes,
+            context: aio.ServicerContext[Any, Any],
+            request_type: type[Message] = request_type,
+            implementation: Callable[[Any, Any], Awaitable[Message]] = implementation,
+            name: str = method.name,
+        ) -> Message:
+            try:
+                request = request_type.FromString(raw)
+            except DecodeError as exc:
+                metrics.observe_rpc(name, grpc.StatusCode.INVALID_ARGUMENT.name, 0.0)
+                if name == "ReportCrash":
+                    metrics.report("invalid", "")
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"not a {request_type.DESCRIPTOR.full_name}: {exc}"
+                )
+                raise AssertionError("context.abort returned") from None  # pragma: no cover
+            return await implementation(request, context)
+
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            call, request_deserializer=None, response_serializer=_serialize
+        )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+def add_servicers(server: aio.Server, ingest: IngestServicer, query: QueryServicer) -> None:
+    """Register both services on `server` with strict request parsing (see _strict_handler)."""
+    server.add_generic_rpc_handlers(
+        (
+            _strict_handler(
+                ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"], ingest_service_pb2, ingest,
+                ingest.ingestor.metrics,
+            ),
+            _strict_handler(
+                query_service_pb2.DESCRIPTOR.services_by_name["QueryService"], query_service_pb2, query, query.metrics
+            ),
+        )
+    )

@@ -1,0 +1,498 @@
+"""The ingest path: validate -> fingerprint -> (dedupe + cluster + store in one transaction) -> metrics.
+
+Transport-free (the gRPC servicers in collector.api await `report_async`, or call it from a
+worker thread), so tests and benches drive exactly the code production runs. Every rejection is
+an `IngestError` saying which field is wrong and why; the servicers map `InvalidReport` to
+INVALID_ARGUMENT and `ReportTooLarge` / `RateLimited` to RESOURCE_EXHAUSTED. Nothing is written before validation passes, and the store
+writes everything or nothing.
+
+The fingerprint is recomputed here with the collector's analysis.fingerprint, not taken from the
+agent: agents on older releases would otherwise sign with older rules and split clusters, and a
+sender could aim its crashes at any cluster. collector.signing memoizes the computation per
+signature. The signature is stored in the report JSON format (collector.signature).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from analysis import fingerprint as fingerprint_rules
+from analysis.model import CrashRecord, Fingerprint, SystemFacts
+from collector import signature as stored_signature
+from collector.metrics import Metrics
+from collector.signing import CachedSigner
+from collector.store import HostRecord, IngestResult, NewCrash, QueuedIngest, Resign, Store, StoredSignature
+from crashfleet import wire
+from crashfleet.v1 import ingest_service_pb2
+
+__all__ = [
+    "MAX_EXCERPT_BYTES",
+    "HostRateLimiter",
+    "IngestError",
+    "Ingestor",
+    "InvalidReport",
+    "RateLimited",
+    "ReportTooLarge",
+    "resign_stored",
+]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+MAX_EXCERPT_BYTES = wire.MAX_EXCERPT_BYTES
+MAX_STRING_CHARS = 4096  # any other single string field (reason, title, paths ...)
+MAX_REPEATED = 4096  # frames, modules, registers ... per message
+MIN_KEY_CHARS, MAX_KEY_CHARS = 8, 128
+MAX_HOSTNAME_CHARS = 253
+# Text fields may carry tabs and newlines (the excerpt, the Code: line) but never NUL or other
+# C0 controls: PostgreSQL TEXT cannot hold NUL, and terminals rendering a title must not be driven.
+_BUILD_ID = re.compile(r"[0-9a-f]{8,128}")  # a GNU build-id note: sha1 is 40 digits, md5 32, uuid 32
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class IngestError(Exception):
+    """A report or heartbeat the collector refuses; `field` and `reason` say why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidReport(IngestError):
+    """Missing or malformed field: INVALID_ARGUMENT."""
+
+
+class ReportTooLarge(IngestError):
+    """Well-formed but over a size cap: RESOURCE_EXHAUSTED."""
+
+
+class RateLimited(IngestError):
+    """The host sends faster than its token bucket allows: RESOURCE_EXHAUSTED, retry later."""
+
+
+def _check_strings(msg: Message, path: str) -> None:
+    """Walk every string field of a message tree: no control characters, bounded length/count."""
+    for descriptor, value in msg.ListFields():
+        name = f"{path}.{descriptor.name}" if path else descriptor.name
+        if descriptor.is_repeated:
+            if len(value) > MAX_REPEATED:
+                raise ReportTooLarge(name, f"{len(value)} entries, more than {MAX_REPEATED}")
+            if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
+                items = list(value.items())
+                for key, item in items:
+                    _check_text(f"{name}[{key!r}]", str(key), MAX_STRING_CHARS)
+                    if isinstance(item, str):
+                        _check_text(f"{name}[{key!r}]", item, MAX_STRING_CHARS)
+                continue
+            for i, item in enumerate(value):
+                if isinstance(item, Message):
+                    _check_strings(item, f"{name}[{i}]")
+                elif isinstance(item, str):
+                    _check_text(f"{name}[{i}]", item, MAX_STRING_CHARS)
+        elif isinstance(value, Message):
+            _check_strings(value, name)
+        elif isinstance(value, str) and name not in ("log_excerpt", "signature.code_line"):
+            _check_text(name, value, MAX_STRING_CHARS)
+
+
+# Free-text fields exempt from the per-string check, by message level: the excerpt (capped and
+# checked for NUL separately) and the raw `Code:` line.
+_EXEMPT_TOP = frozenset({"log_excerpt"})
+_EXEMPT_SIGNATURE = frozenset({"code_line"})
+_EXEMPT_NONE: frozenset[str] = frozenset()
+
+
+def _strings_clean(msg: Message) -> bool:
+    """The fast path of `_check_strings`: True when nothing in the request breaks its rules.
+
+    One regex search over all strings joined by newlines (a character the rules allow) instead
+    of one per field, and no field paths built; only a request that fails is walked again by
+    `_check_strings` to name the field.
+    """
+    strings: list[str] = []
+    if not _gather(msg, _EXEMPT_TOP, strings):
+        return False
+    return all(len(text) <= MAX_STRING_CHARS for text in strings) and not _FORBIDDEN.search("\n".join(strings))
+
+
+def _gather(msg: Message, exempt: frozenset[str], out: list[str]) -> bool:
+    """Append every checked string of `msg` to `out`; False at a list over MAX_REPEATED."""
+    for descriptor, value in msg.ListFields():
+        if descriptor.name in exempt:
+            continue
+        if descriptor.is_repeated:
+            if len(value) > MAX_REPEATED:
+                return False
+            if descriptor.message_type is None:
+                if descriptor.type == descriptor.TYPE_STRING:
+                    out.extend(value)
+            elif descriptor.message_type.GetOptions().map_entry:
+                for key, item in value.items():
+                    out.append(str(key))
+                    if isinstance(item, str):
+                        out.append(item)
+            else:
+                for item in value:
+                    if not _gather(item, _EXEMPT_NONE, out):
+                        return False
+        elif isinstance(value, Message):
+            inner = _EXEMPT_SIGNATURE if exempt is _EXEMPT_TOP and descriptor.name == "signature" else _EXEMPT_NONE
+            if not _gather(value, inner, out):
+                return False
+        elif isinstance(value, str):
+            out.append(value)
+    return True
+
+
+def _check_text(field: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise ReportTooLarge(field, f"{len(value)} characters, more than {limit}")
+    if _FORBIDDEN.search(value):
+        raise InvalidReport(field, "contains control characters")
+
+
+def _check_hostname(field: str, name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise InvalidReport(field, "missing")
+    if len(name) > MAX_HOSTNAME_CHARS or any(not ch.isprintable() or ch.isspace() for ch in name):
+        raise InvalidReport(field, "not a host name")
+    return name
+
+
+def _build_id(system: SystemFacts | None) -> str:
+    """The kernel build-id to store with a crash: lowercase hex as uploads name it, else "".
+    Anything else cannot match an index, and must not reach an indexed column unbounded."""
+    value = (system.build_id or "").strip().lower() if system is not None else ""
+    return value if _BUILD_ID.fullmatch(value) else ""
+
+
+def _check_key(key: str) -> None:
+    if not key:
+        raise InvalidReport("idempotency_key", "missing")
+    if not MIN_KEY_CHARS <= len(key) <= MAX_KEY_CHARS or not all("!" <= ch <= "~" for ch in key):
+        raise InvalidReport(
+            "idempotency_key", f"must be {MIN_KEY_CHARS}..{MAX_KEY_CHARS} printable ASCII characters"
+        )
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class HostRateLimiter:
+    """A token bucket per host, so one flooding host cannot starve the others.
+
+    Memory is bounded: at most `max_hosts` buckets, least recently used evicted (an evicted host
+    simply starts with a full bucket again).
+    """
+
+    def __init__(
+        self, rate: float, burst: int, max_hosts: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_hosts = max_hosts
+        self._clock = clock
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, host: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(host)
+            if bucket is None:
+                bucket = _Bucket(float(self.burst), now)
+                self._buckets[host] = bucket
+                if len(self._buckets) > self.max_hosts:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(host)
+                bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.stamp) * self.rate)
+                bucket.stamp = now
+            if bucket.tokens < 1.0:
+                return False
+            bucket.tokens -= 1.0
+            return True
+
+
+Signer = Callable[[CrashRecord], Fingerprint]
+
+
+class _LoopWaker:
+    """Hands results of store Futures (finished by the store's writer thread) to an event loop,
+    waking it once per burst rather than once per Future as `asyncio.wrap_future` does: a group
+    commit finishes dozens of reports at once, and each wake-up is a syscall plus a GIL hand-off
+    in the writer thread, which is what bounds ingest."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._ready: list[tuple[asyncio.Future[Any], Future[Any]]] = []
+        self._lock = threading.Lock()
+
+    def watch(self, done: Future[_T]) -> asyncio.Future[_T]:
+        waiter: asyncio.Future[_T] = self.loop.create_future()
+        done.add_done_callback(lambda finished: self._finished(waiter, finished))
+        return waiter
+
+    def _finished(self, waiter: asyncio.Future[Any], finished: Future[Any]) -> None:
+        with self._lock:
+            self._ready.append((waiter, finished))
+            first = len(self._ready) == 1
+        if first:
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for waiter, finished in ready:
+            if waiter.cancelled():  # the RPC went away; the write itself stands (idempotent by key)
+                continue
+            error = finished.exception()
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(finished.result())
+
+
+def _kind_label(request: ingest_service_pb2.ReportCrashRequest) -> str:
+    return request.signature.kind if request.HasField("signature") else ""
+
+
+class Ingestor:
+    """Turns ReportCrash/Heartbeat requests into store writes; thread-safe, synchronous."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        signer: Signer | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        symbolize: Callable[[CrashRecord, SystemFacts | None], CrashRecord | None] | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        # The collector's own fingerprint for every report, remembered per signature (collector.signing).
+        self.signer: Signer = signer if signer is not None else CachedSigner()
+        self.clock = clock
+        # Source lines from the collector's symbol store (collector.symbols), kept beside the signed
+        # record as symbolized_json; None when it has no index of the crash's build. Never changes
+        # the fingerprint: that is computed before, from the record as sent.
+        self.symbolize = symbolize
+        # Checked once: isinstance against a runtime Protocol is slow enough to show per report.
+        self._queued = store if isinstance(store, QueuedIngest) else None
+        self._waker: _LoopWaker | None = None
+
+    def validate(self, request: ingest_service_pb2.ReportCrashRequest, host: str) -> NewCrash:
+        """The NewCrash a request describes, or InvalidReport/ReportTooLarge naming the field."""
+        _check_key(request.idempotency_key)
+        excerpt_bytes = len(request.log_excerpt.encode("utf-8"))
+        if excerpt_bytes > MAX_EXCERPT_BYTES:
+            raise ReportTooLarge("log_excerpt", f"{excerpt_bytes} bytes, more than {MAX_EXCERPT_BYTES}")
+        if "\x00" in request.log_excerpt:
+            raise InvalidReport("log_excerpt", "contains NUL bytes")
+        if not request.HasField("signature"):
+            raise InvalidReport("signature", "missing")
+        if not _strings_clean(request):
+            _check_strings(request, "")  # names the offending field
+        signature = request.signature
+        for name in ("kind", "reason", "title"):
+            if not getattr(signature, name).strip():
+                raise InvalidReport(f"signature.{name}", "missing")
+        if not request.source_path:
+            raise InvalidReport("source_path", "missing")
+        try:
+            record = wire.record_from_proto(signature, excerpt=request.log_excerpt)
+            system = wire.system_from_proto(request.system) if request.HasField("system") else None
+            crash_time = (
+                wire.datetime_from_timestamp(request.crash_time) if request.HasField("crash_time") else None
+            )
+        except wire.WireError as exc:
+            raise InvalidReport(exc.field, exc.reason) from None
+        except (ValueError, OverflowError) as exc:  # Timestamp outside year 1..9999
+            raise InvalidReport("crash_time", str(exc)) from None
+        if crash_time is None and system is not None and system.crash_time is not None:
+            crash_time = datetime.fromtimestamp(system.crash_time, tz=UTC)
+        try:
+            fp = self.signer(record)
+        except Exception as exc:  # the signer is pure; anything it raises is about this input
+            raise InvalidReport("signature", f"cannot fingerprint: {exc}") from None
+        facts = request.host
+        host_facts = {
+            "kernel_release": facts.kernel_release,
+            "machine": facts.machine,
+            "hardware": facts.hardware,
+            "agent_version": facts.agent_version,
+            "cpus": str(facts.cpus),
+            "memory_bytes": str(facts.memory_bytes),
+        }
+        if system is not None:
+            host_facts["dump_format"] = system.format
+            if system.build_id:
+                host_facts["build_id"] = system.build_id
+            if system.kernel_offset is not None:  # kept for symbolizing raw addresses later
+                host_facts["kernel_offset"] = f"0x{system.kernel_offset:x}"
+        signature_json = stored_signature.stored_json(record, fp)
+        symbolized_json = ""
+        if self.symbolize is not None:
+            try:
+                symbolized = self.symbolize(record, system)
+            except Exception:  # enrichment only: a symbolizer bug must not lose the report
+                log.exception("symbolization failed at ingest key=%s", request.idempotency_key)
+            else:
+                if symbolized is not None:
+                    symbolized_json = stored_signature.stored_json(symbolized, fp)
+        return NewCrash(
+            idempotency_key=request.idempotency_key,
+            host=host,
+            title=record.title,
+            kind=record.kind.value,
+            normalized_reason=fp.reason,
+            guilty_frame=record.guilty_frame or (fp.frames[0] if fp.frames else ""),
+            fingerprint=fp.value,
+            fingerprint_version=fp.version,
+            frames=fp.frames,
+            source=request.source_path,
+            crash_time=crash_time,
+            received_at=self.clock(),
+            kernel_release=record.kernel_release or (system.release if system else None) or facts.kernel_release,
+            hardware=record.hardware or facts.hardware,
+            modules=record.modules or tuple(facts.modules),
+            signature_json=signature_json,
+            excerpt=request.log_excerpt,
+            host_facts={k: v for k, v in host_facts.items() if v and v != "0"},
+            build_id=_build_id(system),
+            symbolized_json=symbolized_json,
+        )
+
+    def report(self, request: ingest_service_pb2.ReportCrashRequest, host: str) -> IngestResult:
+        """Validate and store one crash. `host` is who reported it (certificate identity under
+        mTLS, else the request's claim), already decided by the caller."""
+        crash = self._validated(request, host)
+        with self.metrics.time_store("ingest"):
+            result = self.store.ingest(crash)
+        return self._stored(crash, result)
+
+    async def report_async(self, request: ingest_service_pb2.ReportCrashRequest, host: str) -> IngestResult:
+        """`report` for the event loop. With a store that queues writes for a group commit
+        (SQLite), validation runs on the loop (a fraction of a millisecond of CPU, no I/O) and
+        the loop awaits the commit's Future: no worker thread per report, whose hand-offs cost
+        more than the validation. Symbolization reads files, so with it validation moves to a
+        thread. Other stores run `report` in a worker thread."""
+        queued = self._queued
+        if queued is None:
+            return await asyncio.to_thread(self.report, request, host)
+        if self.symbolize is not None:
+            crash = await asyncio.to_thread(self._validated, request, host)
+        else:
+            crash = self._validated(request, host)
+        start = time.perf_counter()
+        try:
+            result = await self._loop_waker().watch(queued.submit_ingest(crash))
+        finally:
+            self.metrics.observe_store("ingest", time.perf_counter() - start)
+        return self._stored(crash, result)
+
+    def _loop_waker(self) -> _LoopWaker:
+        waker = self._waker
+        loop = asyncio.get_running_loop()
+        if waker is None or waker.loop is not loop:
+            waker = self._waker = _LoopWaker(loop)
+        return waker
+
+    def _validated(self, request: ingest_service_pb2.ReportCrashRequest, host: str) -> NewCrash:
+        try:
+            return self.validate(request, _check_hostname("host.hostname", host))
+        except IngestError:
+            self.metrics.report("invalid", _kind_label(request))
+            raise
+
+    def _stored(self, crash: NewCrash, result: IngestResult) -> IngestResult:
+        """Count and log a stored (or duplicate) report."""
+        if result.duplicate:
+            self.metrics.report("duplicate", crash.kind)
+        else:
+            self.metrics.report("new", crash.kind, crash.kernel_release)
+            if result.cluster_created:
+                self.metrics.cluster_created()
+            if result.cluster_new_host:
+                self.metrics.cluster_gained_host()
+        log.info(
+            "crash stored host=%s crash=%s cluster=%s duplicate=%s new_cluster=%s similarity=%.2f",
+            crash.host, result.crash_id, result.cluster_id, result.duplicate, result.cluster_created,
+            result.similarity,
+        )  # fmt: skip
+        return result
+
+    def heartbeat(self, request: ingest_service_pb2.HeartbeatRequest, host: str) -> None:
+        record = self._host_record(request, host)
+        with self.metrics.time_store("heartbeat"):
+            self.store.heartbeat(record, self.clock())
+        self.metrics.heartbeat()
+
+    async def heartbeat_async(self, request: ingest_service_pb2.HeartbeatRequest, host: str) -> None:
+        """`heartbeat` for the event loop: with a group-commit store the checks run on the loop
+        and the loop awaits the commit's Future (as `report_async`); else a worker thread."""
+        queued = self._queued
+        if queued is None:
+            await asyncio.to_thread(self.heartbeat, request, host)
+            return
+        record = self._host_record(request, host)
+        start = time.perf_counter()
+        try:
+            await self._loop_waker().watch(queued.submit_heartbeat(record, self.clock()))
+        finally:
+            self.metrics.observe_store("heartbeat", time.perf_counter() - start)
+        self.metrics.heartbeat()
+
+    @staticmethod
+    def _host_record(request: ingest_service_pb2.HeartbeatRequest, host: str) -> HostRecord:
+        facts = request.host
+        hostname = _check_hostname("host.hostname", host)
+        _check_strings(facts, "host")
+        return wire.host_record_from_proto(facts, hostname)
+
+    def refresh_gauges(self) -> None:
+        """Re-sync the clusters and hosts gauges with the store (other replicas write too)."""
+        with self.metrics.time_store("gauges"):
+            clusters = self.store.count_clusters()
+            hosts = self.store.hosts_by_release()
+        self.metrics.set_clusters(clusters)
+        self.metrics.set_hosts(hosts)
+
+
+def resign_stored(signer: Signer = fingerprint_rules.compute) -> Callable[[StoredSignature], Resign]:
+    """The recluster callback: re-read a stored signature (either stored format) and fingerprint it
+    with current rules; the returned signature_json is the re-signed record in the current format."""
+
+    def resign(stored: StoredSignature) -> Resign:
+        record = stored_signature.record_from_stored(stored.signature_json, f"crash {stored.crash_id}")
+        fp = signer(record)
+        return Resign(
+            fingerprint=fp.value,
+            fingerprint_version=fp.version,
+            kind=record.kind.value,
+            normalized_reason=fp.reason,
+            frames=fp.frames,
+            title=record.title,
+            guilty_frame=record.guilty_frame or (fp.frames[0] if fp.frames else ""),
+            signature_json=stored_signature.stored_json(record, fp),
+        )
+
+    return resign

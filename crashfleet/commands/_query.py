@@ -1,0 +1,185 @@
+"""What `clusters`, `cluster`, `crashes` and `hosts` share: client flags, filters, paging, output.
+
+`--json` prints JSON Lines with the same objects the HTTP API returns (collector.http), so a
+script can move between the two without reshaping anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collector.model import ClusterSummary, CrashSummary, HostSummary
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """One paged list command: which QueryService RPC it calls and how it prints a row.
+
+    `rpc` names both the stub method and its request message (`<rpc>Request`), a naming the
+    proto keeps for every List call; `reply_field` is the repeated field of the reply.
+    """
+
+    rpc: str
+    reply_field: str
+    from_proto: Callable[[Any], T]
+    to_json: Callable[[T], dict[str, Any]]
+    headers: list[str]
+    row: Callable[[T], list[str]]
+
+
+def _cluster_row(c: ClusterSummary) -> list[str]:
+    return [c.id, str(c.count), str(c.hosts), when(c.last_seen), c.kind, c.title]
+
+
+def _crash_row(c: CrashSummary) -> list[str]:
+    return [c.id, when(c.received_at), c.host, c.cluster_id, c.title]
+
+
+def _host_row(h: HostSummary) -> list[str]:
+    return [h.hostname, h.kernel_release, str(h.crashes), when(h.last_heartbeat), h.agent_version]
+
+
+def _listings() -> dict[str, Listing[Any]]:
+    """The list commands by name; built on use so that importing this module stays cheap."""
+    from collector.http import cluster_json, crash_json, host_json
+    from crashfleet import wire
+
+    return {
+        "clusters": Listing(
+            "ListClusters", "clusters", wire.cluster_from_proto, cluster_json,
+            ["ID", "COUNT", "HOSTS", "LAST SEEN", "KIND", "TITLE"], _cluster_row,
+        ),
+        "crashes": Listing(
+            "ListCrashes", "crashes", wire.crash_from_proto, crash_json,
+            ["ID", "RECEIVED", "HOST", "CLUSTER", "TITLE"], _crash_row,
+        ),
+        "hosts": Listing(
+            "ListHosts", "hosts", wire.host_from_proto, host_json,
+            ["HOST", "KERNEL", "CRASHES", "LAST HEARTBEAT", "AGENT"], _host_row,
+        ),
+    }  # fmt: skip
+
+
+def add_common(parser: argparse.ArgumentParser, filters: bool = True) -> None:
+    from crashfleet.client import add_client_arguments
+
+    add_client_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="JSON Lines, one object per row")
+    if filters:
+        parser.add_argument("--since", type=_time, metavar="TIME", help="ISO time or date (UTC if no zone)")
+        parser.add_argument("--until", type=_time, metavar="TIME")
+        parser.add_argument("--kernel-release", metavar="RELEASE")
+        parser.add_argument("--host", metavar="HOSTNAME")
+        parser.add_argument("--module", metavar="NAME", help="loaded module")
+        parser.add_argument("--kind", metavar="KIND", help="crash kind, e.g. null-deref, warning")
+        parser.add_argument("--hardware", metavar="TEXT")
+        parser.add_argument("--limit", type=int, default=100, metavar="N", help="at most N rows (100; 0 = all)")
+
+
+def _time(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def filter_message(args: argparse.Namespace, cluster_id: str | None = None) -> Any:
+    from collector.model import QueryFilter
+    from crashfleet import wire
+
+    return wire.filter_to_proto(
+        QueryFilter(
+            since=args.since,
+            until=args.until,
+            kernel_release=args.kernel_release,
+            host=args.host,
+            module=args.module,
+            kind=args.kind,
+            hardware=args.hardware,
+            cluster_id=cluster_id,
+        )
+    )
+
+
+def paginate(fetch: Callable[[str, int], tuple[list[T], str]], limit: int) -> Iterator[T]:
+    """Walk pages until `limit` rows (0: all) or the last page."""
+    token = ""
+    produced = 0
+    while True:
+        want = 1000 if limit <= 0 else min(1000, limit - produced)
+        rows, token = fetch(token, want)
+        for row in rows:
+            yield row
+            produced += 1
+            if 0 < limit <= produced:
+                return
+        if not token:
+            return
+
+
+def emit_json(rows: Iterable[dict[str, Any]]) -> None:
+    for row in rows:
+        sys.stdout.write(json.dumps(row, sort_keys=False) + "\n")
+
+
+def emit_table(headers: list[str], rows: Iterable[list[str]]) -> None:
+    table = [headers, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
+    for row in table:
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        sys.stdout.write(line.rstrip() + "\n")
+
+
+def when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+def run_listing(args: argparse.Namespace, command: str, cluster_id: str | None = None) -> int:
+    """`crashfleet <command>`: page through its RPC and print the rows as a table or JSON Lines."""
+    import grpc
+
+    from crashfleet.client import client_config_from_args, open_channel
+    from crashfleet.v1 import query_service_pb2, query_service_pb2_grpc
+
+    listing = _listings()[command]
+    request_type = getattr(query_service_pb2, f"{listing.rpc}Request")
+    try:
+        with open_channel(client_config_from_args(args)) as channel:
+            call = getattr(query_service_pb2_grpc.QueryServiceStub(channel), listing.rpc)
+            flt = filter_message(args, cluster_id=cluster_id)
+
+            def fetch(token: str, size: int) -> tuple[list[Any], str]:
+                reply = call(request_type(filter=flt, page_size=size, page_token=token), timeout=args.timeout)
+                items = getattr(reply, listing.reply_field)
+                return [listing.from_proto(item) for item in items], str(reply.next_page_token)
+
+            rows = paginate(fetch, args.limit)
+            if args.json:
+                emit_json(listing.to_json(r) for r in rows)
+            else:
+                emit_table(listing.headers, (listing.row(r) for r in rows))
+    except (grpc.RpcError, OSError, ValueError) as exc:
+        return rpc_error(command, exc)
+    return 0
+
+
+def rpc_error(command: str, exc: Exception) -> int:
+    """Print a gRPC failure the way a user can act on it; exit status 1 (2 for not found)."""
+    import grpc
+
+    if isinstance(exc, grpc.RpcError):
+        code = exc.code()
+        print(f"crashfleet {command}: {code.name}: {exc.details()}", file=sys.stderr)
+        return 2 if code == grpc.StatusCode.NOT_FOUND else 1
+    print(f"crashfleet {command}: {exc}", file=sys.stderr)
+    return 1

@@ -1,0 +1,61 @@
+"""`crashfleet cluster ID`: one cluster with its breakdowns and latest crashes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from crashfleet.commands import _query
+
+HELP = "show one crash cluster: counts, hosts, kernels, hardware, modules, recent crashes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("cluster_id", metavar="ID")
+    _query.add_common(parser, filters=False)
+    parser.add_argument("--crashes", type=int, default=10, metavar="N", help="recent crashes to list (10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import grpc
+
+    from collector.http import cluster_detail_json, crash_json
+    from crashfleet import wire
+    from crashfleet.client import client_config_from_args, open_channel
+    from crashfleet.v1 import query_service_pb2, query_service_pb2_grpc
+
+    try:
+        with open_channel(client_config_from_args(args)) as channel:
+            stub = query_service_pb2_grpc.QueryServiceStub(channel)
+            reply = stub.GetCluster(query_service_pb2.GetClusterRequest(cluster_id=args.cluster_id), timeout=args.timeout)
+            detail = wire.cluster_detail_from_proto(reply.cluster)
+            crashes = stub.ListCrashes(
+                query_service_pb2.ListCrashesRequest(
+                    filter=query_service_pb2.Filter(cluster_id=args.cluster_id), page_size=max(args.crashes, 1)
+                ),
+                timeout=args.timeout,
+            )
+            recent = [wire.crash_from_proto(c) for c in crashes.crashes][: args.crashes]
+    except (grpc.RpcError, OSError, ValueError) as exc:
+        return _query.rpc_error("cluster", exc)
+    if args.json:
+        doc = cluster_detail_json(detail)
+        doc["crashes"] = [crash_json(c) for c in recent]
+        _query.emit_json([doc])
+        return 0
+    s = detail.summary
+    out = sys.stdout
+    out.write(f"{s.id}  {s.title}\n")
+    out.write(f"  kind {s.kind}, {s.count} crashes on {s.hosts} hosts, ")
+    out.write(f"first {_query.when(s.first_seen)}, last {_query.when(s.last_seen)}\n")
+    out.write(f"  fingerprint {s.fingerprint}  guilty {s.guilty_frame or '-'}\n")
+    out.write(f"  common modules: {', '.join(s.common_modules) or '-'}\n")
+    for label, items in (
+        ("hosts", detail.by_host), ("kernel releases", detail.by_kernel_release),
+        ("hardware", detail.by_hardware),
+    ):  # fmt: skip
+        out.write(f"  {label}: " + (", ".join(f"{b.value} ({b.count})" for b in items[:10]) or "-") + "\n")
+    out.write("  recent crashes:\n")
+    for c in recent:
+        out.write(f"    {c.id}  {_query.when(c.received_at)}  {c.host}  {c.source}\n")
+    return 0

@@ -1,0 +1,680 @@
+"""The one place that converts analysis dataclasses to protobuf messages and back.
+
+Agents, `crashfleet submit` and the collector all go through here, so a field added to
+`analysis.model.CrashRecord` needs one change (plus the .proto) and the round-trip test catches
+a forgotten one. Conversions are total: a value the wire cannot carry (a negative address, a
+register wider than 64 bits) raises `WireError` naming the field instead of protobuf's bare
+ValueError deep in a constructor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from analysis.model import (
+    CallFrame,
+    CodeDecode,
+    CrashKind,
+    CrashRecord,
+    Fingerprint,
+    PageFaultCode,
+    Rip,
+    SkippedFrame,
+    SourceLocation,
+    StackContext,
+    SystemFacts,
+)
+from collector.model import (
+    Breakdown,
+    ClusterDetail,
+    ClusterSummary,
+    CrashDetail,
+    CrashSummary,
+    HostSummary,
+    QueryFilter,
+)
+from collector.store.base import HostRecord
+from crashfleet.v1 import crash_pb2, ingest_service_pb2, query_service_pb2
+
+__all__ = [
+    "MAX_EXCERPT_BYTES",
+    "WireError",
+    "cluster_detail_from_proto",
+    "cluster_detail_to_proto",
+    "cluster_from_proto",
+    "cluster_to_proto",
+    "crash_detail_from_proto",
+    "crash_detail_to_proto",
+    "crash_from_proto",
+    "crash_to_proto",
+    "datetime_from_timestamp",
+    "filter_from_proto",
+    "filter_to_proto",
+    "host_facts_to_proto",
+    "host_from_proto",
+    "host_record_from_proto",
+    "host_to_proto",
+    "idempotency_key",
+    "record_from_proto",
+    "record_to_proto",
+    "report_request",
+    "signature_from_json",
+    "signature_message_to_json",
+    "signature_to_json",
+    "system_from_proto",
+    "system_to_proto",
+    "timestamp_from_datetime",
+]
+
+# The log excerpt cap. The collector refuses larger excerpts (INVALID_ARGUMENT is wrong for a
+# well-formed but oversized field, so it answers RESOURCE_EXHAUSTED); senders truncate to fit.
+MAX_EXCERPT_BYTES = 64 * 1024
+
+T = TypeVar("T")
+
+
+class WireError(ValueError):
+    """A value cannot travel on the wire (or came off it malformed); `field` names which."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _opt(msg: Message, name: str, convert: Callable[[object], T]) -> T | None:
+    """Proto3 `optional` fields: unset on the wire is None in the dataclass."""
+    return convert(getattr(msg, name)) if msg.HasField(name) else None
+
+
+def _int(value: object) -> int:
+    assert isinstance(value, int)
+    return value
+
+
+def _str(value: object) -> str:
+    assert isinstance(value, str)
+    return value
+
+
+def _build(field: str, factory: Callable[[], T]) -> T:
+    """Run a message constructor, turning protobuf's range errors into a WireError for `field`."""
+    try:
+        return factory()
+    except (ValueError, TypeError) as exc:
+        raise WireError(field, str(exc)) from None
+
+
+def _source_to_proto(source: tuple[SourceLocation, ...]) -> list[crash_pb2.SourceLocation]:
+    return [crash_pb2.SourceLocation(function=s.function, file=s.file, line=s.line) for s in source]
+
+
+def _source_from_proto(msgs: Iterable[crash_pb2.SourceLocation]) -> tuple[SourceLocation, ...]:
+    return tuple(SourceLocation(function=m.function, file=m.file, line=m.line) for m in msgs)
+
+
+def _rip_to_proto(rip: Rip) -> crash_pb2.Rip:
+    return _build(
+        "rip",
+        lambda: crash_pb2.Rip(
+            function=rip.function, offset=rip.offset, size=rip.size, module=rip.module, address=rip.address,
+            source=_source_to_proto(rip.source),
+        ),
+    )
+
+
+def _rip_from_proto(msg: crash_pb2.Rip) -> Rip:
+    return Rip(
+        function=msg.function,
+        offset=_opt(msg, "offset", _int),
+        size=_opt(msg, "size", _int),
+        module=_opt(msg, "module", _str),
+        address=_opt(msg, "address", _int),
+        source=_source_from_proto(msg.source),
+    )
+
+
+def _frame_to_proto(index: int, frame: CallFrame) -> crash_pb2.CallFrame:
+    return _build(
+        f"call_trace[{index}]",
+        lambda: crash_pb2.CallFrame(
+            function=frame.function,
+            offset=frame.offset,
+            size=frame.size,
+            module=frame.module,
+            reliable=frame.reliable,
+            context=frame.context.value,
+            address=frame.address,
+            source=_source_to_proto(frame.source),
+        ),
+    )
+
+
+def _frame_from_proto(index: int, msg: crash_pb2.CallFrame) -> CallFrame:
+    try:
+        context = StackContext(msg.context)
+    except ValueError:
+        raise WireError(f"call_trace[{index}].context", f"unknown stack context {msg.context!r}") from None
+    return CallFrame(
+        function=msg.function,
+        offset=_opt(msg, "offset", _int),
+        size=_opt(msg, "size", _int),
+        module=_opt(msg, "module", _str),
+        reliable=msg.reliable,
+        context=context,
+        address=_opt(msg, "address", _int),
+        source=_source_from_proto(msg.source),
+    )
+
+
+def _code_to_proto(code: CodeDecode) -> crash_pb2.CodeDecode:
+    return _build(
+        "code",
+        lambda: crash_pb2.CodeDecode(
+            arch=code.arch,
+            code_bytes=code.code_bytes,
+            fault_offset=code.fault_offset,
+            instruction=code.instruction,
+            base_register=code.base_register,
+            index_register=code.index_register,
+            displacement=code.displacement,
+            bad_register=code.bad_register,
+            bad_register_value=code.bad_register_value,
+            access=code.access,
+            operation=code.operation,
+            error=code.error,
+        ),
+    )
+
+
+def _code_from_proto(msg: crash_pb2.CodeDecode) -> CodeDecode:
+    return CodeDecode(
+        arch=msg.arch,
+        code_bytes=bytes(msg.code_bytes),
+        fault_offset=msg.fault_offset,
+        instruction=_opt(msg, "instruction", _str),
+        base_register=_opt(msg, "base_register", _str),
+        index_register=_opt(msg, "index_register", _str),
+        displacement=_opt(msg, "displacement", _int),
+        bad_register=_opt(msg, "bad_register", _str),
+        bad_register_value=_opt(msg, "bad_register_value", _int),
+        access=_opt(msg, "access", _str),
+        operation=_opt(msg, "operation", _str),
+        error=_opt(msg, "error", _str),
+    )
+
+
+def _fingerprint_to_proto(fp: Fingerprint) -> crash_pb2.Fingerprint:
+    return crash_pb2.Fingerprint(
+        value=fp.value,
+        version=fp.version,
+        kind=fp.kind,
+        reason=fp.reason,
+        frames=list(fp.frames),
+        skipped=[crash_pb2.SkippedFrame(function=s.function, rule=s.rule) for s in fp.skipped],
+    )
+
+
+def _fingerprint_from_proto(msg: crash_pb2.Fingerprint) -> Fingerprint:
+    return Fingerprint(
+        value=msg.value,
+        version=msg.version,
+        kind=msg.kind,
+        reason=msg.reason,
+        frames=tuple(msg.frames),
+        skipped=tuple(SkippedFrame(function=s.function, rule=s.rule) for s in msg.skipped),
+    )
+
+
+def record_to_proto(record: CrashRecord) -> crash_pb2.CrashSignature:
+    """The structured signature of `record`; the excerpt travels separately (see module doc)."""
+    page_fault = record.oops_code.value if record.oops_code is not None else None
+    msg = _build(
+        "signature",
+        lambda: crash_pb2.CrashSignature(
+            kind=record.kind.value,
+            reason=record.reason,
+            normalized_reason=record.normalized_reason,
+            title=record.title,
+            guilty_frame=record.guilty_frame,
+            arch=record.arch,
+            fault_address=record.fault_address,
+            page_fault_code=page_fault,
+            oops_code_raw=record.oops_code_raw,
+            oops_number=record.oops_number,
+            oops_flags=list(record.oops_flags),
+            tainted=record.tainted,
+            taint_flags=list(record.taint_flags),
+            cpu=record.cpu,
+            pid=record.pid,
+            comm=record.comm,
+            kernel_release=record.kernel_release,
+            kernel_build=record.kernel_build,
+            hardware=record.hardware,
+            bios=record.bios,
+            modules=list(record.modules),
+            module_taints=dict(record.module_taints),
+            last_unloaded=record.last_unloaded,
+            panic_message=record.panic_message,
+            code_line=record.code_line,
+            corrupted=record.corrupted,
+            corrupted_reason=record.corrupted_reason,
+            related=list(record.related),
+            first_line=record.first_line,
+            last_line=record.last_line,
+        ),
+    )
+    for name, value in record.registers.items():
+        try:
+            msg.registers[name] = value
+        except (ValueError, TypeError) as exc:
+            raise WireError(f"registers[{name}]", str(exc)) from None
+    if record.rip is not None:
+        msg.rip.CopyFrom(_rip_to_proto(record.rip))
+    msg.call_trace.extend(_frame_to_proto(i, f) for i, f in enumerate(record.call_trace))
+    if record.code is not None:
+        msg.code.CopyFrom(_code_to_proto(record.code))
+    if record.fingerprint is not None:
+        msg.fingerprint.CopyFrom(_fingerprint_to_proto(record.fingerprint))
+    return msg
+
+
+def record_from_proto(msg: crash_pb2.CrashSignature, excerpt: str = "") -> CrashRecord:
+    """The CrashRecord a signature describes; WireError names a field the dataclass cannot hold."""
+    try:
+        kind = CrashKind(msg.kind)
+    except ValueError:
+        raise WireError("signature.kind", f"unknown crash kind {msg.kind!r}") from None
+    page_fault = PageFaultCode.decode(msg.page_fault_code) if msg.HasField("page_fault_code") else None
+    return CrashRecord(
+        kind=kind,
+        reason=msg.reason,
+        normalized_reason=msg.normalized_reason,
+        title=msg.title,
+        guilty_frame=_opt(msg, "guilty_frame", _str),
+        arch=msg.arch,
+        fault_address=_opt(msg, "fault_address", _int),
+        oops_code=page_fault,
+        oops_code_raw=_opt(msg, "oops_code_raw", _int),
+        oops_number=_opt(msg, "oops_number", _int),
+        oops_flags=tuple(msg.oops_flags),
+        tainted=_opt(msg, "tainted", _str),
+        taint_flags=tuple(msg.taint_flags),
+        cpu=_opt(msg, "cpu", _int),
+        pid=_opt(msg, "pid", _int),
+        comm=_opt(msg, "comm", _str),
+        kernel_release=_opt(msg, "kernel_release", _str),
+        kernel_build=_opt(msg, "kernel_build", _str),
+        hardware=_opt(msg, "hardware", _str),
+        bios=_opt(msg, "bios", _str),
+        modules=tuple(msg.modules),
+        module_taints=dict(msg.module_taints),
+        last_unloaded=_opt(msg, "last_unloaded", _str),
+        panic_message=_opt(msg, "panic_message", _str),
+        rip=_rip_from_proto(msg.rip) if msg.HasField("rip") else None,
+        call_trace=tuple(_frame_from_proto(i, f) for i, f in enumerate(msg.call_trace)),
+        registers=dict(msg.registers),
+        code_line=_opt(msg, "code_line", _str),
+        code=_code_from_proto(msg.code) if msg.HasField("code") else None,
+        fingerprint=_fingerprint_from_proto(msg.fingerprint) if msg.HasField("fingerprint") else None,
+        corrupted=msg.corrupted,
+        corrupted_reason=_opt(msg, "corrupted_reason", _str),
+        related=tuple(msg.related),
+        first_line=msg.first_line,
+        last_line=msg.last_line,
+        excerpt=excerpt,
+    )
+
+
+def system_to_proto(facts: SystemFacts) -> crash_pb2.SystemFacts:
+    return _build(
+        "system",
+        lambda: crash_pb2.SystemFacts(
+            format=facts.format,
+            release=facts.release,
+            version=facts.version,
+            nodename=facts.nodename,
+            machine=facts.machine,
+            cpus=facts.cpus,
+            memory_bytes=facts.memory_bytes,
+            crash_time=facts.crash_time,
+            build_id=facts.build_id,
+            page_size=facts.page_size,
+            kernel_offset=facts.kernel_offset,
+            panic_message=facts.panic_message,
+            panic_cpu=facts.panic_cpu,
+            panic_pid=facts.panic_pid,
+            panic_comm=facts.panic_comm,
+        ),
+    )
+
+
+def system_from_proto(msg: crash_pb2.SystemFacts) -> SystemFacts:
+    return SystemFacts(
+        format=msg.format,
+        release=_opt(msg, "release", _str),
+        version=_opt(msg, "version", _str),
+        nodename=_opt(msg, "nodename", _str),
+        machine=_opt(msg, "machine", _str),
+        cpus=_opt(msg, "cpus", _int),
+        memory_bytes=_opt(msg, "memory_bytes", _int),
+        crash_time=_opt(msg, "crash_time", _int),
+        build_id=_opt(msg, "build_id", _str),
+        page_size=_opt(msg, "page_size", _int),
+        kernel_offset=_opt(msg, "kernel_offset", _int),
+        panic_message=_opt(msg, "panic_message", _str),
+        panic_cpu=_opt(msg, "panic_cpu", _int),
+        panic_pid=_opt(msg, "panic_pid", _int),
+        panic_comm=_opt(msg, "panic_comm", _str),
+    )
+
+
+def timestamp_from_datetime(when: datetime) -> Timestamp:
+    """Naive datetimes are taken as UTC (the store keeps UTC everywhere)."""
+    ts = Timestamp()
+    ts.FromDatetime(when if when.tzinfo is not None else when.replace(tzinfo=UTC))
+    return ts
+
+
+def datetime_from_timestamp(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def idempotency_key(content_digest: str, crash_index: int) -> str:
+    """The key that makes resubmitting one capture a duplicate: digest of its bytes + crash index.
+
+    `content_digest` is the hex sha256 of the capture (dump or log); the index tells apart the
+    several crashes one log can hold (a WARNING followed by the oops it led to).
+    """
+    return hashlib.sha256(f"{content_digest}:{crash_index}".encode()).hexdigest()
+
+
+class HostFactsSource(Protocol):
+    """A host's inventory wherever it is held: the agent's HostInventory, the store's HostRecord."""
+
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def kernel_release(self) -> str: ...
+    @property
+    def machine(self) -> str: ...
+    @property
+    def hardware(self) -> str: ...
+    @property
+    def modules(self) -> tuple[str, ...]: ...
+    @property
+    def cpus(self) -> int: ...
+    @property
+    def memory_bytes(self) -> int: ...
+    @property
+    def agent_version(self) -> str: ...
+
+
+def host_facts_to_proto(host: HostFactsSource) -> crash_pb2.HostFacts:
+    """The HostFacts a report or heartbeat carries."""
+    return crash_pb2.HostFacts(
+        hostname=host.hostname,
+        kernel_release=host.kernel_release,
+        machine=host.machine,
+        hardware=host.hardware,
+        modules=list(host.modules),
+        cpus=host.cpus,
+        memory_bytes=host.memory_bytes,
+        agent_version=host.agent_version,
+    )
+
+
+def host_record_from_proto(msg: crash_pb2.HostFacts, hostname: str) -> HostRecord:
+    """The inventory a heartbeat stores; `hostname` is the one the collector vouched for (the
+    certificate identity or the checked field), not necessarily the message's own."""
+    return HostRecord(
+        hostname=hostname,
+        kernel_release=msg.kernel_release,
+        machine=msg.machine,
+        hardware=msg.hardware,
+        agent_version=msg.agent_version,
+        cpus=msg.cpus,
+        memory_bytes=msg.memory_bytes,
+        modules=tuple(msg.modules),
+    )
+
+
+def report_request(
+    record: CrashRecord,
+    *,
+    key: str,
+    host: crash_pb2.HostFacts,
+    source_path: str,
+    crash_time: datetime | None = None,
+    system: SystemFacts | None = None,
+) -> ingest_service_pb2.ReportCrashRequest:
+    """A complete ReportCrashRequest; the excerpt is cut to MAX_EXCERPT_BYTES on a UTF-8 boundary."""
+    excerpt = record.excerpt.encode("utf-8")[:MAX_EXCERPT_BYTES].decode("utf-8", errors="ignore")
+    request = ingest_service_pb2.ReportCrashRequest(
+        idempotency_key=key,
+        signature=record_to_proto(record),
+        log_excerpt=excerpt,
+        host=host,
+        source_path=source_path,
+    )
+    if system is not None:
+        request.system.CopyFrom(system_to_proto(system))
+    if crash_time is not None:
+        request.crash_time.CopyFrom(timestamp_from_datetime(crash_time))
+    return request
+
+
+def signature_to_json(record: CrashRecord) -> str:
+    """The stored form of a signature: CrashSignature in protobuf's canonical JSON mapping.
+
+    Lossless for every CrashRecord field but the excerpt (stored beside it), readable without
+    this code, and stable as fields are added, so `crashfleet recluster` can re-sign years-old rows.
+    """
+    return signature_message_to_json(record_to_proto(record))
+
+
+def signature_message_to_json(message: crash_pb2.CrashSignature) -> str:
+    """signature_to_json for a signature already on the wire (the collector stores what it got)."""
+    return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None)
+
+
+def signature_from_json(text: str) -> CrashRecord:
+    """The record a stored signature describes; WireError when the text is not one."""
+    message = crash_pb2.CrashSignature()
+    try:
+        json_format.Parse(text, message)
+    except json_format.ParseError as exc:
+        raise WireError("signature_json", str(exc)) from None
+    return record_from_proto(message)
+
+
+# Query types (collector.model) <-> crashfleet.v1 query messages ---------------------------------
+
+
+def _ts(when: datetime | None) -> Timestamp | None:
+    return timestamp_from_datetime(when) if when is not None else None
+
+
+# The filter's text fields: None ("any") on the Python side travels as proto3's empty string.
+_FILTER_TEXT_FIELDS = ("kernel_release", "host", "module", "kind", "hardware", "cluster_id")
+
+
+def filter_to_proto(flt: QueryFilter) -> query_service_pb2.Filter:
+    return query_service_pb2.Filter(
+        since=_ts(flt.since),
+        until=_ts(flt.until),
+        **{name: getattr(flt, name) or "" for name in _FILTER_TEXT_FIELDS},
+    )
+
+
+def filter_from_proto(msg: query_service_pb2.Filter) -> QueryFilter:
+    """Empty strings and unset timestamps mean "any"."""
+    try:
+        since = datetime_from_timestamp(msg.since) if msg.HasField("since") else None
+        until = datetime_from_timestamp(msg.until) if msg.HasField("until") else None
+    except (ValueError, OverflowError) as exc:
+        raise WireError("filter", f"timestamp out of range: {exc}") from None
+    return QueryFilter(
+        since=since, until=until, **{name: getattr(msg, name) or None for name in _FILTER_TEXT_FIELDS}
+    )
+
+
+def _breakdowns(items: tuple[Breakdown, ...]) -> list[query_service_pb2.Breakdown]:
+    return [query_service_pb2.Breakdown(value=b.value, count=b.count) for b in items]
+
+
+def _breakdowns_back(items: Iterable[query_service_pb2.Breakdown]) -> tuple[Breakdown, ...]:
+    return tuple(Breakdown(b.value, b.count) for b in items)
+
+
+def cluster_to_proto(c: ClusterSummary) -> query_service_pb2.ClusterSummary:
+    return query_service_pb2.ClusterSummary(
+        id=c.id,
+        title=c.title,
+        kind=c.kind,
+        fingerprint=c.fingerprint,
+        count=c.count,
+        hosts=c.hosts,
+        first_seen=timestamp_from_datetime(c.first_seen),
+        last_seen=timestamp_from_datetime(c.last_seen),
+        kernel_releases=list(c.kernel_releases),
+        hardware=list(c.hardware),
+        common_modules=list(c.common_modules),
+        representative_crash_id=c.representative_crash_id,
+        guilty_frame=c.guilty_frame,
+        daily_counts=list(c.daily_counts),
+    )
+
+
+def cluster_from_proto(m: query_service_pb2.ClusterSummary) -> ClusterSummary:
+    return ClusterSummary(
+        id=m.id,
+        title=m.title,
+        kind=m.kind,
+        fingerprint=m.fingerprint,
+        count=m.count,
+        hosts=m.hosts,
+        first_seen=datetime_from_timestamp(m.first_seen),
+        last_seen=datetime_from_timestamp(m.last_seen),
+        kernel_releases=tuple(m.kernel_releases),
+        hardware=tuple(m.hardware),
+        common_modules=tuple(m.common_modules),
+        representative_crash_id=m.representative_crash_id,
+        guilty_frame=m.guilty_frame,
+        daily_counts=tuple(m.daily_counts),
+    )
+
+
+def cluster_detail_to_proto(d: ClusterDetail) -> query_service_pb2.ClusterDetail:
+    return query_service_pb2.ClusterDetail(
+        summary=cluster_to_proto(d.summary),
+        by_host=_breakdowns(d.by_host),
+        by_kernel_release=_breakdowns(d.by_kernel_release),
+        by_hardware=_breakdowns(d.by_hardware),
+        by_module=_breakdowns(d.by_module),
+        fingerprints=list(d.fingerprints),
+    )
+
+
+def cluster_detail_from_proto(m: query_service_pb2.ClusterDetail) -> ClusterDetail:
+    return ClusterDetail(
+        summary=cluster_from_proto(m.summary),
+        by_host=_breakdowns_back(m.by_host),
+        by_kernel_release=_breakdowns_back(m.by_kernel_release),
+        by_hardware=_breakdowns_back(m.by_hardware),
+        by_module=_breakdowns_back(m.by_module),
+        fingerprints=tuple(m.fingerprints),
+    )
+
+
+def crash_to_proto(c: CrashSummary) -> query_service_pb2.CrashSummary:
+    return query_service_pb2.CrashSummary(
+        id=c.id,
+        cluster_id=c.cluster_id,
+        host=c.host,
+        title=c.title,
+        kind=c.kind,
+        fingerprint=c.fingerprint,
+        source=c.source,
+        crash_time=_ts(c.crash_time),
+        received_at=timestamp_from_datetime(c.received_at),
+        kernel_release=c.kernel_release,
+        hardware=c.hardware,
+        guilty_frame=c.guilty_frame,
+    )
+
+
+def crash_from_proto(m: query_service_pb2.CrashSummary) -> CrashSummary:
+    return CrashSummary(
+        id=m.id,
+        cluster_id=m.cluster_id,
+        host=m.host,
+        title=m.title,
+        kind=m.kind,
+        fingerprint=m.fingerprint,
+        source=m.source,
+        crash_time=datetime_from_timestamp(m.crash_time) if m.HasField("crash_time") else None,
+        received_at=datetime_from_timestamp(m.received_at),
+        kernel_release=m.kernel_release,
+        hardware=m.hardware,
+        guilty_frame=m.guilty_frame,
+    )
+
+
+def crash_detail_to_proto(d: CrashDetail) -> query_service_pb2.CrashDetail:
+    return query_service_pb2.CrashDetail(
+        summary=crash_to_proto(d.summary),
+        signature_json=d.signature_json,
+        excerpt=d.excerpt,
+        modules=list(d.modules),
+        host_facts=dict(d.host_facts),
+        symbolized_json=d.symbolized_json,
+    )
+
+
+def crash_detail_from_proto(m: query_service_pb2.CrashDetail) -> CrashDetail:
+    return CrashDetail(
+        summary=crash_from_proto(m.summary),
+        signature_json=m.signature_json,
+        excerpt=m.excerpt,
+        modules=tuple(m.modules),
+        host_facts=dict(m.host_facts),
+        symbolized_json=m.symbolized_json,
+    )
+
+
+def host_to_proto(h: HostSummary) -> query_service_pb2.HostSummary:
+    return query_service_pb2.HostSummary(
+        hostname=h.hostname,
+        kernel_release=h.kernel_release,
+        machine=h.machine,
+        hardware=h.hardware,
+        agent_version=h.agent_version,
+        cpus=h.cpus,
+        memory_bytes=h.memory_bytes,
+        modules=list(h.modules),
+        last_heartbeat=_ts(h.last_heartbeat),
+        crashes=h.crashes,
+    )
+
+
+def host_from_proto(m: query_service_pb2.HostSummary) -> HostSummary:
+    return HostSummary(
+        hostname=m.hostname,
+        kernel_release=m.kernel_release,
+        machine=m.machine,
+        hardware=m.hardware,
+        agent_version=m.agent_version,
+        cpus=m.cpus,
+        memory_bytes=m.memory_bytes,
+        modules=tuple(m.modules),
+        last_heartbeat=datetime_from_timestamp(m.last_heartbeat) if m.HasField("last_heartbeat") else None,
+        crashes=m.crashes,
+    )

@@ -1,0 +1,81 @@
+"""The request string checks: the fast path (`_strings_clean`, one regex over every string) says
+"clean" exactly when the field-naming walk (`_check_strings`) finds nothing, and a refused report
+still names its field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from collector.ingest import (
+    MAX_REPEATED,
+    MAX_STRING_CHARS,
+    IngestError,
+    Ingestor,
+    InvalidReport,
+    ReportTooLarge,
+    _check_strings,
+    _strings_clean,
+)
+from collector.metrics import Metrics
+from collector.store import open_store
+from crashfleet import wire
+from crashfleet.v1 import crash_pb2, ingest_service_pb2
+from tests.collector.records import null_deref
+
+Mutation = Callable[[ingest_service_pb2.ReportCrashRequest], None]
+
+CASES: list[tuple[str, Mutation, str | None]] = [
+    ("untouched", lambda r: None, None),
+    ("tab and newline in reason", lambda r: setattr(r.signature, "reason", "a\tb\nc"), None),
+    ("escape in excerpt (exempt)", lambda r: setattr(r, "log_excerpt", "x\x1b[0m"), None),
+    ("control bytes in code line (exempt)", lambda r: setattr(r.signature, "code_line", "\x07 <48>"), None),
+    ("NUL in title", lambda r: setattr(r.signature, "title", "BUG\x00"), "signature.title"),
+    ("DEL in comm", lambda r: setattr(r.signature, "comm", "a\x7f"), "signature.comm"),
+    ("escape in module", lambda r: r.signature.modules.append("\x1b[31m"), "signature.modules[3]"),
+    ("control in frame", lambda r: setattr(r.signature.call_trace[1], "function", "f\x01"),
+     "signature.call_trace[1].function"),
+    ("control in map key", lambda r: r.signature.module_taints.__setitem__("m\x02", "O"),
+     "signature.module_taints['m\\x02']"),
+    ("control in map value", lambda r: r.signature.module_taints.__setitem__("m", "\x03"),
+     "signature.module_taints['m']"),
+    ("control in host facts", lambda r: setattr(r.host, "hardware", "QEMU\x0c"), "host.hardware"),
+    ("code_line only exempt in the signature", lambda r: setattr(r.signature.code, "instruction", "\x05"),
+     "signature.code.instruction"),
+    ("string too long", lambda r: setattr(r.signature, "reason", "r" * (MAX_STRING_CHARS + 1)), "signature.reason"),
+    ("too many modules", lambda r: r.signature.modules.extend(["m"] * MAX_REPEATED), "signature.modules"),
+]  # fmt: skip
+
+
+def _request() -> ingest_service_pb2.ReportCrashRequest:
+    return wire.report_request(
+        null_deref(), key="string-check-1", host=crash_pb2.HostFacts(hostname="web-1"), source_path="/var/crash/1"
+    )
+
+
+@pytest.mark.parametrize(("case", "mutate", "field"), CASES, ids=[c for c, _, _ in CASES])
+def test_fast_path_agrees_with_the_field_naming_walk(case: str, mutate: Mutation, field: str | None) -> None:
+    request = _request()
+    mutate(request)
+    assert _strings_clean(request) is (field is None)
+    if field is None:
+        _check_strings(request, "")
+        return
+    with pytest.raises(IngestError) as err:
+        _check_strings(request, "")
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize(("case", "mutate", "field"), [c for c in CASES if c[2] is not None],
+                         ids=[c for c, _, f in CASES if f is not None])  # fmt: skip
+def test_validate_names_the_field(case: str, mutate: Mutation, field: str) -> None:
+    request = _request()
+    mutate(request)
+    store = open_store("sqlite:///:memory:")
+    try:
+        with pytest.raises((InvalidReport, ReportTooLarge)) as err:
+            Ingestor(store, Metrics()).validate(request, "web-1")
+    finally:
+        store.close()
+    assert err.value.field == field
