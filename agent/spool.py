@@ -1,0 +1,509 @@
+"""The agent's durable outbox: a crash report is on disk before anything else happens to it.
+
+SQLite in WAL mode with synchronous=FULL: a committed enqueue survives power loss and `kill -9`.
+Rows are deleted only when the collector acknowledges. The row key is the report's idempotency
+key (derived from content), so extracting the same capture twice — a restart between enqueue and
+the "capture done" mark, or a start-up scan after a crash of the agent — inserts nothing new,
+and a resend after an ack that was lost on the way back is a duplicate the collector drops.
+
+The spool is bounded by bytes and by age: past either bound the oldest reports are dropped, with
+a log line and a metric, because a host must not fill its disk over a collector that never returns.
+It also remembers which captures were handled (so the start-up scan skips them) and which
+(boot id, fingerprint) pairs the live kernel log already reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from analysis.errors import CrashfleetError
+
+__all__ = [
+    "Backoff",
+    "DropReason",
+    "Job",
+    "NewReport",
+    "Spool",
+    "SpoolError",
+    "SpoolItem",
+    "SpoolStats",
+]
+
+log = logging.getLogger(__name__)
+
+
+class DropReason(StrEnum):
+    """Why reports left the spool unshipped: the `reason` label of `crashfleet_agent_spool_dropped_total`.
+
+    A closed set because every label value is a time series kept forever; the collector's
+    free-text refusal message goes to the log line, never into the label.
+    """
+
+    TOO_OLD = "too_old"  # older than the age bound (`[spool] max_age_days`)
+    SPOOL_FULL = "spool_full"  # oldest reports dropped to get back under `[spool] max_bytes`
+    REJECTED = "rejected"  # the collector refused the report for good (INVALID_ARGUMENT, ...)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt, created);
+CREATE TABLE IF NOT EXISTS captures (
+    capture TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    reports INTEGER NOT NULL,
+    handled REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS boot_reports (
+    boot_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    marker TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (boot_id, fingerprint)
+);
+CREATE INDEX IF NOT EXISTS boot_reports_fp ON boot_reports (fingerprint);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
+"""
+
+
+class SpoolError(CrashfleetError):
+    """The spool database cannot be opened or written (disk full, permissions, corruption)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewReport:
+    """A report to enqueue: its idempotency key, what it is, and the serialized request."""
+
+    key: str
+    kind: str  # "crash", "failed-capture", "kmsg"
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolItem:
+    key: str
+    kind: str
+    payload: bytes
+    created: float
+    attempts: int
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Work the daemon hands to the worker: a capture to extract or a live-log block to analyze."""
+
+    key: str
+    kind: str  # "capture" or "kmsg"
+    data: str  # capture: JSON {root, path, failure}; kmsg: the block text
+    attempts: int  # workers that started on it and did not finish (died, killed, hung)
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    depth: int
+    bytes: int
+    oldest_created: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with "equal jitter": half the step fixed, half random, capped.
+
+    The fixed half keeps a retry from firing at once; the random half spreads a fleet that lost
+    its collector at the same moment so it does not come back in lockstep.
+    """
+
+    initial: float = 1.0
+    maximum: float = 300.0
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        step = min(self.maximum, self.initial * (2.0 ** min(attempt, 62)))
+        return step / 2.0 + rand() * step / 2.0
+
+
+class Spool:
+    """The outbox. Thread-safe: the service loop, the kmsg reader and a metrics scrape share it."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        max_age_seconds: float = 30 * 86400.0,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        on_drop: Callable[[int, DropReason], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.max_age_seconds = max_age_seconds
+        self.backoff = backoff or Backoff()
+        self._clock = clock
+        self._rand = rand
+        self._on_drop = on_drop
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif row[0] != str(SCHEMA_VERSION):
+                raise SpoolError(f"{path}: spool schema {row[0]}, this agent knows {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise SpoolError(f"{path}: cannot open spool: {exc}") from None
+        except OSError as exc:
+            raise SpoolError(f"{path}: cannot create state directory: {exc.strerror}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, body: Callable[[sqlite3.Connection], int]) -> int:
+        """Run `body` in one IMMEDIATE transaction; a failure rolls back and raises SpoolError."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body(self._db)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return result
+            except sqlite3.DatabaseError as exc:
+                raise SpoolError(f"{self.path}: {exc}") from None
+
+    # --- the outbox -------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        reports: Iterable[NewReport],
+        *,
+        capture: tuple[str, str, str] | None = None,
+        boot_keys: Iterable[tuple[str, str, str, str]] = (),
+    ) -> int:
+        """Store reports (and optionally mark a capture handled) atomically; returns how many were new.
+
+        `capture` is (capture key, identity, outcome); `boot_keys` are (boot id, fingerprint,
+        marker line, key) rows: what the live-log reader reported, so a later dump of the same
+        boot that holds the same crash is sent under the same key.
+        """
+        return self.enqueue_captures([(list(reports), capture)], boot_keys=boot_keys)
+
+    def enqueue_captures(
+        self,
+        entries: Iterable[tuple[list[NewReport], tuple[str, str, str] | None]],
+        *,
+        boot_keys: Iterable[tuple[str, str, str, str]] = (),
+        done_jobs: Iterable[str] = (),
+    ) -> int:
+        """Several captures' reports, "handled" marks and finished jobs in one transaction.
+
+        One fsync for a whole batch of a start-up backlog; and a job is deleted in the same
+        transaction that stores its reports, so a worker killed in between redoes it, never loses it.
+        """
+        batch = list(entries)
+        rows = list(boot_keys)
+        jobs = [(k,) for k in done_jobs]
+        now = self._clock()
+
+        def body(db: sqlite3.Connection) -> int:
+            added = 0
+            db.executemany("DELETE FROM jobs WHERE key = ?", jobs)
+            for reports, capture in batch:
+                for item in reports:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO outbox (key, kind, payload, size, created, next_attempt)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (item.key, item.kind, item.payload, len(item.payload), now, now),
+                    )
+                    added += cur.rowcount
+                if capture is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO captures (capture, identity, outcome, reports, handled)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (capture[0], capture[1], capture[2], len(reports), now),
+                    )
+            for boot_id, fingerprint, marker, key in rows:
+                db.execute(
+                    "INSERT OR IGNORE INTO boot_reports (boot_id, fingerprint, marker, key) VALUES (?, ?, ?, ?)",
+                    (boot_id, fingerprint, marker, key),
+                )
+            return added
+
+        added = self._write(body)
+        self.enforce_bounds()
+        return added
+
+    def due(self, limit: int = 64) -> list[SpoolItem]:
+        """Reports whose next attempt is now or past, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, kind, payload, created, attempts, last_error FROM outbox"
+                " WHERE next_attempt <= ? ORDER BY next_attempt, created LIMIT ?",
+                (self._clock(), limit),
+            ).fetchall()
+        return [SpoolItem(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
+
+    def next_due(self) -> float | None:
+        """When the earliest report becomes due (None: the outbox is empty)."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(next_attempt) FROM outbox").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def ack(self, *keys: str) -> None:
+        """The collector committed these reports: only now are they deleted (one transaction).
+
+        Acks may be batched: a report acknowledged but not yet deleted when the agent dies is
+        sent again, and the collector answers duplicate=true.
+        """
+        if keys:
+            self._write(
+                lambda db: db.executemany("DELETE FROM outbox WHERE key = ?", [(k,) for k in keys]).rowcount
+            )
+
+    def retry_later(self, key: str, error: str, *, delay: float | None = None) -> float:
+        """Count a failed attempt and schedule the next one with backoff; returns the delay."""
+
+        def body(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT attempts FROM outbox WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return 0
+            attempts = int(row[0])
+            wait = delay if delay is not None else self.backoff.delay(attempts, self._rand)
+            db.execute(
+                "UPDATE outbox SET attempts = ?, next_attempt = ?, last_error = ? WHERE key = ?",
+                (attempts + 1, self._clock() + wait, error[:500], key),
+            )
+            holder.append(wait)
+            return 1
+
+        holder: list[float] = []
+        self._write(body)
+        return holder[0] if holder else 0.0
+
+    def postpone_all(self, until: float) -> None:
+        """Push every report to `until` at the earliest (the collector is down for everyone)."""
+        self._write(
+            lambda db: (
+                db.execute(
+                    "UPDATE outbox SET next_attempt = ? WHERE next_attempt < ?", (until, until)
+                ).rowcount
+            )
+        )
+
+    def drop(self, key: str, code: str, detail: str) -> None:
+        """Give up on one report the collector refused for good (status `code`, its message `detail`).
+
+        Counted under the closed label `rejected`; the collector's free text goes only to the log.
+        """
+        removed = self._write(lambda db: db.execute("DELETE FROM outbox WHERE key = ?", (key,)).rowcount)
+        if removed:
+            log.error(
+                "spool dropped report key=%s reason=%s code=%s detail=%r",
+                key,
+                DropReason.REJECTED,
+                code,
+                detail,
+            )
+            if self._on_drop is not None:
+                self._on_drop(removed, DropReason.REJECTED)
+
+    def enforce_bounds(self) -> int:
+        """Drop reports older than max age, then the oldest until under max bytes; returns how many."""
+        cutoff = self._clock() - self.max_age_seconds
+        dropped: dict[DropReason, int] = {}
+
+        def body(db: sqlite3.Connection) -> int:
+            aged = db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,)).rowcount
+            if aged:
+                dropped[DropReason.TOO_OLD] = aged
+            total = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
+            if total > self.max_bytes:
+                over = 0
+                victims = []
+                for key, size in db.execute("SELECT key, size FROM outbox ORDER BY created, key"):
+                    if total - over <= self.max_bytes:
+                        break
+                    victims.append(key)
+                    over += int(size)
+                db.executemany("DELETE FROM outbox WHERE key = ?", [(k,) for k in victims])
+                dropped[DropReason.SPOOL_FULL] = len(victims)
+            return sum(dropped.values())
+
+        count = self._write(body)
+        for reason, n in dropped.items():
+            log.error(
+                "spool full: dropped oldest reports count=%d reason=%s max_bytes=%d max_age_seconds=%g",
+                n,
+                reason,
+                self.max_bytes,
+                self.max_age_seconds,
+            )
+            if self._on_drop is not None:
+                self._on_drop(n, reason)
+        return count
+
+    def stats(self) -> SpoolStats:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM outbox"
+            ).fetchone()
+        return SpoolStats(depth=int(row[0]), bytes=int(row[1]), oldest_created=row[2])
+
+    # --- bookkeeping ------------------------------------------------------------------------
+
+    def capture_identity(self, capture: str) -> str | None:
+        """The identity a capture had when it was handled (None: never handled)."""
+        with self._lock:
+            row = self._db.execute("SELECT identity FROM captures WHERE capture = ?", (capture,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def handled_captures(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._db.execute("SELECT capture, identity FROM captures").fetchall())
+
+    def forget_captures(self, keep: Iterable[str]) -> int:
+        """Forget handled captures that no longer exist on disk (the operator deleted them)."""
+        keep_set = set(keep)
+
+        def body(db: sqlite3.Connection) -> int:
+            gone = [c for (c,) in db.execute("SELECT capture FROM captures") if c not in keep_set]
+            db.executemany("DELETE FROM captures WHERE capture = ?", [(c,) for c in gone])
+            return len(gone)
+
+        return self._write(body)
+
+    def boot_report_key(self, boot_id: str, fingerprint: str) -> str | None:
+        """The key a crash of this boot with this fingerprint was already reported under, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key FROM boot_reports WHERE boot_id = ? AND fingerprint = ?", (boot_id, fingerprint)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def boot_reports(self, fingerprint: str) -> list[tuple[str, str]]:
+        """(marker line, key) of every live-log report with this fingerprint, any boot."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT marker, key FROM boot_reports WHERE fingerprint = ?", (fingerprint,)
+            ).fetchall()
+        return [(str(m), str(k)) for m, k in rows]
+
+    # --- work for the worker, and what it counted -------------------------------------------
+
+    def add_job(self, key: str, kind: str, data: str) -> None:
+        """Queue work for the worker; the same key again updates its data but keeps its attempts."""
+        now = self._clock()
+        self._write(
+            lambda db: (
+                db.execute(
+                    "INSERT INTO jobs (key, kind, data, attempts, created) VALUES (?, ?, ?, 0, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET data = excluded.data",
+                    (key, kind, data, now),
+                ).rowcount
+            )
+        )
+
+    def take_jobs(self, limit: int) -> list[Job]:
+        """The oldest jobs, each counted as attempted (committed before the work starts).
+
+        A worker that dies or hangs on a job leaves the count raised: the next worker sees a job
+        that already cost a worker and can stop reading it (a poisonous dump is read at most twice).
+        """
+        taken: list[Job] = []
+
+        def body(db: sqlite3.Connection) -> int:
+            rows = db.execute(
+                "SELECT key, kind, data, attempts FROM jobs ORDER BY created, key LIMIT ?", (limit,)
+            ).fetchall()
+            db.executemany("UPDATE jobs SET attempts = attempts + 1 WHERE key = ?", [(r[0],) for r in rows])
+            taken.extend(Job(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows)
+            return len(rows)
+
+        self._write(body)
+        return taken
+
+    def job_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+
+    def drop_job(self, key: str) -> None:
+        self._write(lambda db: db.execute("DELETE FROM jobs WHERE key = ?", (key,)).rowcount)
+
+    def add_counters(self, deltas: dict[str, float]) -> None:
+        """The worker's counts, for the daemon's metrics (the worker's process is gone by then)."""
+        rows = [(name, value) for name, value in deltas.items() if value]
+        if rows:
+            self._write(
+                lambda db: (
+                    db.executemany(
+                        "INSERT INTO counters (name, value) VALUES (?, ?)"
+                        " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                        rows,
+                    ).rowcount
+                )
+            )
+
+    def take_counters(self) -> dict[str, float]:
+        """Read and reset the counts the worker left."""
+        taken: dict[str, float] = {}
+
+        def body(db: sqlite3.Connection) -> int:
+            taken.update({str(n): float(v) for n, v in db.execute("SELECT name, value FROM counters")})
+            return db.execute("DELETE FROM counters").rowcount
+
+        self._write(body)
+        return taken
+
+    def get_meta(self, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, name: str, value: str) -> None:
+        self._write(
+            lambda db: (
+                db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)).rowcount
+            )
+        )
