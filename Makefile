@@ -42,7 +42,7 @@ demo: $(STAMP)
 	$(BIN)/crashfleet demo --duration 45
 
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --mypy_out=. \
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. \
 	  proto/crashfleet/v1/*.proto
 
 clean:

@@ -15,6 +15,17 @@ from types import ModuleType
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("inspect", "crashfleet.commands.inspect"),
+    ("dmesg", "crashfleet.commands.dmesg"),
+    ("agent", "crashfleet.commands.agent"),
+    ("collector", "crashfleet.commands.collector"),
+    ("submit", "crashfleet.commands.submit"),
+    ("clusters", "crashfleet.commands.clusters"),
+    ("cluster", "crashfleet.commands.cluster"),
+    ("crashes", "crashfleet.commands.crashes"),
+    ("hosts", "crashfleet.commands.hosts"),
+    ("recluster", "crashfleet.commands.recluster"),
+    ("demo", "crashfleet.commands.demo"),
+    ("symbols", "crashfleet.commands.symbols"),
 )
 
 
@@ -22,13 +33,16 @@ def _load(module_name: str) -> ModuleType:
     return importlib.import_module(module_name)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (`only`) one with just that subcommand: no other command module is imported."""
     parser = argparse.ArgumentParser(
         prog="crashfleet",
         description="Fleet-wide Linux kernel crash collector: analyze, ship, cluster.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS:
+        if only is not None and name != only:
+            continue
         module = _load(module_name)
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
@@ -37,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # A named subcommand needs only its own module (keeps `crashfleet dmesg` start-up small).
+    only = argv[0] if argv and argv[0] in dict(COMMANDS) else None
+    args = build_parser(only).parse_args(argv)
     try:
         return int(args._run(args))
     except KeyboardInterrupt:
