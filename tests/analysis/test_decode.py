@@ -77,8 +77,8 @@ def test_every_case_has_an_expected_file() -> None:
 
 
 def test_seed_verdict() -> None:
-    """The issue's headline: the seed's `cmp` through r12 = 0 is a NULL pointer + 0x60."""
-    code, arch, registers, fault = load_case(DATA / "seed_null_r12.txt")
+    """The issue's headline pattern: `cmp` through r12 = 0 is a NULL pointer + 0x60."""
+    code, arch, registers, fault = load_case(DATA / "null_r12_cmp.txt")
     got = decode_code(code, arch, registers, fault)
     assert got.instruction == "cmp qword ptr [r12 + 0x60], rax"
     assert (got.bad_register, got.bad_register_value) == ("r12", 0)
@@ -88,14 +88,14 @@ def test_seed_verdict() -> None:
 
 
 def test_published_and_restored_seed_decode_the_same() -> None:
-    wrapped = decode_code(*load_case(DATA / "seed_wrapped.txt"))
-    restored = decode_code(*load_case(DATA / "seed_null_r12.txt"))
+    wrapped = decode_code(*load_case(DATA / "null_r12_cmp_wrapped.txt"))
+    restored = decode_code(*load_case(DATA / "null_r12_cmp.txt"))
     assert wrapped.code_bytes == restored.code_bytes
     assert (wrapped.instruction, wrapped.access) == (restored.instruction, restored.access)
 
 
 def test_context_listing_lines_up_on_the_marker() -> None:
-    decode = decode_code(*load_case(DATA / "seed_null_r12.txt"))
+    decode = decode_code(*load_case(DATA / "null_r12_cmp.txt"))
     listing = context_listing(decode)
     faulting = [line for line in listing if line.faulting]
     assert len(faulting) == 1
