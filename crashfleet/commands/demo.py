@@ -660,7 +660,7 @@ def _summary(collector: Collector, hosts: Sequence[Host], drops: Sequence[Drop],
     dropped = sum(h.dropped for h in hosts)
     _print()
     _print(
-        f"after {elapsed:.0f}s: {dropped} of {len(drops)} crashes dropped, {progress.crashes} stored in "
+        f"after {elapsed:.0f}s: {dropped} of {len(drops)} crashes placed in crash directories, {progress.crashes} stored in "
         f"{progress.clusters} clusters, {progress.hosts} hosts reporting, {_spooled(hosts)} still spooled"
     )
     _print()

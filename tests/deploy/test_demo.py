@@ -162,7 +162,7 @@ def _port_open(address: str) -> bool:
 
 
 def _summary_numbers(out: str) -> tuple[int, int, int, int]:
-    match = re.search(r"(\d+) of (\d+) crashes dropped, (\d+) stored in (\d+) clusters", out)
+    match = re.search(r"(\d+) of (\d+) crashes placed in crash directories, (\d+) stored in (\d+) clusters", out)
     assert match, out
     dropped, planned, stored, clusters = map(int, match.groups())
     return dropped, planned, stored, clusters
