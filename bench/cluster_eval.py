@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from analysis.signature import analyze  # noqa: E402
+from bench.syzcorpus import CorpusCase, read_case  # noqa: E402
 from collector.ingest import Ingestor  # noqa: E402
 from collector.metrics import Metrics  # noqa: E402
 from collector.store.sqlite import SqliteStore  # noqa: E402
@@ -43,36 +43,14 @@ from crashfleet.v1 import crash_pb2  # noqa: E402
 DEFAULT_DIR = REPO.parent / "shared" / "corpora" / "syzkaller" / "report"
 
 
-@dataclass(slots=True)
-class Case:
-    name: str
-    log: bytes
-    titles: set[str] = field(default_factory=set)
-    corrupted: bool = False
-
-
-def load(path: Path) -> Case:
-    """Header lines up to the first empty line, then the console log."""
-    data = path.read_bytes()
-    head, _, body = data.partition(b"\n\n")
-    case = Case(path.name, body)
-    for raw in head.decode("utf-8", "replace").splitlines():
-        key, _, value = raw.partition(":")
-        if key in ("TITLE", "ALT"):
-            case.titles.add(value.strip())
-        elif key == "CORRUPTED":
-            case.corrupted = value.strip() == "Y"
-    return case
-
-
-def pairwise(groups: dict[str, str], cases: dict[str, Case]) -> tuple[float, float, int, int, int]:
+def pairwise(groups: dict[str, str], cases: dict[str, CorpusCase]) -> tuple[float, float, int, int, int]:
     """(precision, recall, true pairs, predicted pairs, expected pairs) of a file -> cluster map."""
     names = sorted(groups)
     tp = predicted = expected = 0
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             same_cluster = groups[a] == groups[b]
-            same_bug = bool(cases[a].titles & cases[b].titles)
+            same_bug = bool(set(cases[a].titles) & set(cases[b].titles))
             predicted += same_cluster
             expected += same_bug
             tp += same_cluster and same_bug
@@ -99,7 +77,7 @@ def main() -> int:
     if not folder.is_dir():
         print(f"cluster_eval: {folder}: not a directory (pass the syzkaller report corpus)", file=sys.stderr)
         return 2
-    cases = {c.name: c for c in (load(p) for p in sorted(folder.iterdir()) if p.is_file())}
+    cases = {c.name: c for c in (read_case(p) for p in sorted(folder.iterdir()) if p.is_file())}
     cases = {n: c for n, c in cases.items() if c.titles and not c.corrupted}
     clusters: dict[str, str] = {}
     exact: dict[str, str] = {}
@@ -147,12 +125,12 @@ def main() -> int:
             by_cluster[clusters[n]].append(n)
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
-                same_bug = bool(cases[a].titles & cases[b].titles)
+                same_bug = bool(set(cases[a].titles) & set(cases[b].titles))
                 seen = f"\n      {signatures.get(a, '-')}\n      {signatures.get(b, '-')}"
                 if clusters[a] == clusters[b] and not same_bug:
                     merges.append((a, b, f"{min(cases[a].titles)!r} vs {min(cases[b].titles)!r}{seen}"))
                 elif same_bug and clusters[a] != clusters[b]:
-                    splits.append((a, b, f"{min(cases[a].titles & cases[b].titles)!r}{seen}"))
+                    splits.append((a, b, f"{min(set(cases[a].titles) & set(cases[b].titles))!r}{seen}"))
         _show("wrongly merged pairs", merges, args.show)
         _show("wrongly split pairs", splits, args.show)
     return 0

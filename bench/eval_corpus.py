@@ -24,17 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from analysis.oops import parse_log  # noqa: E402
+from bench.syzcorpus import read_case  # noqa: E402
 
 DEFAULT_DIR = REPO.parent / "shared" / "corpora" / "syzkaller" / "report"
-
-
-@dataclass(slots=True)
-class Case:
-    name: str
-    log: bytes
-    titles: list[str] = field(default_factory=list)  # TITLE first, then ALTs
-    frame: str | None = None
-    corrupted: bool = False
 
 
 @dataclass(slots=True)
@@ -60,32 +52,6 @@ class Score:
             "frame_agreement": pct(self.frame_agree, self.frame_total),
             "corrupted_agreement": pct(self.corrupted_agree, self.corrupted_total),
         }
-
-
-def read_case(path: Path) -> Case:
-    """Split one corpus file into its expectations and the raw log bytes."""
-    data = path.read_bytes()
-    head, sep, rest = data.partition(b"\n\n")
-    if not sep:
-        head, rest = b"", data
-    case = Case(path.name, rest)
-    marker = rest.find(b"\n\nREPORT:\n")
-    if rest.startswith(b"REPORT:\n"):
-        case.log = b""
-    elif marker >= 0:
-        case.log = rest[:marker]
-    for raw in head.decode("utf-8", errors="replace").splitlines():
-        key, _, value = raw.partition(": ")
-        value = value.strip()
-        if key == "TITLE" and value:  # an empty TITLE: means "no crash" too
-            case.titles.insert(0, value)
-        elif key == "ALT":
-            case.titles.append(value)
-        elif key == "FRAME":
-            case.frame = value
-        elif key == "CORRUPTED":
-            case.corrupted = value == "Y"
-    return case
 
 
 def evaluate(directory: Path) -> Score:

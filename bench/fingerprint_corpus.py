@@ -31,30 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from analysis.signature import analyze  # noqa: E402
+from bench.syzcorpus import split_case  # noqa: E402
 
 _DIRECTION = re.compile(r" (?:Read|Write)(?= in )")
 DEFAULT_DIR = REPO.parent / "shared" / "corpora" / "syzkaller" / "report"
-
-
-def split_case(raw: bytes) -> tuple[dict[str, str], bytes]:
-    """The header fields and the console log of one corpus file.
-
-    The header (up to the first empty line) and the expected `REPORT:` after the log are not
-    part of the log: the header's `TITLE: BUG: ...` line would otherwise parse as a crash of its
-    own and be fingerprinted in place of the real one.
-    """
-    head, sep, log = raw.partition(b"\n\n")
-    if not sep:
-        head, log = b"", raw
-    fields: dict[str, str] = {}
-    for line in head.decode("utf-8", "replace").splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.isupper():
-            fields.setdefault(key, value.strip())
-    if log.startswith(b"REPORT:\n"):
-        log = b""
-    marker = log.find(b"\n\nREPORT:\n")
-    return fields, log[:marker] if marker >= 0 else log
 
 
 @dataclass(slots=True)
