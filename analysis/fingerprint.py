@@ -37,7 +37,6 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import NamedTuple
 
 from analysis.model import CallFrame, CrashKind, CrashRecord, Fingerprint, SkippedFrame, StackContext
@@ -260,13 +259,6 @@ REASON_ONLY_KINDS: frozenset[CrashKind] = frozenset(
 _UNSYMBOLIZED = re.compile(r"(?:0x)?[0-9a-fA-F]{6,}\Z|\?+\Z")
 
 
-@lru_cache(maxsize=16384)
-def _generic_rule(function: str) -> str | None:
-    """`generic_frame_rule`, remembered: a fleet's traces repeat the same few thousand functions
-    and the skip lists are fixed for the life of the process."""
-    return generic_frame_rule(function)
-
-
 def _rule(name: str, predicate: Callable[[FrameView], bool]) -> FrameRule:
     return FrameRule(name, lambda frame: name if predicate(frame) else None)
 
@@ -278,7 +270,7 @@ FRAME_RULES: tuple[FrameRule, ...] = (
     _rule("inline", lambda f: f.inline),
     _rule("interrupted", lambda f: f.interrupted),
     _rule("unsymbolized", lambda f: not f.function or bool(_UNSYMBOLIZED.match(f.function))),
-    FrameRule("generic", lambda f: _generic_rule(f.function)),
+    FrameRule("generic", lambda f: generic_frame_rule(f.function)),
     _rule("repeat", lambda f: bool(f.kept) and f.kept[-1] == f.function),
     _rule("depth", lambda f: len(f.kept) >= FRAME_DEPTH),
 )

@@ -41,8 +41,8 @@ from analysis.model import (
 )
 from analysis.taint import decode_taint
 from analysis.title import (
+    ANCHORS,
     CONFIRM_LINES,
-    OOPS_GROUPS,
     STACK_STARTS,
     OopsGroup,
     describe,
@@ -64,7 +64,6 @@ _MAX_FOREIGN_RUN = 400  # consecutive lines of other CPUs after which a report i
 _TITLE_PANIC_CUT = 22  # syzbot convention: a panic this deep into a report is its aftermath
 _TITLE_PANIC_CUT_KMSAN = 16  # KMSAN reports are shorter (no register dump)
 
-_ANCHOR_RE = re.compile("|".join(re.escape(g.anchor) for g in OOPS_GROUPS))
 # Lines after which the current report is over even though no new report starts.
 _TERMINATORS = re.compile(
     r"vmalloc: allocation failure:|FAULT_INJECTION: forcing a failure|FAULT_FLAG_ALLOW_RETRY missing"
@@ -252,7 +251,7 @@ def parse_log(data: bytes | str) -> list[CrashRecord]:
 def _find_starts(lines: _Lines) -> list[_Start]:
     starts: list[_Start] = []
     for i, raw in enumerate(lines.raw):
-        if _ANCHOR_RE.search(raw, 0, MAX_LINE_CHARS) is None:
+        if ANCHORS.search(raw, 0, MAX_LINE_CHARS) is None:
             continue
         if i + 1 < len(lines.raw) and _REPLAY in lines.raw[i + 1]:
             continue  # printk cut this line short and prints it again next
@@ -330,8 +329,9 @@ def _parse(data: bytes | str) -> list[CrashRecord]:
             if _context(lines.get(j)) == ctx:
                 tail.append(j)
             j += 1
-        view = members + tail if ctx[1] is not None else members
-        windows.append(_Window(s, members, end, view, members + tail))
+        check = members + tail
+        view = check if ctx[1] is not None else members
+        windows.append(_Window(s, members, end, view, check))
     records = [_build(lines, w, n, windows) for n, w in enumerate(windows)]
     _relate(records)
     return records
@@ -359,7 +359,9 @@ def _title_lines(lines: _Lines, members: list[int]) -> list[str]:
 def _build(lines: _Lines, w: _Window, n: int, windows: list[_Window]) -> CrashRecord:
     s, members, end = w.start, w.members, w.end
     texts = [lines.get(i).text for i in members]
-    result = describe(s.group, _title_lines(lines, w.title_view), _title_lines(lines, w.check_view))
+    # With caller ids both views are one list: filter it once (describe's check_lines defaults to lines).
+    check = None if w.check_view is w.title_view else _title_lines(lines, w.check_view)
+    result = describe(s.group, _title_lines(lines, w.title_view), check)
     header = texts[0]
     at = header.find(s.group.anchor)
     reason = header[at:].strip() if at >= 0 else header.strip()

@@ -58,11 +58,16 @@ class Capture:
 
 def read_log_file(path: str) -> bytes:
     """Read a text log, unwrapping gzip; refuse empty, oversized and binary files by name and reason."""
+    return _read_log(path)[0]
+
+
+def _read_log(path: str) -> tuple[bytes, bool]:
+    """`read_log_file`'s bytes, and whether they were gzip-wrapped (one open, one read)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(2)
+            wrapped = f.read(2) == b"\x1f\x8b"
             f.seek(0)
-            if head == b"\x1f\x8b":
+            if wrapped:
                 try:
                     with gzip.GzipFile(fileobj=f) as gz:
                         data = _read_text_stream(path, gz)
@@ -82,9 +87,8 @@ def read_log_file(path: str) -> bytes:
         raise CrashfleetInputError(path, "empty file")
     if len(data) > MAX_LOG_BYTES:
         raise CrashfleetInputError(path, f"larger than {MAX_LOG_BYTES} bytes; not a kernel log")
-    if not _looks_like_text(data):
-        raise CrashfleetInputError(path, "binary data, not a kernel log")
-    return data
+    # No second text check: _read_text_stream judged this same first 64 KiB sample.
+    return data, wrapped
 
 
 class _Readable(Protocol):
@@ -93,7 +97,12 @@ class _Readable(Protocol):
 
 def _read_text_stream(path: str, f: _Readable) -> bytes:
     """Judge the first 64 KiB before reading on: a multi-GiB binary file fails without being read."""
-    first = f.read(65536)
+    first = b""
+    while len(first) < 65536:  # a pipe may hand over less than asked; judge a full sample
+        chunk = f.read(65536 - len(first))
+        if not chunk:
+            break
+        first += chunk
     if first and not _looks_like_text(first):
         raise CrashfleetInputError(path, "binary data, not a kernel log")
     return first + f.read(MAX_LOG_BYTES + 1 - len(first))
@@ -109,18 +118,21 @@ def _looks_like_text(data: bytes) -> bool:
 
 
 def _open_text(path: str, shown: str, dump_error: str | None = None) -> Capture:
-    data = read_log_file(path)
-    with open(path, "rb") as f:
-        wrapped = f.read(2) == b"\x1f\x8b"
+    data, wrapped = _read_log(path)
     return Capture(
         path=shown, source=path, log=data, format="text+gzip" if wrapped else "text", dump_error=dump_error
     )
 
 
+def _is_incomplete(path: str) -> bool:
+    """The file's name says the dump is still being written."""
+    return any(fnmatch.fnmatchcase(os.path.basename(path), pattern) for pattern in INCOMPLETE_NAMES)
+
+
 def _open_dump(path: str, shown: str) -> Capture:
     from analysis.vmcore import read_dump
 
-    if any(fnmatch.fnmatchcase(os.path.basename(path), pattern) for pattern in INCOMPLETE_NAMES):
+    if _is_incomplete(path):
         raise DumpFormatError(path, "dump incomplete: still being written (kdump renames it when the copy ends)")
     result = read_dump(path)
     return Capture(path=shown, source=path, log=result.log, format=result.system.format, system=result.system)
@@ -183,10 +195,6 @@ def open_capture(path: str) -> Capture:
         return _open_directory(path)
     from analysis.vmcore import looks_like_dump
 
-    if (
-        looks_like_dump(path)
-        or _starts_with_zeros(path)
-        or any(fnmatch.fnmatchcase(os.path.basename(path), p) for p in INCOMPLETE_NAMES)
-    ):
+    if looks_like_dump(path) or _starts_with_zeros(path) or _is_incomplete(path):
         return _open_dump(path, path)
     return _open_text(path, path)

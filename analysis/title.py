@@ -26,6 +26,7 @@ from analysis.rules import generic_frame_rule
 from analysis.rustsym import demangle_rust
 
 __all__ = [
+    "ANCHORS",
     "CONFIRM_LINES",
     "OOPS_GROUPS",
     "REPORT_CONTINUATIONS",
@@ -450,7 +451,7 @@ def is_continuation(text: str) -> bool:
 
 def match_anchor(text: str) -> OopsGroup | None:
     """The group whose anchor occurs in `text` (first in table order), unless suppressed."""
-    m = _ANCHORS.search(text)
+    m = ANCHORS.search(text)
     if m is None:
         return None
     for group in OOPS_GROUPS:
@@ -992,4 +993,4 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
     ),
 )  # fmt: skip
 
-_ANCHORS = re.compile("|".join(re.escape(g.anchor) for g in OOPS_GROUPS))
+ANCHORS = re.compile("|".join(re.escape(g.anchor) for g in OOPS_GROUPS))  # any group's anchor, one pass

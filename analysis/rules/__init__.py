@@ -46,8 +46,12 @@ def skip_rules() -> tuple[SkipRule, ...]:
     return tuple(rules)
 
 
+@lru_cache(maxsize=16384)
 def generic_frame_rule(function: str) -> str | None:
-    """The name of the rule that marks `function` (already normalized) as generic, or None."""
+    """The name of the rule that marks `function` (already normalized) as generic, or None.
+
+    Remembered: a fleet's traces repeat the same few thousand functions and the skip lists are
+    fixed for the life of the process."""
     for rule in skip_rules():
         if rule.pattern.match(function):
             return rule.name

@@ -90,19 +90,14 @@ class SymbolizerSet:
         self.close()
 
 
-def _rip_source(rip: Rip, symbolizer: Symbolizer, kaslr_offset: int | None) -> tuple[SourceLocation, ...]:
-    if rip.offset is not None:
-        return tuple(symbolizer.symbolize_frame(rip.function, rip.offset, False, rip.size))
-    if rip.address is not None and kaslr_offset is not None and rip.module is None:
-        return tuple(symbolizer.symbolize_address(rip.address, kaslr_offset, False))
-    return ()
-
-
-def _frame_source(frame: CallFrame, symbolizer: Symbolizer, kaslr_offset: int | None) -> tuple[SourceLocation, ...]:
-    if frame.offset is not None:
-        return tuple(symbolizer.symbolize_frame(frame.function, frame.offset, True, frame.size))
-    if frame.address is not None and kaslr_offset is not None and frame.module is None:
-        return tuple(symbolizer.symbolize_address(frame.address, kaslr_offset, True))
+def _source(
+    at: Rip | CallFrame, symbolizer: Symbolizer, kaslr_offset: int | None, is_return_address: bool
+) -> tuple[SourceLocation, ...]:
+    """Source of the RIP (the faulting instruction) or a call-trace frame (a return address)."""
+    if at.offset is not None:
+        return tuple(symbolizer.symbolize_frame(at.function, at.offset, is_return_address, at.size))
+    if at.address is not None and kaslr_offset is not None and at.module is None:
+        return tuple(symbolizer.symbolize_address(at.address, kaslr_offset, is_return_address))
     return ()
 
 
@@ -123,12 +118,12 @@ def symbolize_records(
                 symbolizer = symbolizers.get(rip.module, release)
                 if symbolizer is not None:
                     # Debuginfo's answer wins; a `file:line` the log already printed stays otherwise.
-                    rip = dataclasses.replace(rip, source=_rip_source(rip, symbolizer, kaslr_offset) or rip.source)
+                    rip = dataclasses.replace(rip, source=_source(rip, symbolizer, kaslr_offset, False) or rip.source)
             frames: list[CallFrame] = []
             for frame in record.call_trace:
                 symbolizer = symbolizers.get(frame.module, release)
                 if symbolizer is not None:
-                    found = _frame_source(frame, symbolizer, kaslr_offset)
+                    found = _source(frame, symbolizer, kaslr_offset, True)
                     frame = dataclasses.replace(frame, source=found or frame.source)
                 frames.append(frame)
         except DebuginfoError as exc:

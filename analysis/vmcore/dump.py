@@ -61,9 +61,6 @@ class Dump:
         """The page's bytes (exactly page_size), or None when the dump does not hold it."""
         raise NotImplementedError
 
-    def has_page(self, pfn: int) -> bool:
-        return self._page(pfn) is not None
-
     def _page(self, pfn: int) -> bytes | None:
         page = self._pages.get(pfn)
         if page is not None:
