@@ -39,13 +39,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from collector import web
+from collector.api_json import cluster_detail_json, cluster_json, crash_json, host_json
 from collector.model import (
-    Breakdown,
-    ClusterDetail,
-    ClusterSummary,
     CrashDetail,
-    CrashSummary,
-    HostSummary,
     Page,
     QueryFilter,
     StoreReader,
@@ -154,15 +150,7 @@ def parse_query(
     return flt, Page(size=size, token=token)
 
 
-# JSON rendering --------------------------------------------------------------------------------
-
-
-def _iso(ts: datetime | None) -> str | None:
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+# JSON rendering (the list and cluster objects are collector.api_json's) ------------------------
 
 
 def _embedded_json(text: str) -> Any:
@@ -175,58 +163,6 @@ def _embedded_json(text: str) -> Any:
         return None
 
 
-def _breakdown(items: tuple[Breakdown, ...]) -> list[dict[str, Any]]:
-    return [{"value": b.value, "count": b.count} for b in items]
-
-
-def cluster_json(c: ClusterSummary) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "title": c.title,
-        "kind": c.kind,
-        "fingerprint": c.fingerprint,
-        "count": c.count,
-        "hosts": c.hosts,
-        "first_seen": _iso(c.first_seen),
-        "last_seen": _iso(c.last_seen),
-        "kernel_releases": list(c.kernel_releases),
-        "hardware": list(c.hardware),
-        "common_modules": list(c.common_modules),
-        "representative_crash_id": c.representative_crash_id,
-        "guilty_frame": c.guilty_frame,
-        "daily_counts": list(c.daily_counts),
-    }
-
-
-def cluster_detail_json(d: ClusterDetail) -> dict[str, Any]:
-    out = cluster_json(d.summary)
-    out.update(
-        by_host=_breakdown(d.by_host),
-        by_kernel_release=_breakdown(d.by_kernel_release),
-        by_hardware=_breakdown(d.by_hardware),
-        by_module=_breakdown(d.by_module),
-        fingerprints=list(d.fingerprints),
-    )
-    return out
-
-
-def crash_json(c: CrashSummary) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "cluster_id": c.cluster_id,
-        "host": c.host,
-        "title": c.title,
-        "kind": c.kind,
-        "fingerprint": c.fingerprint,
-        "source": c.source,
-        "crash_time": _iso(c.crash_time),
-        "received_at": _iso(c.received_at),
-        "kernel_release": c.kernel_release,
-        "hardware": c.hardware,
-        "guilty_frame": c.guilty_frame,
-    }
-
-
 def crash_detail_json(d: CrashDetail) -> dict[str, Any]:
     out = crash_json(d.summary)
     out.update(
@@ -237,21 +173,6 @@ def crash_detail_json(d: CrashDetail) -> dict[str, Any]:
         symbolized=_embedded_json(d.symbolized_json),
     )
     return out
-
-
-def host_json(h: HostSummary) -> dict[str, Any]:
-    return {
-        "hostname": h.hostname,
-        "kernel_release": h.kernel_release,
-        "machine": h.machine,
-        "hardware": h.hardware,
-        "agent_version": h.agent_version,
-        "cpus": h.cpus,
-        "memory_bytes": h.memory_bytes,
-        "modules": list(h.modules),
-        "last_heartbeat": _iso(h.last_heartbeat),
-        "crashes": h.crashes,
-    }
 
 
 # Responses and routing -------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from crashfleet import wire
 from crashfleet.v1 import ingest_service_pb2
 
 __all__ = [
+    "BUILD_ID",
     "MAX_EXCERPT_BYTES",
     "HostRateLimiter",
     "IngestError",
@@ -59,7 +60,7 @@ MIN_KEY_CHARS, MAX_KEY_CHARS = 8, 128
 MAX_HOSTNAME_CHARS = 253
 # Text fields may carry tabs and newlines (the excerpt, the Code: line) but never NUL or other
 # C0 controls: PostgreSQL TEXT cannot hold NUL, and terminals rendering a title must not be driven.
-_BUILD_ID = re.compile(r"[0-9a-f]{8,128}")  # a GNU build-id note: sha1 is 40 digits, md5 32, uuid 32
+BUILD_ID = re.compile(r"[0-9a-f]{8,128}")  # a GNU build-id note: sha1 is 40 digits, md5 32, uuid 32
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -178,7 +179,7 @@ def _build_id(system: SystemFacts | None) -> str:
     """The kernel build-id to store with a crash: lowercase hex as uploads name it, else "".
     Anything else cannot match an index, and must not reach an indexed column unbounded."""
     value = (system.build_id or "").strip().lower() if system is not None else ""
-    return value if _BUILD_ID.fullmatch(value) else ""
+    return value if BUILD_ID.fullmatch(value) else ""
 
 
 def _check_key(key: str) -> None:

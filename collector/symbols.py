@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
 import tempfile
 import threading
 from collections import OrderedDict, deque
@@ -41,6 +40,7 @@ from analysis.symbolize.enrich import VMLINUX, SymbolizerSet, symbolize_records
 from analysis.symbolize.index import SymbolIndex
 from analysis.symbolize.lookup import Symbolizer
 from collector.api import check_bearer
+from collector.ingest import BUILD_ID
 from collector.signature import StoredSignatureError, record_from_stored, stored_json
 from collector.store import Store
 from crashfleet.v1 import symbols_service_pb2, symbols_service_pb2_grpc
@@ -60,7 +60,6 @@ __all__ = [
 MAX_UPLOAD_BYTES = 2 << 30  # a full debug-vmlinux index is ~150 MB; far beyond that is not one
 MAX_CHUNK_BYTES = 1 << 20
 RESYMBOLIZE_BATCH = 200  # crashes per read and per write transaction of a retroactive pass
-_BUILD_ID = re.compile(r"[0-9a-f]{8,128}")
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class CollectorSymbols:
         """`record` with source lines when `root` has its kernel build's index; None when it has
         not (the crash then waits for an upload of its build)."""
         build_id = (system.build_id or "").strip().lower() if system is not None else ""
-        symbolizer = self._ingest_symbolizer(build_id) if _BUILD_ID.fullmatch(build_id) else None
+        symbolizer = self._ingest_symbolizer(build_id) if BUILD_ID.fullmatch(build_id) else None
         if symbolizer is None:
             return None
         symbolizers = SymbolizerSet(build_id=build_id, fixed={VMLINUX: symbolizer})
@@ -343,7 +342,7 @@ async def _receive(
             build_id = chunk.build_id
         if not build_id:
             raise _UploadRefused(grpc.StatusCode.INVALID_ARGUMENT, "the first chunk must name the build_id")
-        if not _BUILD_ID.fullmatch(build_id):
+        if not BUILD_ID.fullmatch(build_id):
             raise _UploadRefused(grpc.StatusCode.INVALID_ARGUMENT, "build_id is not lowercase hex")
         if len(chunk.data) > MAX_CHUNK_BYTES:
             raise _UploadRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"chunk larger than {MAX_CHUNK_BYTES} bytes")

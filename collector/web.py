@@ -653,7 +653,8 @@ def crash_page(detail: CrashDetail) -> str:
     """`/crashes/<id>`: one occurrence with its host facts, decoded fault and log excerpt."""
     s = detail.summary
     signature = signature_document(detail.signature_json)
-    shown = _display_document(detail)
+    symbolized_doc = signature_document(detail.symbolized_json)
+    shown = symbolized_doc or signature  # as _display_document, each JSON text parsed once
     facts = [
         ("Cluster", f'<a href="/clusters/{_e(_q(s.cluster_id))}"><code>{_e(s.cluster_id)}</code></a>'),
         ("Host", f'<a href="{_e("/?" + urlencode([("host", s.host)]))}"><code>{_e(s.host)}</code></a>'),
@@ -674,7 +675,7 @@ def crash_page(detail: CrashDetail) -> str:
         ", ".join(f"<code>{_e(m)}</code>" for m in detail.modules) or '<span class="note">none listed</span>'
     )
     symbolized = (
-        f'<details><summary>Source lines (symbolized)</summary><pre id="symbolized">{_e(_pretty(None, detail.symbolized_json))}</pre></details>'
+        f'<details><summary>Source lines (symbolized)</summary><pre id="symbolized">{_e(_pretty(symbolized_doc, detail.symbolized_json))}</pre></details>'
         if detail.symbolized_json
         else ""
     )

@@ -11,7 +11,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from types import ModuleType
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("inspect", "crashfleet.commands.inspect"),
@@ -29,10 +28,6 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _load(module_name: str) -> ModuleType:
-    return importlib.import_module(module_name)
-
-
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or (`only`) one with just that subcommand: no other command module is imported."""
     parser = argparse.ArgumentParser(
@@ -43,7 +38,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, module_name in COMMANDS:
         if only is not None and name != only:
             continue
-        module = _load(module_name)
+        module = importlib.import_module(module_name)
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(_run=module.run)

@@ -600,13 +600,13 @@ class SqlStore(ABC):
 
     def _candidates(self, tx: Tx, kind: str, reason: str, buckets: Sequence[str]) -> list[Candidate]:
         seen: dict[str, Candidate] = {}
+        wanted = bug_class(kind, reason)
         for bucket in buckets:
             rows = tx.all(
                 "SELECT c.id, c.frames, c.kind, c.normalized_reason FROM cluster_buckets b"
                 " JOIN clusters c ON c.id = b.cluster_id WHERE b.bucket = ? ORDER BY b.cluster_id LIMIT ?",
                 (bucket, MAX_CANDIDATES_PER_BUCKET),
             )
-            wanted = bug_class(kind, reason)
             for cluster_id, frames, c_kind, c_reason in rows:
                 if cluster_id not in seen and bug_class(c_kind, c_reason) == wanted:
                     seen[cluster_id] = Candidate(cluster_id, tuple(json.loads(frames)))

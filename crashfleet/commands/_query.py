@@ -1,6 +1,6 @@
 """What `clusters`, `cluster`, `crashes` and `hosts` share: client flags, filters, paging, output.
 
-`--json` prints JSON Lines with the same objects the HTTP API returns (collector.http), so a
+`--json` prints JSON Lines with the same objects the HTTP API returns (collector.api_json), so a
 script can move between the two without reshaping anything.
 """
 
@@ -50,7 +50,7 @@ def _host_row(h: HostSummary) -> list[str]:
 
 def _listings() -> dict[str, Listing[Any]]:
     """The list commands by name; built on use so that importing this module stays cheap."""
-    from collector.http import cluster_json, crash_json, host_json
+    from collector.api_json import cluster_json, crash_json, host_json
     from crashfleet import wire
 
     return {

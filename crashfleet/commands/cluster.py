@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import grpc
 
-    from collector.http import cluster_detail_json, crash_json
+    from collector.api_json import cluster_detail_json, crash_json
     from crashfleet import wire
     from crashfleet.client import client_config_from_args, open_channel
     from crashfleet.v1 import query_service_pb2, query_service_pb2_grpc

@@ -52,7 +52,7 @@ DEFAULT_SHARED = REPO.parent / "shared"
 FIXTURES = REPO / "tests" / "data" / "deploy" / "demo"
 
 MAX_HOSTS = 16
-# Host i (1-based) uses LAYOUTS[(i - 1) % len(LAYOUTS)]: every layout appears in a fleet of 5+.
+# Host i (1-based) uses LAYOUTS[(i - 1) % len(LAYOUTS)] (`host_layout`): every layout appears in a fleet of 5+.
 LAYOUTS: tuple[str, ...] = ("rhel", "debian", "suse", "systemd-pstore", "ramoops")
 DUMP_LAYOUTS = frozenset({"rhel", "debian", "suse"})  # kdump layouts: a vmcore beside the log
 
@@ -177,6 +177,11 @@ def host_walk(hosts: int) -> list[int]:
     return [(k * step) % hosts + 1 for k in range(hosts)]
 
 
+def host_layout(host: int) -> str:
+    """The distribution layout of host `host` (1-based)."""
+    return LAYOUTS[(host - 1) % len(LAYOUTS)]
+
+
 def _host_number(name: str) -> int | None:
     digits = name.removeprefix("buildtest")
     return int(digits) if digits.isdigit() else None
@@ -221,12 +226,12 @@ def plan_drops(samples: Sequence[CrashSample], hosts: int, window: float | None)
         else:
             # The first host of this round with the dump's layout, else simply the next one.
             host = next(
-                (h for h in order if LAYOUTS[(h - 1) % len(LAYOUTS)] == sample.dump_layout), order[0]
+                (h for h in order if host_layout(h) == sample.dump_layout), order[0]
             ) if wants_dump else order[0]  # fmt: skip
         # Taking the host out keeps each round a permutation: every host gets a crash per round.
         if host in order:
             order.remove(host)
-        with_dump = wants_dump and LAYOUTS[(host - 1) % len(LAYOUTS)] in DUMP_LAYOUTS
+        with_dump = wants_dump and host_layout(host) in DUMP_LAYOUTS
         if with_dump:
             assert sample.dump is not None
             dumps_used.add(sample.dump)
@@ -386,7 +391,7 @@ def make_hosts(workdir: Path, count: int) -> list[Host]:
     for i in range(1, count + 1):
         name = f"buildtest{i:02d}"
         root = workdir / name
-        host = Host(name, LAYOUTS[(i - 1) % len(LAYOUTS)], root / "crash", root / "pstore", root / "state")
+        host = Host(name, host_layout(i), root / "crash", root / "pstore", root / "state")
         for d in (host.crash_dir, host.pstore_dir, host.state_dir):
             d.mkdir(parents=True)
         hosts.append(host)
@@ -532,7 +537,7 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
     return value
 
