@@ -332,10 +332,15 @@ def match_rule(root: Root, name: str, is_dir: bool) -> LayoutRule | None:
     return None
 
 
+def _group_key(rule: LayoutRule, name: str) -> str:
+    """The capture a file of a file layout belongs to: its group, or the file alone."""
+    return rule.group(name) if rule.group is not None else name
+
+
 def _group_files(rule: LayoutRule, paths: Iterable[Path]) -> list[FoundCapture]:
     groups: dict[str, list[Path]] = {}
     for path in paths:
-        key = rule.group(path.name) if rule.group is not None else path.name
+        key = _group_key(rule, path.name)
         groups.setdefault(key, []).append(path)
     found = []
     for members in groups.values():
@@ -397,12 +402,12 @@ def capture_for_path(root: Root, directory: Path, path: Path) -> FoundCapture | 
         return None
     if is_dir:
         return FoundCapture(rule=rule, path=top)
-    key = rule.group(top.name) if rule.group is not None else top.name
+    key = _group_key(rule, top.name)
     siblings = [
         directory / name
         for name in _listdir(directory)
         if match_rule(root, name, False) is rule
-        and (rule.group(name) if rule.group is not None else name) == key
+        and _group_key(rule, name) == key
         and (directory / name).is_file()
     ]
     if not siblings:

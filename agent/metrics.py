@@ -134,7 +134,8 @@ class AgentMetrics:
             self._server = None
 
     def write_textfile(self, directory: Path, name: str = "crashfleet_agent.prom") -> None:
-        """Write the metrics for node_exporter: temp file in the same directory, fsync, rename."""
+        """Write the metrics for node_exporter: a temp file in the same directory, then an atomic
+        rename, so node_exporter never reads half a file (metrics need no fsync)."""
         data = generate_latest(self.registry)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
         try:

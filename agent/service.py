@@ -42,7 +42,7 @@ from agent.kmsg import KmsgReader
 from agent.layouts import Root
 from agent.logs import configure_logging
 from agent.metrics import AgentMetrics
-from agent.spool import Backoff, Spool
+from agent.spool import COLLECTOR_UP, HEARTBEAT_SUGGESTED, PAUSED_UNTIL, Backoff, Spool, open_spool
 from agent.watch import CaptureWatcher
 from crashfleet.sdnotify import Notifier, watchdog_interval
 
@@ -50,15 +50,8 @@ __all__ = ["AgentService", "SubprocessWorker", "WorkerHandle", "WorkerLauncher",
 
 log = logging.getLogger(__name__)
 
-SPOOL_FILE = "spool.sqlite3"
 PRELAUNCH_SECONDS = 2.0  # start a worker this long before a capture finishes settling
 DRAIN_SECONDS = 20.0  # SIGTERM: how long a running worker may finish (systemd's TimeoutStopSec is 30 s)
-
-# Meta rows the worker leaves in the spool (agent.worker writes them; names repeated, not imported,
-# because importing agent.worker would load the analyzer and grpc into the daemon).
-PAUSED_UNTIL = "paused_until"
-COLLECTOR_UP = "collector_up"
-HEARTBEAT_SUGGESTED = "heartbeat_suggested_seconds"
 
 
 class WorkerHandle(Protocol):
@@ -158,13 +151,8 @@ class AgentService:
         # Scratch holds unpacked apport VmCores; what a killed worker left there is garbage.
         shutil.rmtree(config.state_dir / "scratch", ignore_errors=True)
         (config.state_dir / "scratch").mkdir(parents=True, exist_ok=True)
-        self.spool = Spool(
-            config.state_dir / SPOOL_FILE,
-            max_bytes=config.spool_max_bytes,
-            max_age_seconds=config.spool_max_age_seconds,
-            backoff=Backoff(config.backoff_initial_seconds, config.backoff_max_seconds),
-            clock=self._clock,
-            on_drop=lambda n, reason: self.metrics.spool_dropped.labels(reason).inc(n),
+        self.spool = open_spool(
+            config, lambda n, reason: self.metrics.spool_dropped.labels(reason).inc(n), clock=self._clock
         )
         if not config.collector:
             log.warning("no collector configured: crashes are spooled, not shipped")
@@ -180,8 +168,7 @@ class AgentService:
             wake=self._wake.set,
             clock=self._clock,
         )
-        self.watcher.start()
-        present = [c.key for c in self.watcher.present()]
+        present = [c.key for c in self.watcher.start()]
         # A root that cannot be listed looks empty: forgetting its handled captures would ship
         # them all again once it is readable, so nothing is forgotten until every root is.
         if not self.watcher.unreadable():

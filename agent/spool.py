@@ -23,8 +23,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analysis.errors import CrashfleetError
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 __all__ = [
     "Backoff",
@@ -35,9 +39,18 @@ __all__ = [
     "SpoolError",
     "SpoolItem",
     "SpoolStats",
+    "open_spool",
 ]
 
 log = logging.getLogger(__name__)
+
+SPOOL_FILE = "spool.sqlite3"  # under the state dir
+
+# Meta rows the worker (agent.worker) leaves for the daemon (agent.service) and the next worker.
+PAUSED_UNTIL = "paused_until"  # the collector is down or throttling: no shipping before this time
+STREAK = "failure_streak"  # consecutive unreachable/throttled answers: the backoff exponent
+COLLECTOR_UP = "collector_up"
+HEARTBEAT_SUGGESTED = "heartbeat_suggested_seconds"  # the collector's interval from its last heartbeat reply
 
 
 class DropReason(StrEnum):
@@ -507,3 +520,20 @@ class Spool:
                 db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)).rowcount
             )
         )
+
+
+def open_spool(
+    config: AgentConfig,
+    on_drop: Callable[[int, DropReason], None] | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Spool:
+    """The state dir's spool with the configured bounds and backoff (daemon and worker alike)."""
+    return Spool(
+        config.state_dir / SPOOL_FILE,
+        max_bytes=config.spool_max_bytes,
+        max_age_seconds=config.spool_max_age_seconds,
+        backoff=Backoff(config.backoff_initial_seconds, config.backoff_max_seconds),
+        clock=clock,
+        on_drop=on_drop,
+    )

@@ -95,8 +95,10 @@ class CaptureWatcher:
         self._unreadable: dict[Root, tuple[Path, str]] = {}
         self._watched: set[Root] = set()
 
-    def start(self) -> None:
-        """Start inotify watches, then scan: an event between the two is caught by either."""
+    def start(self) -> list[FoundCapture]:
+        """Start inotify watches, then scan: an event between the two is caught by either.
+
+        Returns the captures the scan found (what `present()` would list right now)."""
         observer = Observer()
         for root, directory in self.roots:
             if not directory.is_dir():
@@ -105,7 +107,7 @@ class CaptureWatcher:
             self._watch(observer, root, directory)
         observer.start()
         self._observer = observer
-        self.scan()
+        return self._scan()
 
     def _watch(self, observer: BaseObserver, root: Root, directory: Path) -> None:
         """Add the inotify watch of one root; a root that cannot be listed is noted instead."""
@@ -130,14 +132,16 @@ class CaptureWatcher:
 
     def scan(self) -> int:
         """Mark every existing capture dirty (start-up, reload); returns how many were found."""
-        found = 0
-        for capture in self.present():
-            found += 1
+        return len(self._scan())
+
+    def _scan(self) -> list[FoundCapture]:
+        captures = self.present()
+        for capture in captures:
             with self._lock:
                 self._dirty[capture.key] = capture
-        if found:
+        if captures:
             self._wake()
-        return found
+        return captures
 
     def present(self) -> list[FoundCapture]:
         """Every capture now under the watched roots; a root that cannot be listed is skipped and noted."""

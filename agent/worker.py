@@ -40,7 +40,18 @@ from agent.extract import (
 from agent.heartbeat import HostInventory, collect_inventory
 from agent.layouts import Root, archived_by_systemd_pstore, assess, capture_for_path
 from agent.ship import GrpcShipper, NoCollector, Outcome, Shipper, build_request
-from agent.spool import Backoff, DropReason, Job, NewReport, Spool, SpoolItem
+from agent.spool import (
+    COLLECTOR_UP,
+    HEARTBEAT_SUGGESTED,
+    PAUSED_UNTIL,
+    STREAK,
+    DropReason,
+    Job,
+    NewReport,
+    Spool,
+    SpoolItem,
+    open_spool,
+)
 from analysis.model import CrashRecord, SystemFacts
 
 if TYPE_CHECKING:
@@ -56,11 +67,7 @@ SHIP_BATCH = 64  # reports per shipping pass; their acks are deleted in one tran
 LINGER_POLL_SECONDS = 0.02  # a lingering worker looks for its job this often (for a second or two)
 
 # Jobs come from agent.service: "capture" jobs carry JSON {root, path, failure}, "kmsg" jobs the
-# block text. Meta rows the worker leaves for the daemon and the next worker:
-PAUSED_UNTIL = "paused_until"  # the collector is down or throttling: no shipping before this time
-STREAK = "failure_streak"  # consecutive unreachable/throttled answers: the backoff exponent
-COLLECTOR_UP = "collector_up"
-HEARTBEAT_SUGGESTED = "heartbeat_suggested_seconds"  # the collector's interval from its last heartbeat reply
+# block text. The meta rows the worker leaves for the daemon are named in agent.spool.
 
 
 def _squash(text: str) -> str:
@@ -417,17 +424,6 @@ class Worker:
         else:
             self.spool.set_meta(COLLECTOR_UP, "0")
             log.warning("heartbeat failed code=%s detail=%s", result.code, result.detail)
-
-
-def open_spool(config: AgentConfig, on_drop: Callable[[int, DropReason], None] | None = None) -> Spool:
-    """The state dir's spool with the configured bounds and backoff (daemon and worker alike)."""
-    return Spool(
-        config.state_dir / "spool.sqlite3",
-        max_bytes=config.spool_max_bytes,
-        max_age_seconds=config.spool_max_age_seconds,
-        backoff=Backoff(config.backoff_initial_seconds, config.backoff_max_seconds),
-        on_drop=on_drop,
-    )
 
 
 def run_worker(
