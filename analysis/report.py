@@ -109,9 +109,16 @@ def _oops_code(code: PageFaultCode | None) -> JSON | None:
     }
 
 
-def record_to_json(record: CrashRecord) -> JSON:
-    """One crash as the JSON object of docs/report-schema.md (the issue's keys first, then extras)."""
-    fp = record.fingerprint
+def record_to_json(
+    record: CrashRecord, *, fingerprint: Fingerprint | None = None, excerpt: str | None = None
+) -> JSON:
+    """One crash as the JSON object of docs/report-schema.md (the issue's keys first, then extras).
+
+    `fingerprint` and `excerpt`, when given, stand in for the record's own: the collector stores
+    every report under its own fingerprint and without the excerpt, and copying the record with
+    `dataclasses.replace` to say so cost more than the conversion itself.
+    """
+    fp = fingerprint if fingerprint is not None else record.fingerprint
     return {
         "kind": record.kind.value,
         "title": record.title,
@@ -153,7 +160,7 @@ def record_to_json(record: CrashRecord) -> JSON:
         "related": list(record.related),
         "first_line": record.first_line,
         "last_line": record.last_line,
-        "excerpt": record.excerpt,
+        "excerpt": record.excerpt if excerpt is None else excerpt,
     }
 
 

@@ -15,7 +15,6 @@ Collectors before this format stored protobuf's JSON mapping of the `CrashSignat
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -34,14 +33,15 @@ class StoredSignatureError(ValueError):
     """Stored signature text that is neither report JSON nor the legacy protobuf JSON."""
 
 
+# Built once: json.dumps with options other than the defaults builds an encoder per call, and
+# stored_json runs for every report on the ingest path. record_to_json builds a fresh tree, so
+# there is no cycle to look for.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+
+
 def stored_json(record: CrashRecord, fingerprint: Fingerprint | None = None) -> str:
     """The text to store for `record` signed with `fingerprint` (compact, excerpt left out)."""
-    changes: dict[str, Any] = {"excerpt": ""} if record.excerpt else {}
-    if fingerprint is not None:
-        changes["fingerprint"] = fingerprint
-    if changes:  # one copy, not one per change: this runs for every report on the ingest path
-        record = dataclasses.replace(record, **changes)
-    return json.dumps(record_to_json(record), separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(record_to_json(record, fingerprint=fingerprint, excerpt=""))
 
 
 def is_report_json(document: object) -> bool:
@@ -65,7 +65,9 @@ def record_from_stored(text: str, source: str = "signature_json") -> CrashRecord
     try:
         return wire.signature_from_json(text)
     except wire.WireError as exc:
-        raise StoredSignatureError(f"{source}: neither report JSON nor a CrashSignature: {exc.reason}") from None
+        raise StoredSignatureError(
+            f"{source}: neither report JSON nor a CrashSignature: {exc.reason}"
+        ) from None
 
 
 def as_report_json(text: str) -> str:

@@ -15,6 +15,7 @@ fingerprint rule that starts reading one of them fails there, not silently here.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -52,20 +53,23 @@ def _rip_key(rip: Rip | None) -> Hashable:
     return (rip.function, rip.module, rip.offset is None, rip.size is None, rip.address is None, rip.source)
 
 
+# The key fields taken as they are, read in one call (signing_key runs for every report).
+_read_plain_fields = operator.attrgetter(
+    *(name for name in _KEY_FIELDS if name not in ("call_trace", "rip", "reason"))
+)
+
+
 def signing_key(record: CrashRecord) -> tuple[Hashable, ...]:
     """What compute() may depend on: every field but OCCURRENCE_FIELDS, frames without their
     per-build numbers."""
-    key: list[Hashable] = []
-    for name in _KEY_FIELDS:
-        value = getattr(record, name)
-        if name == "call_trace":
-            value = tuple(_frame_key(f) for f in value)
-        elif name == "rip":
-            value = _rip_key(value)
-        elif name == "reason" and record.normalized_reason:
-            value = None  # compute() reads the raw line only without a normalized one (it has addresses)
-        key.append(value)
-    return tuple(key)
+    # compute() reads the raw reason line only without a normalized one (it has addresses)
+    reason = None if record.normalized_reason else record.reason
+    return (
+        _read_plain_fields(record),
+        reason,
+        _rip_key(record.rip),
+        tuple(map(_frame_key, record.call_trace)),
+    )
 
 
 class CachedSigner:

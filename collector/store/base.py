@@ -11,18 +11,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from collector.model import StoreReader
 
 __all__ = [
     "BuildCrash",
     "ClusterMove",
+    "GroupCommit",
     "HostRecord",
     "IngestResult",
     "InvalidPageToken",
     "NewCrash",
-    "QueuedIngest",
+    "PendingWrite",
     "ReclusterReport",
     "Resign",
     "Store",
@@ -181,11 +182,29 @@ class Store(StoreReader, Protocol):
     def close(self) -> None: ...
 
 
+class PendingWrite(Protocol):
+    """One write of a group commit: after `GroupCommit.commit`, `result` or `error` is set."""
+
+    result: Any
+    error: BaseException | None
+
+
 @runtime_checkable
-class QueuedIngest(Protocol):
-    """A store that queues ingests for a group commit and can answer through a Future, so an
-    event loop can await the commit without parking a thread per report (SQLite does)."""
+class GroupCommit(Protocol):
+    """A store whose writes an event loop can batch into one transaction and commit itself,
+    without a second thread, except when another writer holds the database (SQLite does;
+    collector.groupcommit drives it)."""
 
-    def submit_ingest(self, crash: NewCrash) -> Future[IngestResult]: ...
+    def ingest_write(self, crash: NewCrash) -> PendingWrite: ...
 
-    def submit_heartbeat(self, host: HostRecord, at: datetime) -> Future[None]: ...
+    def heartbeat_write(self, host: HostRecord, at: datetime) -> PendingWrite: ...
+
+    def commit(self, writes: Sequence[Any], wait: bool = True) -> bool:
+        """Run the writes as one transaction on the calling thread; each write's `result` or
+        `error` is final when this returns True. With `wait=False`: False, nothing done, where
+        it would have to wait for another writer."""
+        ...
+
+    def submit(self, write: Any) -> Future[Any]:
+        """Queue one write for the store's own writer thread, which waits for other writers."""
+        ...

@@ -1,6 +1,6 @@
-"""Ingestor.report_async on SQLite's group-commit queue: many concurrent reports on one event loop
-each get their own answer after the commit, failures reach the caller, and stores without the
-queue (PostgreSQL) still work through a worker thread."""
+"""Ingestor.report_async on SQLite's group commit on the event loop: many concurrent reports on one
+loop each get their own answer after the commit, failures reach the caller, and stores without
+it (PostgreSQL) still work through a worker thread."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from collector.ingest import Ingestor
 from collector.metrics import Metrics
 from collector.model import Page, QueryFilter
-from collector.store import IngestResult, QueuedIngest, Store, StoreError
+from collector.store import GroupCommit, IngestResult, Store, StoreError
 from collector.store.sqlite import SqliteStore
 from crashfleet import wire
 from crashfleet.v1 import crash_pb2, ingest_service_pb2
@@ -42,7 +42,7 @@ def test_concurrent_reports_on_one_loop_get_their_own_answers(store: Store) -> N
         return await asyncio.gather(*(ingestor.report_async(r, r.host.hostname) for r in requests))
 
     results = asyncio.run(scenario())
-    assert isinstance(store, QueuedIngest) == isinstance(store, SqliteStore)
+    assert isinstance(store, GroupCommit) == isinstance(store, SqliteStore)
     assert sum(not r.duplicate for r in results) == 40  # 20 resubmitted keys
     first: dict[str, IngestResult] = {}
     for request, result in zip(requests, results, strict=True):

@@ -12,6 +12,7 @@ import pytest
 
 from analysis.fingerprint import compute
 from analysis.model import Fingerprint
+from analysis.report import record_to_json
 from collector.ingest import Ingestor, resign_stored
 from collector.metrics import Metrics
 from collector.signature import (
@@ -30,7 +31,9 @@ from tests.collector.records import null_deref
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
-OTHER_FP = Fingerprint("0" * 32, "fp-old", "null-deref", "BUG: kernel NULL pointer dereference", ("x", "y", "z"))
+OTHER_FP = Fingerprint(
+    "0" * 32, "fp-old", "null-deref", "BUG: kernel NULL pointer dereference", ("x", "y", "z")
+)
 
 
 def _validate_crash(document: dict[str, object]) -> None:
@@ -57,6 +60,17 @@ def test_current_format_round_trips() -> None:
     )
 
 
+def test_stored_json_is_the_compact_dump_of_the_signed_record() -> None:
+    """stored_json overrides the fingerprint and excerpt instead of copying the record; the text
+    must stay what dumping the copy gave, byte for byte (stored rows are compared as text)."""
+    record = null_deref()
+    assert record.excerpt and record.fingerprint is not None
+    for fingerprint in (None, OTHER_FP):
+        signed = dataclasses.replace(record, excerpt="", fingerprint=fingerprint or record.fingerprint)
+        expected = json.dumps(record_to_json(signed), separators=(",", ":"), ensure_ascii=False)
+        assert stored_json(record, fingerprint) == expected
+
+
 def test_legacy_protobuf_json_still_reads_and_converts() -> None:
     record = null_deref()
     legacy = wire.signature_to_json(record)
@@ -77,7 +91,10 @@ def test_legacy_protobuf_json_still_reads_and_converts() -> None:
         ('{"kind": 5}', "neither report JSON nor a CrashSignature"),
         ('{"no_such_field": 1}', "neither report JSON nor a CrashSignature"),
         ('{"fingerprint_frames": [], "kind": "null-deref", "title": "t"}', "crash.reason: missing"),
-        ('{"fingerprint_frames": [], "kind": "null-deref", "title": "t", "reason": "r", "cpu": "one"}', "crash.cpu"),
+        (
+            '{"fingerprint_frames": [], "kind": "null-deref", "title": "t", "reason": "r", "cpu": "one"}',
+            "crash.cpu",
+        ),
     ],
 )
 def test_unreadable_text_is_a_typed_error(text: str, message: str) -> None:
@@ -134,7 +151,9 @@ def test_legacy_rows_read_as_report_json_and_recluster_rewrites_them(store: Stor
 def test_recluster_with_current_rules_moves_nothing(store: Store) -> None:
     record = null_deref()
     fp = compute(record)
-    crash = make_crash("current-row-1", fingerprint=fp.value, frames=fp.frames, kind=fp.kind, reason=fp.reason)
+    crash = make_crash(
+        "current-row-1", fingerprint=fp.value, frames=fp.frames, kind=fp.kind, reason=fp.reason
+    )
     result = store.ingest(dataclasses.replace(crash, signature_json=stored_json(record, fp)))
     report = store.recluster(resign_stored())
     assert (report.refingerprinted, report.moves, report.failed) == (0, (), ())

@@ -45,12 +45,32 @@ CASES: list[tuple[str, Mutation, str | None]] = [
      "signature.code.instruction"),
     ("string too long", lambda r: setattr(r.signature, "reason", "r" * (MAX_STRING_CHARS + 1)), "signature.reason"),
     ("too many modules", lambda r: r.signature.modules.extend(["m"] * MAX_REPEATED), "signature.modules"),
+    ("longest string allowed", lambda r: setattr(r.signature, "reason", "r" * MAX_STRING_CHARS), None),
+    ("long strings, none too long", lambda r: r.signature.modules.extend(["m" * MAX_STRING_CHARS] * 3), None),
+    ("too long among many", lambda r: r.signature.modules.extend(["m" * 9, "m" * (MAX_STRING_CHARS + 1)]),
+     "signature.modules[4]"),
+    ("control in system facts", lambda r: setattr(r.system, "build_id", "ab\x00"), "system.build_id"),
+    ("control in fingerprint skip", lambda r: r.signature.fingerprint.skipped.append(
+        crash_pb2.SkippedFrame(function="f", rule="\x1f")),
+     "signature.fingerprint.skipped[3].rule"),
+    ("control in a frame's source", lambda r: r.signature.call_trace[0].source.append(
+        crash_pb2.SourceLocation(function="f", file="a\x01.c")),
+     "signature.call_trace[0].source[0].file"),
+    ("too many source lines", lambda r: r.signature.call_trace[0].source.extend(
+        [crash_pb2.SourceLocation(function="f")] * (MAX_REPEATED + 1)), "signature.call_trace[0].source"),
+    ("too many registers", lambda r: r.signature.registers.update({f"r{i}": i for i in range(MAX_REPEATED + 1)}),
+     "signature.registers"),
+    ("control in register name", lambda r: r.signature.registers.__setitem__("r\x0b", 1),
+     "signature.registers['r\\x0b']"),
 ]  # fmt: skip
 
 
 def _request() -> ingest_service_pb2.ReportCrashRequest:
     return wire.report_request(
-        null_deref(), key="string-check-1", host=crash_pb2.HostFacts(hostname="web-1"), source_path="/var/crash/1"
+        null_deref(),
+        key="string-check-1",
+        host=crash_pb2.HostFacts(hostname="web-1"),
+        source_path="/var/crash/1",
     )
 
 
