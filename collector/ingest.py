@@ -347,7 +347,6 @@ class Ingestor:
         # Checked once: isinstance against a runtime Protocol is slow enough to show per report.
         self._group = store if isinstance(store, GroupCommit) else None
         self._committer: LoopGroupCommit | None = None
-        self.group_linger, self.group_max_batch = GROUP_LINGER_S, GROUP_MAX_BATCH
 
     def validate(self, request: ingest_service_pb2.ReportCrashRequest, host: str) -> NewCrash:
         """The NewCrash a request describes, or InvalidReport/ReportTooLarge naming the field."""
@@ -466,9 +465,7 @@ class Ingestor:
         committer = self._committer
         loop = asyncio.get_running_loop()
         if committer is None or committer.loop is not loop:
-            committer = self._committer = LoopGroupCommit(
-                group, loop, self.group_linger, self.group_max_batch
-            )
+            committer = self._committer = LoopGroupCommit(group, loop, GROUP_LINGER_S, GROUP_MAX_BATCH)
         return committer
 
     def _validated(self, request: ingest_service_pb2.ReportCrashRequest, host: str) -> NewCrash:
