@@ -4,13 +4,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest sysdeps proto clean
+# The lock's refresher, pinned like everything else (`make lock`).
+UV_VERSION := 0.13.9
 
-$(STAMP): pyproject.toml
+.PHONY: test demo lint typecheck pytest sysdeps proto lock clean
+
+# Every install is the lock's exact versions, checked against its hashes; the project itself goes in
+# editable, with no dependency resolution of its own (--no-deps), so nothing newer can slip in.
+$(STAMP): requirements.lock pyproject.toml
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Refresh requirements.lock after changing a dependency in pyproject.toml: `make lock`, then
+# `make test`, and commit both files. `make lock UPGRADE=1` moves every pin to the newest release.
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	.venv-lock/bin/uv pip compile pyproject.toml --extra test --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-header $(if $(UPGRADE),--upgrade) -o requirements.lock
 
 # Debian packages the checks use for real: promtool (alert rule tests), chromium (web page test),
 # makedumpfile (dmesg oracle), elfutils (eu-addr2line oracle). Installed only when missing.
@@ -31,7 +45,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy analysis
-	$(BIN)/mypy agent collector crashfleet
+	$(BIN)/mypy wire agent collector crashfleet
 
 pytest: $(STAMP) sysdeps
 	bash tests/run_pytest.sh $(BIN)/python
@@ -42,8 +56,7 @@ demo: $(STAMP)
 	$(BIN)/crashfleet demo --duration 45
 
 proto: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. \
-	  proto/crashfleet/v1/*.proto
+	$(BIN)/python proto/generate.py .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-lock build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -5,7 +5,7 @@ metrics); `worker` is the short-lived process it starts when there is work (anal
 Modules, one concern each: `config` (strict TOML), `layouts` (the distro dump layouts as data),
 `watch` (inotify + start-up scan), `extract` (analysis + host facts), `spool` (the durable
 outbox, jobs, counts), `ship` (gRPC), `kmsg`, `heartbeat`, `metrics`, `logs` (journald-friendly
-logging). sd_notify lives in `crashfleet.sdnotify`, shared with the collector.
+logging). sd_notify lives in `wire.sdnotify`, shared with the collector.
 """
 
 from __future__ import annotations

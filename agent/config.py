@@ -294,7 +294,7 @@ def check_tls(config: AgentConfig) -> None:
     """Load the CA, client certificate and key the way the TLS stack will: a bad one fails at start-up.
 
     gRPC notices only at the first handshake, and then retries forever as UNAVAILABLE. This uses
-    the stdlib ssl module (the daemon never imports grpc; its worker re-checks with collector.tls).
+    the stdlib ssl module (the daemon never imports grpc; its worker re-checks with wire.tls).
     """
     import ssl
 

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 Analyzer = Callable[[bytes], list[CrashRecord]]
 
 MAX_TEXT_BYTES = 16 * 1024 * 1024  # a pstore record or an apport text field is never larger
-EXCERPT_BYTES = 64 * 1024  # the collector's excerpt cap (crashfleet.wire.MAX_EXCERPT_BYTES)
+EXCERPT_BYTES = 64 * 1024  # the collector's excerpt cap (wire.convert.MAX_EXCERPT_BYTES)
 MAX_REASON_CHARS = 1000  # a failure reason lists every source tried; the collector caps strings
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # the collector refuses control characters in fields
 

@@ -44,7 +44,7 @@ from agent.logs import configure_logging
 from agent.metrics import AgentMetrics
 from agent.spool import COLLECTOR_UP, HEARTBEAT_SUGGESTED, PAUSED_UNTIL, Backoff, Spool, open_spool
 from agent.watch import CaptureWatcher
-from crashfleet.sdnotify import Notifier, watchdog_interval
+from wire.sdnotify import Notifier, watchdog_interval
 
 __all__ = ["AgentService", "SubprocessWorker", "WorkerHandle", "WorkerLauncher", "configure_logging"]
 

@@ -1,7 +1,7 @@
 """Shipping to the collector over gRPC: deadlines, mTLS, and what each status code means for a retry.
 
 The spool stores the serialized `ReportCrashRequest`, built once here by `build_request` (through
-`crashfleet.wire`, the only record <-> protobuf conversion). `GrpcShipper.report()` sends it with
+`wire.convert`, the only record <-> protobuf conversion). `GrpcShipper.report()` sends it with
 a deadline and classifies the outcome by status code with the `CLASSIFICATION` table: ack,
 retry later (the collector or the network is down; the whole outbox waits), or refused for
 good (the collector will never accept this request; the spool drops it, counted and logged).
@@ -19,10 +19,10 @@ import grpc
 from agent.config import AgentConfig
 from agent.extract import ExtractedReport
 from agent.heartbeat import HostInventory
-from collector.tls import TlsConfigError
-from crashfleet import wire
-from crashfleet.client import ClientConfig, open_channel
-from crashfleet.v1 import ingest_service_pb2, ingest_service_pb2_grpc
+from wire import convert
+from wire.channel import ClientConfig, open_channel
+from wire.tls import TlsConfigError
+from wire.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 
 __all__ = [
     "CLASSIFICATION",
@@ -89,10 +89,10 @@ class Shipper(Protocol):
 
 def build_request(report: ExtractedReport, inventory: HostInventory) -> bytes:
     """The serialized ReportCrashRequest the spool keeps (built once, sent as is on every retry)."""
-    request = wire.report_request(
+    request = convert.report_request(
         report.record,
         key=report.key,
-        host=wire.host_facts_to_proto(inventory),
+        host=convert.host_facts_to_proto(inventory),
         source_path=report.source_path,
         crash_time=report.crash_time,
         system=report.system,
@@ -101,7 +101,7 @@ def build_request(report: ExtractedReport, inventory: HostInventory) -> bytes:
 
 
 def client_config(config: AgentConfig) -> ClientConfig:
-    """The shared client settings (crashfleet.client) for the agent's collector section."""
+    """The shared client settings (wire.channel) for the agent's collector section."""
     token = None
     if config.token_file is not None:
         try:
@@ -125,7 +125,7 @@ class GrpcShipper:
 
     def __init__(self, config: AgentConfig, channel: grpc.Channel | None = None) -> None:
         if channel is None:
-            channel = open_channel(client_config(config))  # collector.tls validates the files
+            channel = open_channel(client_config(config))  # wire.tls validates the files
         self._channel = channel
         self._stub = ingest_service_pb2_grpc.IngestServiceStub(self._channel)
         self._deadline = config.deadline_seconds
@@ -148,7 +148,7 @@ class GrpcShipper:
         return ShipResult(Outcome.ACKED, "OK", response.crash_id, duplicate=response.duplicate)
 
     def heartbeat(self, inventory: HostInventory) -> ShipResult:
-        request = ingest_service_pb2.HeartbeatRequest(host=wire.host_facts_to_proto(inventory))
+        request = ingest_service_pb2.HeartbeatRequest(host=convert.host_facts_to_proto(inventory))
         try:
             response = self._stub.Heartbeat(request, timeout=self._deadline)
         except grpc.RpcError as exc:

@@ -1,7 +1,7 @@
 """Typed crash records: the one vocabulary the analyzer, agent, collector and CLI share.
 
 Parsers fill these; `analysis.report` turns them into the JSON documented in
-docs/report-schema.md; `crashfleet.wire` is the only place that turns them into protobuf.
+docs/report-schema.md; `wire.convert` is the only place that turns them into protobuf.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import grpc  # noqa: E402
 
 from analysis.signature import analyze  # noqa: E402
 from analysis.sources import open_capture  # noqa: E402
-from crashfleet.v1 import query_service_pb2, query_service_pb2_grpc  # noqa: E402
+from wire.v1 import query_service_pb2, query_service_pb2_grpc  # noqa: E402
 
 CRASH_TYPES = ("null", "bug", "warn", "softlockup")
 WARNING_LOG = (REPO / "tests" / "data" / "agent" / "logs" / "warning.log").read_bytes()

@@ -37,8 +37,8 @@ from bench.syzcorpus import CorpusCase, read_case  # noqa: E402
 from collector.ingest import Ingestor  # noqa: E402
 from collector.metrics import Metrics  # noqa: E402
 from collector.store.sqlite import SqliteStore  # noqa: E402
-from crashfleet import wire  # noqa: E402
-from crashfleet.v1 import crash_pb2  # noqa: E402
+from wire import convert  # noqa: E402
+from wire.v1 import crash_pb2  # noqa: E402
 
 DEFAULT_DIR = REPO.parent / "shared" / "corpora" / "syzkaller" / "report"
 
@@ -96,8 +96,8 @@ def main() -> int:
                     continue
                 record = records[0]
                 host = crash_pb2.HostFacts(hostname=f"syz-{name}", kernel_release=record.kernel_release or "")
-                request = wire.report_request(
-                    record, key=wire.idempotency_key(hashlib.sha256(case.log).hexdigest(), 0), host=host,
+                request = convert.report_request(
+                    record, key=convert.idempotency_key(hashlib.sha256(case.log).hexdigest(), 0), host=host,
                     source_path=f"corpus/{name}",
                 )  # fmt: skip
                 result = ingestor.report(request, host.hostname)

@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 import grpc  # noqa: E402
 from grpc import aio  # noqa: E402
 
-from crashfleet.v1 import crash_pb2, ingest_service_pb2, ingest_service_pb2_grpc  # noqa: E402
+from wire.v1 import crash_pb2, ingest_service_pb2, ingest_service_pb2_grpc  # noqa: E402
 
 KIND = "null-deref"
 REPORTS = 600  # measured per store size (after WARMUP unmeasured ones)
@@ -64,7 +64,7 @@ class _Echo(ingest_service_pb2_grpc.IngestServiceServicer):
 
 
 async def _serve_echo(port: int) -> None:
-    from collector.grpc_options import server_options
+    from wire.grpc_options import server_options
 
     server = aio.server(options=server_options())
     ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(_Echo(), server)
@@ -87,7 +87,7 @@ def _requests() -> list[ingest_service_pb2.ReportCrashRequest]:
     """50 distinct realistic signatures (records built by hand, signed by the real analyzer)."""
     from analysis.fingerprint import compute
     from analysis.model import CallFrame, CrashKind, CrashRecord
-    from crashfleet import wire
+    from wire import convert
 
     out = []
     for i in range(50):
@@ -101,7 +101,7 @@ def _requests() -> list[ingest_service_pb2.ReportCrashRequest]:
         )  # fmt: skip
         record.fingerprint = compute(record)
         host = crash_pb2.HostFacts(hostname="bench-0", kernel_release="6.1.0-26-amd64", machine="x86_64")
-        out.append(wire.report_request(record, key="x" * 16, host=host, source_path="/var/crash/bench/dmesg"))
+        out.append(convert.report_request(record, key="x" * 16, host=host, source_path="/var/crash/bench/dmesg"))
     return out
 
 

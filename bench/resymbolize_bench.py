@@ -37,8 +37,8 @@ from collector.ingest import Ingestor  # noqa: E402
 from collector.metrics import Metrics  # noqa: E402
 from collector.store import open_store  # noqa: E402
 from collector.symbols import CollectorSymbols  # noqa: E402
-from crashfleet import wire  # noqa: E402
-from crashfleet.v1 import crash_pb2, ingest_service_pb2  # noqa: E402
+from wire import convert  # noqa: E402
+from wire.v1 import crash_pb2, ingest_service_pb2  # noqa: E402
 
 PROG = REPO / "tests" / "data" / "symbolize" / "prog"
 def symbols_of(elf: Path) -> dict[str, tuple[int, int]]:
@@ -67,7 +67,7 @@ def requests(
             title=f"BUG: bench {i % 50}", rip=Rip("walk", rip),
             call_trace=(CallFrame("main", ret), CallFrame("fail_loudly", 0x10), CallFrame("helper", 0x8, module="mod")),
         )  # fmt: skip
-        out.append(wire.report_request(record, key=f"bench-{i:08d}", host=host, source_path="/var/crash/b", system=system))
+        out.append(convert.report_request(record, key=f"bench-{i:08d}", host=host, source_path="/var/crash/b", system=system))
     return out
 
 

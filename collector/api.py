@@ -32,11 +32,12 @@ from grpc import aio
 
 from collector.ingest import IngestError, Ingestor, RateLimited, ReportTooLarge
 from collector.metrics import Metrics
-from collector.model import Page, QueryFilter, StoreReader
 from collector.store import InvalidPageToken, StoreError
-from collector.tls import PeerIdentityError, reporting_host
-from crashfleet import wire
-from crashfleet.v1 import (
+from collector.store.base import StoreReader
+from wire import convert
+from wire.model import Page, QueryFilter
+from wire.tls import PeerIdentityError, reporting_host
+from wire.v1 import (
     ingest_service_pb2,
     ingest_service_pb2_grpc,
     query_service_pb2,
@@ -73,7 +74,7 @@ async def _observe(
     except _Abort as abort:
         code = abort.code
         message = abort.message
-    except (InvalidPageToken, wire.WireError) as exc:
+    except (InvalidPageToken, convert.WireError) as exc:
         code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     except (ReportTooLarge, RateLimited) as exc:
         code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
@@ -188,7 +189,7 @@ class QueryServicer(query_service_pb2_grpc.QueryServiceServicer):
         self, request: query_service_pb2.ListClustersRequest, context: aio.ServicerContext[Any, Any]
     ) -> query_service_pb2.ListClustersResponse:
         async def body() -> query_service_pb2.ListClustersResponse:
-            rows, token = await _listed(request, self.store.list_clusters, wire.cluster_to_proto)
+            rows, token = await _listed(request, self.store.list_clusters, convert.cluster_to_proto)
             return query_service_pb2.ListClustersResponse(clusters=rows, next_page_token=token)
 
         return await self._run("ListClusters", context, body)
@@ -198,7 +199,7 @@ class QueryServicer(query_service_pb2_grpc.QueryServiceServicer):
     ) -> query_service_pb2.GetClusterResponse:
         async def body() -> query_service_pb2.GetClusterResponse:
             detail = await _found(request.cluster_id, "cluster", self.store.get_cluster)
-            return query_service_pb2.GetClusterResponse(cluster=wire.cluster_detail_to_proto(detail))
+            return query_service_pb2.GetClusterResponse(cluster=convert.cluster_detail_to_proto(detail))
 
         return await self._run("GetCluster", context, body)
 
@@ -206,7 +207,7 @@ class QueryServicer(query_service_pb2_grpc.QueryServiceServicer):
         self, request: query_service_pb2.ListCrashesRequest, context: aio.ServicerContext[Any, Any]
     ) -> query_service_pb2.ListCrashesResponse:
         async def body() -> query_service_pb2.ListCrashesResponse:
-            rows, token = await _listed(request, self.store.list_crashes, wire.crash_to_proto)
+            rows, token = await _listed(request, self.store.list_crashes, convert.crash_to_proto)
             return query_service_pb2.ListCrashesResponse(crashes=rows, next_page_token=token)
 
         return await self._run("ListCrashes", context, body)
@@ -216,7 +217,7 @@ class QueryServicer(query_service_pb2_grpc.QueryServiceServicer):
     ) -> query_service_pb2.GetCrashResponse:
         async def body() -> query_service_pb2.GetCrashResponse:
             detail = await _found(request.crash_id, "crash", self.store.get_crash)
-            return query_service_pb2.GetCrashResponse(crash=wire.crash_detail_to_proto(detail))
+            return query_service_pb2.GetCrashResponse(crash=convert.crash_detail_to_proto(detail))
 
         return await self._run("GetCrash", context, body)
 
@@ -224,7 +225,7 @@ class QueryServicer(query_service_pb2_grpc.QueryServiceServicer):
         self, request: query_service_pb2.ListHostsRequest, context: aio.ServicerContext[Any, Any]
     ) -> query_service_pb2.ListHostsResponse:
         async def body() -> query_service_pb2.ListHostsResponse:
-            rows, token = await _listed(request, self.store.list_hosts, wire.host_to_proto)
+            rows, token = await _listed(request, self.store.list_hosts, convert.host_to_proto)
             return query_service_pb2.ListHostsResponse(hosts=rows, next_page_token=token)
 
         return await self._run("ListHosts", context, body)
@@ -247,7 +248,7 @@ async def _listed(
     to_proto: Callable[[R], M],
 ) -> tuple[list[M], str]:
     """One page of a List* call: validate filter and page, query off the loop, convert the rows."""
-    flt = wire.filter_from_proto(request.filter)
+    flt = convert.filter_from_proto(request.filter)
     rows, token = await asyncio.to_thread(query, flt, _page(request.page_size, request.page_token))
     return [to_proto(r) for r in rows], token
 

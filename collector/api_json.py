@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.model import Breakdown, ClusterDetail, ClusterSummary, CrashSummary, HostSummary
+from wire.model import Breakdown, ClusterDetail, ClusterSummary, CrashSummary, HostSummary
 
 __all__ = ["cluster_detail_json", "cluster_json", "crash_json", "host_json"]
 

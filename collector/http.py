@@ -40,13 +40,12 @@ from prometheus_client.exposition import choose_encoder
 
 from collector import web
 from collector.api_json import cluster_detail_json, cluster_json, crash_json, host_json
-from collector.model import (
+from collector.store.base import InvalidPageToken, StoreReader
+from wire.model import (
     CrashDetail,
     Page,
     QueryFilter,
-    StoreReader,
 )
-from collector.store.base import InvalidPageToken
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",

@@ -36,8 +36,8 @@ from collector.groupcommit import LoopGroupCommit
 from collector.metrics import Metrics
 from collector.signing import CachedSigner
 from collector.store import GroupCommit, HostRecord, IngestResult, NewCrash, Resign, Store, StoredSignature
-from crashfleet import wire
-from crashfleet.v1 import ingest_service_pb2
+from wire import convert
+from wire.v1 import ingest_service_pb2
 
 __all__ = [
     "BUILD_ID",
@@ -54,7 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-MAX_EXCERPT_BYTES = wire.MAX_EXCERPT_BYTES
+MAX_EXCERPT_BYTES = convert.MAX_EXCERPT_BYTES
 MAX_STRING_CHARS = 4096  # any other single string field (reason, title, paths ...)
 MAX_REPEATED = 4096  # frames, modules, registers ... per message
 MIN_KEY_CHARS, MAX_KEY_CHARS = 8, 128
@@ -368,12 +368,12 @@ class Ingestor:
         if not request.source_path:
             raise InvalidReport("source_path", "missing")
         try:
-            record = wire.record_from_proto(signature, excerpt=excerpt)
-            system = wire.system_from_proto(request.system) if request.HasField("system") else None
+            record = convert.record_from_proto(signature, excerpt=excerpt)
+            system = convert.system_from_proto(request.system) if request.HasField("system") else None
             crash_time = (
-                wire.datetime_from_timestamp(request.crash_time) if request.HasField("crash_time") else None
+                convert.datetime_from_timestamp(request.crash_time) if request.HasField("crash_time") else None
             )
-        except wire.WireError as exc:
+        except convert.WireError as exc:
             raise InvalidReport(exc.field, exc.reason) from None
         except (ValueError, OverflowError) as exc:  # Timestamp outside year 1..9999
             raise InvalidReport("crash_time", str(exc)) from None
@@ -518,7 +518,7 @@ class Ingestor:
         facts = request.host
         hostname = _check_hostname("host.hostname", host)
         _check_strings(facts, "host")
-        return wire.host_record_from_proto(facts, hostname)
+        return convert.host_record_from_proto(facts, hostname)
 
     def refresh_gauges(self) -> None:
         """Re-sync the clusters and hosts gauges with the store (other replicas write too)."""

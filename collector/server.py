@@ -25,15 +25,15 @@ from grpc_reflection.v1alpha import reflection
 
 from collector.api import IngestServicer, QueryServicer, add_servicers
 from collector.config import CollectorConfig, parse_address
-from collector.grpc_options import server_options
 from collector.http import HttpHandle, start_http_server
 from collector.ingest import HostRateLimiter, Ingestor
 from collector.metrics import Metrics
 from collector.store import Store, open_store
 from collector.symbols import CollectorSymbols, Resymbolizer, add_symbol_service
-from collector.tls import server_credentials
-from crashfleet.sdnotify import Notifier, watchdog_interval  # stdlib-only sd_notify, shared with the agent
-from crashfleet.v1 import ingest_service_pb2, query_service_pb2
+from wire.grpc_options import server_options
+from wire.sdnotify import Notifier, watchdog_interval  # stdlib-only sd_notify, shared with the agent
+from wire.tls import server_credentials
+from wire.v1 import ingest_service_pb2, query_service_pb2
 
 __all__ = ["GAUGE_REFRESH_S", "RunningCollector", "configure_logging", "run_collector", "start_collector"]
 

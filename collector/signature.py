@@ -8,7 +8,7 @@ with `record_from_json`. The excerpt is kept in its own column, so the stored do
 `excerpt` is empty.
 
 Collectors before this format stored protobuf's JSON mapping of the `CrashSignature` message
-(`crashfleet.wire.signature_to_json`). This module is the one place that tells the two apart
+(`wire.convert.signature_to_json`). This module is the one place that tells the two apart
 (`is_report_json`): readers get report JSON either way (`as_report_json`), recluster reads both
 (`record_from_stored`) and rewrites what it re-signs in the current format.
 """
@@ -21,7 +21,7 @@ from typing import Any
 from analysis.errors import CrashfleetInputError
 from analysis.model import CrashRecord, Fingerprint
 from analysis.report import record_from_json, record_to_json
-from crashfleet import wire
+from wire import convert
 
 __all__ = ["StoredSignatureError", "as_report_json", "is_report_json", "record_from_stored", "stored_json"]
 
@@ -63,8 +63,8 @@ def record_from_stored(text: str, source: str = "signature_json") -> CrashRecord
         except CrashfleetInputError as exc:
             raise StoredSignatureError(str(exc)) from None
     try:
-        return wire.signature_from_json(text)
-    except wire.WireError as exc:
+        return convert.signature_from_json(text)
+    except convert.WireError as exc:
         raise StoredSignatureError(
             f"{source}: neither report JSON nor a CrashSignature: {exc.reason}"
         ) from None
@@ -86,6 +86,6 @@ def as_report_json(text: str) -> str:
     if is_report_json(document) or not isinstance(document, dict):
         return text
     try:
-        return stored_json(wire.signature_from_json(text))
-    except wire.WireError:
+        return stored_json(convert.signature_from_json(text))
+    except convert.WireError:
         return text

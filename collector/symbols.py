@@ -43,7 +43,7 @@ from collector.api import check_bearer
 from collector.ingest import BUILD_ID
 from collector.signature import StoredSignatureError, record_from_stored, stored_json
 from collector.store import Store
-from crashfleet.v1 import symbols_service_pb2, symbols_service_pb2_grpc
+from wire.v1 import symbols_service_pb2, symbols_service_pb2_grpc
 
 __all__ = [
     "MAX_CHUNK_BYTES",

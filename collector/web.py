@@ -20,7 +20,7 @@ from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
-from collector.model import (
+from wire.model import (
     Breakdown,
     ClusterDetail,
     ClusterSummary,

@@ -1,4 +1,4 @@
-"""The store interface: StoreReader (collector.model) plus the write side the collector needs.
+"""The store interface: StoreReader (wire.model) plus the write side the collector needs.
 
 Both implementations (SQLite, PostgreSQL) share one schema and one body of SQL
 (`collector.store.sql`); only connection handling and the few dialect differences live in
@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from collector.model import StoreReader
+from wire.model import (
+    ClusterDetail,
+    ClusterSummary,
+    CrashDetail,
+    CrashSummary,
+    HostRecord,
+    HostSummary,
+    Page,
+    QueryFilter,
+)
 
 __all__ = [
     "BuildCrash",
@@ -77,20 +86,6 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
-class HostRecord:
-    """A host's inventory as a heartbeat reports it."""
-
-    hostname: str
-    kernel_release: str = ""
-    machine: str = ""
-    hardware: str = ""
-    agent_version: str = ""
-    cpus: int = 0
-    memory_bytes: int = 0
-    modules: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class StoredSignature:
     """What recluster reads back of one stored crash."""
 
@@ -141,6 +136,27 @@ class ReclusterReport:
     refingerprinted: int  # crashes whose fingerprint changed
     moves: tuple[ClusterMove, ...]
     failed: tuple[tuple[str, str], ...] = ()  # (crash id, reason) the signer refused; left where they were
+
+
+
+class StoreReader(Protocol):
+    """The read side every store implements (SQLite and PostgreSQL alike); synchronous,
+    thread-safe, called from the gRPC servicers via `asyncio.to_thread` and from the HTTP threads."""
+
+    def list_clusters(self, flt: QueryFilter, page: Page) -> tuple[list[ClusterSummary], str]:
+        """Clusters sorted by last_seen descending (recent activity first); returns (rows, next_token)."""
+        ...
+
+    def get_cluster(self, cluster_id: str) -> ClusterDetail | None: ...
+
+    def list_crashes(self, flt: QueryFilter, page: Page) -> tuple[list[CrashSummary], str]:
+        """Crashes sorted by received_at descending; returns (rows, next_token)."""
+        ...
+
+    def get_crash(self, crash_id: str) -> CrashDetail | None: ...
+
+    def list_hosts(self, flt: QueryFilter, page: Page) -> tuple[list[HostSummary], str]: ...
+
 
 
 class Store(StoreReader, Protocol):

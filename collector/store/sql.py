@@ -31,16 +31,6 @@ from collector.clustering import (
     bug_class,
     cluster_id_for,
 )
-from collector.model import (
-    Breakdown,
-    ClusterDetail,
-    ClusterSummary,
-    CrashDetail,
-    CrashSummary,
-    HostSummary,
-    Page,
-    QueryFilter,
-)
 from collector.signature import as_report_json
 from collector.store.base import (
     BuildCrash,
@@ -53,6 +43,16 @@ from collector.store.base import (
     Resign,
     StoredSignature,
     StoreError,
+)
+from wire.model import (
+    Breakdown,
+    ClusterDetail,
+    ClusterSummary,
+    CrashDetail,
+    CrashSummary,
+    HostSummary,
+    Page,
+    QueryFilter,
 )
 
 __all__ = [

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from collector.model import ClusterSummary, CrashSummary, HostSummary
+    from wire.model import ClusterSummary, CrashSummary, HostSummary
 
 T = TypeVar("T")
 
@@ -51,26 +51,26 @@ def _host_row(h: HostSummary) -> list[str]:
 def _listings() -> dict[str, Listing[Any]]:
     """The list commands by name; built on use so that importing this module stays cheap."""
     from collector.api_json import cluster_json, crash_json, host_json
-    from crashfleet import wire
+    from wire import convert
 
     return {
         "clusters": Listing(
-            "ListClusters", "clusters", wire.cluster_from_proto, cluster_json,
+            "ListClusters", "clusters", convert.cluster_from_proto, cluster_json,
             ["ID", "COUNT", "HOSTS", "LAST SEEN", "KIND", "TITLE"], _cluster_row,
         ),
         "crashes": Listing(
-            "ListCrashes", "crashes", wire.crash_from_proto, crash_json,
+            "ListCrashes", "crashes", convert.crash_from_proto, crash_json,
             ["ID", "RECEIVED", "HOST", "CLUSTER", "TITLE"], _crash_row,
         ),
         "hosts": Listing(
-            "ListHosts", "hosts", wire.host_from_proto, host_json,
+            "ListHosts", "hosts", convert.host_from_proto, host_json,
             ["HOST", "KERNEL", "CRASHES", "LAST HEARTBEAT", "AGENT"], _host_row,
         ),
     }  # fmt: skip
 
 
 def add_common(parser: argparse.ArgumentParser, filters: bool = True) -> None:
-    from crashfleet.client import add_client_arguments
+    from wire.channel import add_client_arguments
 
     add_client_arguments(parser)
     parser.add_argument("--json", action="store_true", help="JSON Lines, one object per row")
@@ -94,10 +94,10 @@ def _time(text: str) -> datetime:
 
 
 def filter_message(args: argparse.Namespace, cluster_id: str | None = None) -> Any:
-    from collector.model import QueryFilter
-    from crashfleet import wire
+    from wire import convert
+    from wire.model import QueryFilter
 
-    return wire.filter_to_proto(
+    return convert.filter_to_proto(
         QueryFilter(
             since=args.since,
             until=args.until,
@@ -148,8 +148,8 @@ def run_listing(args: argparse.Namespace, command: str, cluster_id: str | None =
     """`crashfleet <command>`: page through its RPC and print the rows as a table or JSON Lines."""
     import grpc
 
-    from crashfleet.client import client_config_from_args, open_channel
-    from crashfleet.v1 import query_service_pb2, query_service_pb2_grpc
+    from wire.channel import client_config_from_args, open_channel
+    from wire.v1 import query_service_pb2, query_service_pb2_grpc
 
     listing = _listings()[command]
     request_type = getattr(query_service_pb2, f"{listing.rpc}Request")

@@ -20,22 +20,22 @@ def run(args: argparse.Namespace) -> int:
     import grpc
 
     from collector.api_json import cluster_detail_json, crash_json
-    from crashfleet import wire
-    from crashfleet.client import client_config_from_args, open_channel
-    from crashfleet.v1 import query_service_pb2, query_service_pb2_grpc
+    from wire import convert
+    from wire.channel import client_config_from_args, open_channel
+    from wire.v1 import query_service_pb2, query_service_pb2_grpc
 
     try:
         with open_channel(client_config_from_args(args)) as channel:
             stub = query_service_pb2_grpc.QueryServiceStub(channel)
             reply = stub.GetCluster(query_service_pb2.GetClusterRequest(cluster_id=args.cluster_id), timeout=args.timeout)
-            detail = wire.cluster_detail_from_proto(reply.cluster)
+            detail = convert.cluster_detail_from_proto(reply.cluster)
             crashes = stub.ListCrashes(
                 query_service_pb2.ListCrashesRequest(
                     filter=query_service_pb2.Filter(cluster_id=args.cluster_id), page_size=max(args.crashes, 1)
                 ),
                 timeout=args.timeout,
             )
-            recent = [wire.crash_from_proto(c) for c in crashes.crashes][: args.crashes]
+            recent = [convert.crash_from_proto(c) for c in crashes.crashes][: args.crashes]
     except (grpc.RpcError, OSError, ValueError) as exc:
         return _query.rpc_error("cluster", exc)
     if args.json:

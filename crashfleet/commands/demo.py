@@ -405,7 +405,7 @@ def start_agents(hosts: Sequence[Host], collector_addr: str) -> None:
     from agent.service import AgentService
     from agent.ship import GrpcShipper
     from agent.worker import ThreadWorker
-    from crashfleet.sdnotify import Notifier
+    from wire.sdnotify import Notifier
 
     # The agent's worker (extract, spool, ship, heartbeat) runs as a thread of this process rather
     # than a `python -m agent.worker` process per run: sixteen hosts on two cores stay light.

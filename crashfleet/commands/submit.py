@@ -18,7 +18,7 @@ HELP = "analyze crash files (logs, dumps, kdump dirs) and report them to a colle
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from crashfleet.client import add_client_arguments
+    from wire.channel import add_client_arguments
 
     add_client_arguments(parser)
     parser.add_argument("--hostname", help="host the crashes happened on (default: the dump's nodename, else this host)")
@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from analysis.errors import CrashfleetInputError
     from analysis.signature import analyze
     from analysis.sources import open_capture
-    from crashfleet import wire
-    from crashfleet.client import client_config_from_args, open_channel
-    from crashfleet.v1 import crash_pb2, ingest_service_pb2_grpc
+    from wire import convert
+    from wire.channel import client_config_from_args, open_channel
+    from wire.v1 import crash_pb2, ingest_service_pb2_grpc
 
     status = 0
     with open_channel(client_config_from_args(args)) as channel:
@@ -70,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
                     modules=list(record.modules),
                 )
                 try:
-                    request = wire.report_request(
-                        record, key=wire.idempotency_key(digest, index), host=host,
+                    request = convert.report_request(
+                        record, key=convert.idempotency_key(digest, index), host=host,
                         source_path=os.path.abspath(capture.source), crash_time=crash_time, system=system,
                     )  # fmt: skip
                     reply = stub.ReportCrash(request, timeout=args.timeout)
-                except wire.WireError as exc:
+                except convert.WireError as exc:
                     print(f"crashfleet submit: {path}: crash {index}: {exc}", file=sys.stderr)
                     status = 1
                     continue

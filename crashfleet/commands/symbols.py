@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="debug vmlinux, or a directory holding it (repeatable; /usr/lib/debug is searched too)")
     ps.add_argument("vmcore", metavar="VMCORE")
     upload = sub.add_parser("upload", help="send debug ELFs' full indexes to the collector, keyed by build-id")
-    from crashfleet.client import add_client_arguments
+    from wire.channel import add_client_arguments
 
     add_client_arguments(upload)
     upload.add_argument("elves", nargs="+", metavar="ELF")
@@ -143,8 +143,8 @@ def _upload(args: argparse.Namespace, cache: Path | None) -> int:
     from analysis.errors import DebuginfoError
     from analysis.symbolize.index import SymbolIndex
     from collector.symbols import upload_chunks
-    from crashfleet.client import client_config_from_args, open_channel
-    from crashfleet.v1 import symbols_service_pb2_grpc
+    from wire.channel import client_config_from_args, open_channel
+    from wire.v1 import symbols_service_pb2_grpc
 
     config = client_config_from_args(args)
     metadata = (("authorization", f"Bearer {config.token}"),) if config.token else ()

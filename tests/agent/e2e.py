@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from crashfleet.v1 import query_service_pb2, query_service_pb2_grpc
+from wire.v1 import query_service_pb2, query_service_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,8 +18,8 @@ from agent.ship import Outcome, ShipResult
 from agent.worker import ThreadWorker
 from analysis.model import CrashRecord
 from analysis.signature import analyze
-from crashfleet.v1 import ingest_service_pb2
 from tests.agent import builders
+from wire.v1 import ingest_service_pb2
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "agent"
 WARNING_LOG = (DATA / "logs" / "warning.log").read_bytes()

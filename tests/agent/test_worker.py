@@ -17,9 +17,9 @@ from agent.service import _capture_job, _kmsg_job
 from agent.ship import Outcome, ShipResult
 from agent.worker import MAX_JOB_ATTEMPTS, open_spool, run_worker
 from analysis.signature import analyze
-from crashfleet.v1 import ingest_service_pb2
 from tests.agent import builders
 from tests.agent.test_service import FakeCollector
+from wire.v1 import ingest_service_pb2
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "agent"
 WARNING_LOG = (DATA / "logs" / "warning.log").read_bytes()

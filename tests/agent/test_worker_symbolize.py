@@ -16,11 +16,11 @@ from agent.service import _capture_job, _kmsg_job
 from agent.worker import open_spool, run_worker
 from analysis.model import CrashRecord
 from analysis.signature import analyze
-from crashfleet import wire
 from tests.agent import builders
 from tests.agent.test_service import FakeCollector
 from tests.agent.test_worker import config_for
 from tests.conftest import shared_path
+from wire import convert
 
 RELEASE = "6.1.0-56-amd64"
 
@@ -41,7 +41,7 @@ def ship_null_crash(config: AgentConfig) -> CrashRecord:
         r for r in requests if r.signature.HasField("rip") and r.signature.rip.module == "crashme"
     ]
     assert len(module_crashes) == 1
-    return wire.record_from_proto(module_crashes[0].signature)
+    return convert.record_from_proto(module_crashes[0].signature)
 
 
 def chain(record: CrashRecord) -> list[tuple[str, str, int]]:
@@ -109,4 +109,4 @@ def test_live_log_reports_are_symbolized_too(tmp_path: Path) -> None:
     collector = FakeCollector()
     assert run_worker(config, heartbeat=False, shipper_factory=lambda _c: collector, analyzer=analyze) == 0
     (request,) = [r for r in collector.received.values() if r.signature.rip.module == "crashme"]
-    assert chain(wire.record_from_proto(request.signature))[0] == ("list_empty", "list.h", 299)
+    assert chain(convert.record_from_proto(request.signature))[0] == ("list_empty", "list.h", 299)

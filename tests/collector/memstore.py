@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from collector.model import (
+from collector.store.base import InvalidPageToken
+from wire.model import (
     Breakdown,
     ClusterDetail,
     ClusterSummary,
@@ -23,7 +24,6 @@ from collector.model import (
     Page,
     QueryFilter,
 )
-from collector.store.base import InvalidPageToken
 
 T = TypeVar("T")
 

@@ -20,21 +20,21 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from collector.config import CollectorConfig
-from collector.grpc_options import MAX_MESSAGE_BYTES
 from collector.metrics import Metrics
-from collector.model import Page, QueryFilter
 from collector.server import RunningCollector, start_collector
 from collector.signature import record_from_stored
-from crashfleet import wire
-from crashfleet.v1 import (
+from tests.collector.records import null_deref
+from tests.wire.test_tls import Pki, pki  # noqa: F401 - the module-scoped certificate fixture
+from wire import convert
+from wire.grpc_options import MAX_MESSAGE_BYTES
+from wire.model import Page, QueryFilter
+from wire.v1 import (
     crash_pb2,
     ingest_service_pb2,
     ingest_service_pb2_grpc,
     query_service_pb2,
     query_service_pb2_grpc,
 )
-from tests.collector.records import null_deref
-from tests.collector.test_tls import Pki, pki  # noqa: F401 - the module-scoped certificate fixture
 
 
 @asynccontextmanager
@@ -60,7 +60,7 @@ def host(name: str = "web-1") -> crash_pb2.HostFacts:
 
 def report(key: str = "key-00000001", name: str = "web-1", **record_changes: Any) -> ingest_service_pb2.ReportCrashRequest:
     record = dataclasses.replace(null_deref(), **record_changes)
-    return wire.report_request(record, key=key, host=host(name), source_path="/var/crash/1/dmesg.txt")
+    return convert.report_request(record, key=key, host=host(name), source_path="/var/crash/1/dmesg.txt")
 
 
 def counter(running: RunningCollector, result: str) -> float:
@@ -150,7 +150,7 @@ def test_oversized_excerpt_and_message_are_resource_exhausted(tmp_path: Path) ->
         async with serving(tmp_path) as c, aio.insecure_channel(c.grpc_target, options=big) as ch:
             ingest = ingest_service_pb2_grpc.IngestServiceStub(ch)
             request = report()
-            request.log_excerpt = "x" * (wire.MAX_EXCERPT_BYTES + 1)
+            request.log_excerpt = "x" * (convert.MAX_EXCERPT_BYTES + 1)
             with pytest.raises(aio.AioRpcError) as err:
                 await ingest.ReportCrash(request)
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -238,8 +238,8 @@ def test_health_and_reflection(tmp_path: Path) -> None:
 
 
 def test_sync_client_with_token_through_crashfleet_client(tmp_path: Path) -> None:
-    """crashfleet.client.open_channel (what the CLI and agent use) sends the bearer token."""
-    from crashfleet.client import ClientConfig, open_channel
+    """wire.channel.open_channel (what the CLI and agent use) sends the bearer token."""
+    from wire.channel import ClientConfig, open_channel
 
     async def scenario() -> None:
         async with serving(tmp_path, token="tok-123456") as c:
@@ -260,7 +260,7 @@ def test_sync_client_with_token_through_crashfleet_client(tmp_path: Path) -> Non
 
 def test_mtls_records_the_certificate_identity_not_the_claim(tmp_path: Path, pki: Pki) -> None:  # noqa: F811
     """With a client CA configured, the crash is filed under the client certificate's CN."""
-    from crashfleet.client import ClientConfig, open_channel
+    from wire.channel import ClientConfig, open_channel
 
     async def scenario() -> None:
         async with serving(tmp_path, tls_cert=str(pki.server_cert), tls_key=str(pki.server_key),

@@ -20,11 +20,11 @@ from prometheus_client import CollectorRegistry
 
 from collector.ingest import Ingestor, InvalidReport
 from collector.metrics import Metrics
-from collector.model import Page, QueryFilter
 from collector.store import HostRecord, Store
 from collector.store.sqlite import SqliteStore
-from crashfleet.v1 import crash_pb2, ingest_service_pb2
 from tests.collector.conftest import NOW
+from wire.model import Page, QueryFilter
+from wire.v1 import crash_pb2, ingest_service_pb2
 
 # (hostname, minutes after NOW, kernel release, modules) in arrival order: late and out-of-order
 # heartbeats of the same host, ties, and module lists that change and change back.

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from collector.model import Page, QueryFilter
 from collector.store import IngestResult, NewCrash, Store
 from collector.store.sql import SqlStore
 from collector.store.sqlite import SqliteStore
 from tests.collector.conftest import NOW, make_crash
+from wire.model import Page, QueryFilter
 
 BASE = ("e1000_clean_rx_irq", "e1000_clean", "net_rx_action", "__do_softirq", "run_ksoftirqd")
 

@@ -20,11 +20,11 @@ from prometheus_client import CollectorRegistry
 from collector.groupcommit import LoopGroupCommit
 from collector.ingest import Ingestor
 from collector.metrics import Metrics
-from collector.model import Page, QueryFilter
 from collector.store.sqlite import SqliteStore
-from crashfleet import wire
-from crashfleet.v1 import crash_pb2
 from tests.collector.records import null_deref
+from wire import convert
+from wire.model import Page, QueryFilter
+from wire.v1 import crash_pb2
 
 
 @dataclass
@@ -216,7 +216,7 @@ def test_the_loop_keeps_serving_while_another_process_holds_the_sqlite_write_loc
     other.execute("BEGIN IMMEDIATE")
     ingestor = Ingestor(store, Metrics(CollectorRegistry()))
     record = null_deref(("bug_a", "vfs_write"))
-    request = wire.report_request(record, key="locked-key-0001", host=crash_pb2.HostFacts(hostname="web-1"),
+    request = convert.report_request(record, key="locked-key-0001", host=crash_pb2.HostFacts(hostname="web-1"),
                                   source_path="/var/crash/1")  # fmt: skip
 
     async def scenario() -> int:

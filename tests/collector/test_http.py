@@ -25,8 +25,8 @@ from prometheus_client import CollectorRegistry
 from collector import http as chttp
 from collector import web
 from collector.metrics import Metrics
-from collector.model import Breakdown, Page, QueryFilter
 from tests.collector.memstore import HOSTILE, MemStore, sample_store, with_title
+from wire.model import Breakdown, Page, QueryFilter
 
 TOKEN = "s3cret-Token_value"
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from collector.model import Page, QueryFilter
 from collector.store import IngestResult, NewCrash
 from collector.store.postgres import PostgresStore
 from tests.collector.conftest import make_crash
+from wire.model import Page, QueryFilter
 
 pytestmark = pytest.mark.postgres
 ROUNDS = 25

@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry
 
 from collector.ingest import Ingestor
 from collector.metrics import Metrics
-from collector.model import Page, QueryFilter
 from collector.store import GroupCommit, IngestResult, Store, StoreError
 from collector.store.sqlite import SqliteStore
-from crashfleet import wire
-from crashfleet.v1 import crash_pb2, ingest_service_pb2
 from tests.collector.records import null_deref
+from wire import convert
+from wire.model import Page, QueryFilter
+from wire.v1 import crash_pb2, ingest_service_pb2
 
 
 def _requests(n: int) -> list[ingest_service_pb2.ReportCrashRequest]:
@@ -26,7 +26,7 @@ def _requests(n: int) -> list[ingest_service_pb2.ReportCrashRequest]:
     for i in range(n):
         record = null_deref((f"bug_{i % 5}", "proc_reg_write", "vfs_write"))
         host = crash_pb2.HostFacts(hostname=f"web-{i % 3}")
-        out.append(wire.report_request(record, key=f"async-key-{i % 40:04d}", host=host, source_path=f"/var/crash/{i}"))
+        out.append(convert.report_request(record, key=f"async-key-{i % 40:04d}", host=host, source_path=f"/var/crash/{i}"))
     return out
 
 

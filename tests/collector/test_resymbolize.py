@@ -20,14 +20,14 @@ from analysis.model import CallFrame, CrashKind, CrashRecord, Rip, SystemFacts
 from analysis.symbolize.index import SymbolIndex
 from collector.ingest import Ingestor
 from collector.metrics import Metrics
-from collector.model import Page, QueryFilter
 from collector.signature import record_from_stored
 from collector.store import IngestResult, Store, open_store
 from collector.store.sql import load_migrations
 from collector.symbols import CollectorSymbols, Resymbolizer
-from crashfleet import wire
-from crashfleet.v1 import crash_pb2
 from tests.collector.conftest import make_crash
+from wire import convert
+from wire.model import Page, QueryFilter
+from wire.v1 import crash_pb2
 
 PROG = Path(__file__).resolve().parents[1] / "data" / "symbolize" / "prog"
 OTHER_BUILD = "ab" * 20
@@ -73,7 +73,7 @@ def _record(rip: Rip) -> CrashRecord:
 def _report(store: Store, key: str, system: SystemFacts | None, rip: Rip = WALK) -> IngestResult:
     """Through the real ingest path, with no symbol store: as if the index had not arrived yet."""
     host = crash_pb2.HostFacts(hostname="web-1", kernel_release="6.1.0-56-amd64", machine="x86_64")
-    request = wire.report_request(_record(rip), key=key, host=host, source_path=f"/var/crash/{key}", system=system)
+    request = convert.report_request(_record(rip), key=key, host=host, source_path=f"/var/crash/{key}", system=system)
     return Ingestor(store, Metrics(CollectorRegistry())).report(request, "web-1")
 
 

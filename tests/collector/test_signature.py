@@ -23,10 +23,10 @@ from collector.signature import (
     stored_json,
 )
 from collector.store import Store, open_store
-from crashfleet import wire
-from crashfleet.v1 import crash_pb2
 from tests.collector.conftest import make_crash
 from tests.collector.records import null_deref
+from wire import convert
+from wire.v1 import crash_pb2
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -73,7 +73,7 @@ def test_stored_json_is_the_compact_dump_of_the_signed_record() -> None:
 
 def test_legacy_protobuf_json_still_reads_and_converts() -> None:
     record = null_deref()
-    legacy = wire.signature_to_json(record)
+    legacy = convert.signature_to_json(record)
     assert not is_report_json(json.loads(legacy))
     assert record_from_stored(legacy) == dataclasses.replace(record, excerpt="")
     converted = as_report_json(legacy)
@@ -111,7 +111,7 @@ def test_as_report_json_shows_what_it_cannot_convert(text: str) -> None:
 def test_ingest_stores_report_json_signed_by_the_collector() -> None:
     """The stored fingerprint is the collector's, not whatever the agent sent."""
     record = dataclasses.replace(null_deref(), fingerprint=OTHER_FP)
-    request = wire.report_request(
+    request = convert.report_request(
         record, key="signature-test-1", host=crash_pb2.HostFacts(hostname="web-1"), source_path="/var/crash/1"
     )
     store = open_store("sqlite:///:memory:")
@@ -128,7 +128,7 @@ def test_ingest_stores_report_json_signed_by_the_collector() -> None:
 
 def test_legacy_rows_read_as_report_json_and_recluster_rewrites_them(store: Store) -> None:
     record = dataclasses.replace(null_deref(), fingerprint=OTHER_FP)  # as an old agent signed it
-    legacy = wire.signature_to_json(record)
+    legacy = convert.signature_to_json(record)
     result = store.ingest(dataclasses.replace(make_crash("legacy-row-1"), signature_json=legacy))
     detail = store.get_crash(result.crash_id)
     assert detail is not None

@@ -10,10 +10,10 @@ import re
 import time
 from pathlib import Path
 
-from collector.model import Page, QueryFilter
 from collector.store.sql import new_crash_id
 from collector.store.sqlite import SqliteStore
 from tests.collector.conftest import make_crash
+from wire.model import Page, QueryFilter
 
 PER_PROCESS = 60
 

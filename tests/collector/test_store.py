@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from collector.clustering import cluster_id_for
-from collector.model import Page, QueryFilter
 from collector.store import (
     HostRecord,
     InvalidPageToken,
@@ -21,6 +20,7 @@ from collector.store import (
 from collector.store.sql import DEFAULT_PAGE_SIZE, load_migrations
 from collector.store.sqlite import SqliteStore
 from tests.collector.conftest import NOW, at, make_crash
+from wire.model import Page, QueryFilter
 
 ANY = QueryFilter()
 

@@ -8,10 +8,10 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.model import Page, QueryFilter
 from collector.store import IngestResult
 from collector.store.sqlite import SqliteStore
 from tests.collector.conftest import at, make_crash
+from wire.model import Page, QueryFilter
 
 SIGNATURES = [
     ("f_a", "g_1", "h_1", "i_1"),

@@ -20,9 +20,9 @@ from collector.ingest import (
 )
 from collector.metrics import Metrics
 from collector.store import open_store
-from crashfleet import wire
-from crashfleet.v1 import crash_pb2, ingest_service_pb2
 from tests.collector.records import null_deref
+from wire import convert
+from wire.v1 import crash_pb2, ingest_service_pb2
 
 Mutation = Callable[[ingest_service_pb2.ReportCrashRequest], None]
 
@@ -66,7 +66,7 @@ CASES: list[tuple[str, Mutation, str | None]] = [
 
 
 def _request() -> ingest_service_pb2.ReportCrashRequest:
-    return wire.report_request(
+    return convert.report_request(
         null_deref(),
         key="string-check-1",
         host=crash_pb2.HostFacts(hostname="web-1"),

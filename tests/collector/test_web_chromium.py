@@ -25,9 +25,9 @@ from collector.http import HttpHandle, start_http_server
 from collector.ingest import Ingestor
 from collector.metrics import Metrics
 from collector.store.sqlite import SqliteStore
-from crashfleet import wire
-from crashfleet.v1 import crash_pb2, ingest_service_pb2
 from tests.conftest import IN_CI, REPO
+from wire import convert
+from wire.v1 import crash_pb2, ingest_service_pb2
 
 DATA = REPO / "tests" / "data" / "collector" / "web"
 TOKEN = "chromium-test-token"
@@ -105,9 +105,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         if name == "e1000e-null-deref.log":  # a crash counts on the UTC day it happened
             daily[13 - (now.date() - crash_time.date()).days] += 1
         for index, record in enumerate(records):
-            request = wire.report_request(
+            request = convert.report_request(
                 record,
-                key=wire.idempotency_key(digest, index),
+                key=convert.idempotency_key(digest, index),
                 host=facts,
                 source_path=f"/var/crash/{stamp}/dmesg.{stamp}",
                 crash_time=crash_time,

@@ -95,7 +95,7 @@ def test_tls_recipe_works(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "collector.pem: OK" in result.stdout and "web01.example.net.pem: OK" in result.stdout
-    tls = pytest.importorskip("collector.tls", reason="collector/tls.py is not in this checkout")
+    tls = pytest.importorskip("wire.tls", reason="wire/tls.py is not in this checkout")
     tls.server_credentials(
         str(tmp_path / "collector.pem"), str(tmp_path / "collector.key"), str(tmp_path / "ca.pem")
     )

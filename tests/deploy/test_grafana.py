@@ -191,7 +191,7 @@ def test_grid_has_no_overlaps() -> None:
 
 def test_top_clusters_columns_exist_in_the_http_api() -> None:
     http = pytest.importorskip("collector.http", reason="collector/http.py is not in this checkout")
-    from collector.model import ClusterSummary
+    from wire.model import ClusterSummary
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     row = http.cluster_json(ClusterSummary("c1", "t", "oops", "f", 1, 1, now, now))

@@ -17,8 +17,8 @@ from collector.metrics import Metrics
 from collector.signature import record_from_stored
 from collector.store import open_store
 from collector.symbols import CollectorSymbols
-from crashfleet import wire
-from crashfleet.v1 import crash_pb2, ingest_service_pb2
+from wire import convert
+from wire.v1 import crash_pb2, ingest_service_pb2
 
 PROG = Path(__file__).resolve().parents[1] / "data" / "symbolize" / "prog"
 
@@ -53,7 +53,7 @@ def _request(build_id: str | None) -> tuple[CrashRecord, ingest_service_pb2.Repo
     )
     system = SystemFacts(format="kdump-zlib", build_id=build_id) if build_id else None
     host = crash_pb2.HostFacts(hostname="web-1", kernel_release="6.1.0-56-amd64", machine="x86_64")
-    return record, wire.report_request(record, key="k" * 16, host=host, source_path="/var/crash/x", system=system)
+    return record, convert.report_request(record, key="k" * 16, host=host, source_path="/var/crash/x", system=system)
 
 
 def _ingestor(symbols: Path | None) -> Ingestor:

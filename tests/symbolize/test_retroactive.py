@@ -12,13 +12,13 @@ import pytest
 
 from analysis.model import CallFrame, CrashKind, CrashRecord, Rip, SystemFacts
 from analysis.symbolize.elfinfo import read_build_id
-from collector.model import Page, QueryFilter
 from collector.signature import record_from_stored
 from collector.store import open_store
-from crashfleet import wire
 from crashfleet.cli import main
-from crashfleet.v1 import crash_pb2, ingest_service_pb2, ingest_service_pb2_grpc
 from tests.symbolize.conftest import TOKEN, Live
+from wire import convert
+from wire.model import Page, QueryFilter
+from wire.v1 import crash_pb2, ingest_service_pb2, ingest_service_pb2_grpc
 
 
 def _send(live: Live, key: str, build_id: str) -> ingest_service_pb2.ReportCrashResponse:
@@ -28,7 +28,7 @@ def _send(live: Live, key: str, build_id: str) -> ingest_service_pb2.ReportCrash
     )  # fmt: skip
     host = crash_pb2.HostFacts(hostname="web-1", kernel_release="6.1.0-56-amd64", machine="x86_64")
     system = SystemFacts(format="kdump-zlib", build_id=build_id)
-    request = wire.report_request(record, key=key, host=host, source_path=f"/var/crash/{key}", system=system)
+    request = convert.report_request(record, key=key, host=host, source_path=f"/var/crash/{key}", system=system)
     with grpc.insecure_channel(live.target) as channel:
         reply: ingest_service_pb2.ReportCrashResponse = ingest_service_pb2_grpc.IngestServiceStub(
             channel

@@ -13,10 +13,10 @@ from analysis.symbolize.elfinfo import read_build_id
 from analysis.symbolize.index import SymbolIndex
 from collector.signature import record_from_stored
 from collector.store import open_store
-from crashfleet import wire
 from crashfleet.cli import main
-from crashfleet.v1 import crash_pb2, ingest_service_pb2_grpc, symbols_service_pb2, symbols_service_pb2_grpc
 from tests.symbolize.conftest import TOKEN, Live
+from wire import convert
+from wire.v1 import crash_pb2, ingest_service_pb2_grpc, symbols_service_pb2, symbols_service_pb2_grpc
 
 
 def _report(build_id: str) -> tuple[CrashRecord, SystemFacts]:
@@ -41,7 +41,7 @@ def test_upload_then_ingest_stores_source(live: Live, kernel: Path, tmp_path: Pa
 
     record, system = _report(build_id)
     host = crash_pb2.HostFacts(hostname="web-1", kernel_release="6.1.0-56-amd64", machine="x86_64")
-    request = wire.report_request(record, key="upload-test-0001", host=host, source_path="/var/crash/1", system=system)
+    request = convert.report_request(record, key="upload-test-0001", host=host, source_path="/var/crash/1", system=system)
     with grpc.insecure_channel(live.target) as channel:
         reply = ingest_service_pb2_grpc.IngestServiceStub(channel).ReportCrash(request, timeout=30)
     detail = open_store(live.db).get_crash(reply.crash_id)

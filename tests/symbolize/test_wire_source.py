@@ -7,7 +7,7 @@ import dataclasses
 
 from analysis.fingerprint import compute
 from analysis.model import CallFrame, CrashKind, CrashRecord, Rip, SourceLocation
-from crashfleet import wire
+from wire import convert
 
 LIST_EMPTY = SourceLocation("list_empty", "/usr/src/linux-headers-6.1.0-56-common/include/linux/list.h", 299)
 CALLER = SourceLocation("crashme_napi_pending", "/usr/src/crashme-1.0/crashme.c", 46)
@@ -29,14 +29,14 @@ def _record(with_source: bool) -> CrashRecord:
 
 def test_proto_round_trip_keeps_source() -> None:
     record = _record(with_source=True)
-    back = wire.record_from_proto(wire.record_to_proto(record))
+    back = convert.record_from_proto(convert.record_to_proto(record))
     assert back.rip == record.rip
     assert back.call_trace == record.call_trace
 
 
 def test_stored_json_round_trip_keeps_source() -> None:
     record = _record(with_source=True)
-    back = wire.signature_from_json(wire.signature_to_json(record))
+    back = convert.signature_from_json(convert.signature_to_json(record))
     assert back.rip is not None and back.rip.source == (LIST_EMPTY, CALLER)
     assert back.call_trace[0].source == record.call_trace[0].source
     assert back.call_trace[1].source == ()

@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from crashfleet.v1 import crash_pb2 as crashfleet_dot_v1_dot_crash__pb2
+from wire.v1 import crash_pb2 as crashfleet_dot_v1_dot_crash__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from crashfleet.v1 import query_service_pb2 as crashfleet_dot_v1_dot_query__service__pb2
+from wire.v1 import query_service_pb2 as crashfleet_dot_v1_dot_query__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -6,7 +6,7 @@ once per kernel build-id; the collector then stores crashes of that build with s
 """
 
 from collections import abc as _abc
-from crashfleet.v1 import symbols_service_pb2 as _symbols_service_pb2
+from wire.v1 import symbols_service_pb2 as _symbols_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc

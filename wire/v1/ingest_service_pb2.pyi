@@ -3,7 +3,7 @@
 isort:skip_file
 What agents (and `crashfleet submit`) call: one crash at a time, and a periodic heartbeat."""
 
-from crashfleet.v1 import crash_pb2 as _crash_pb2
+from wire.v1 import crash_pb2 as _crash_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2

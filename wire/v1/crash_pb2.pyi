@@ -3,7 +3,7 @@
 isort:skip_file
 Crash records on the wire: a structured signature that mirrors analysis.model.CrashRecord,
 the facts of the host that crashed, and what a dump's header says (analysis.model.SystemFacts).
-crashfleet.wire is the only Python module that converts between these and the dataclasses.
+wire.convert is the only Python module that converts between these and the dataclasses.
 """
 
 from collections import abc as _abc

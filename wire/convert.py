@@ -30,17 +30,17 @@ from analysis.model import (
     StackContext,
     SystemFacts,
 )
-from collector.model import (
+from wire.model import (
     Breakdown,
     ClusterDetail,
     ClusterSummary,
     CrashDetail,
     CrashSummary,
+    HostRecord,
     HostSummary,
     QueryFilter,
 )
-from collector.store.base import HostRecord
-from crashfleet.v1 import crash_pb2, ingest_service_pb2, query_service_pb2
+from wire.v1 import crash_pb2, ingest_service_pb2, query_service_pb2
 
 __all__ = [
     "MAX_EXCERPT_BYTES",
@@ -493,7 +493,7 @@ def signature_from_json(text: str) -> CrashRecord:
     return record_from_proto(message)
 
 
-# Query types (collector.model) <-> crashfleet.v1 query messages ---------------------------------
+# Query types (wire.model) <-> crashfleet.v1 query messages ---------------------------------
 
 
 def _ts(when: datetime | None) -> Timestamp | None:

@@ -1,4 +1,4 @@
-"""crashfleet.wire: every CrashRecord/SystemFacts field survives the trip through protobuf."""
+"""wire.convert: every CrashRecord/SystemFacts field survives the trip through protobuf."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 
 from analysis.model import CodeDecode, CrashKind, CrashRecord, Rip, SystemFacts
-from collector.model import ClusterSummary, CrashSummary, HostSummary, QueryFilter
 from collector.store import HostRecord
-from crashfleet import wire
-from crashfleet.v1 import crash_pb2
 from tests.collector.records import null_deref
+from wire import convert
+from wire.model import ClusterSummary, CrashSummary, HostSummary, QueryFilter
+from wire.v1 import crash_pb2
 
 FULL_SYSTEM = SystemFacts(
     format="kdump-zstd", release="6.1.0-26-amd64", version="#1 SMP PREEMPT_DYNAMIC Debian", nodename="web-1",
@@ -24,7 +24,7 @@ FULL_SYSTEM = SystemFacts(
 
 def test_record_round_trip_is_lossless() -> None:
     record = null_deref()
-    back = wire.record_from_proto(wire.record_to_proto(record), excerpt=record.excerpt)
+    back = convert.record_from_proto(convert.record_to_proto(record), excerpt=record.excerpt)
     assert back == record
 
 
@@ -49,23 +49,23 @@ def test_every_nested_field_is_filled_by_the_fixtures(value: object) -> None:
 
 def test_code_without_marker_round_trips() -> None:
     record = dataclasses.replace(null_deref(), code=CodeDecode("x86_64", b"\x90", -1, None, error="no marker"))
-    assert wire.record_from_proto(wire.record_to_proto(record), excerpt=record.excerpt) == record
+    assert convert.record_from_proto(convert.record_to_proto(record), excerpt=record.excerpt) == record
 
 
 def test_minimal_record_keeps_nones() -> None:
     record = CrashRecord(kind=CrashKind.PANIC, reason="Kernel panic - not syncing: x", normalized_reason="x", title="x")
-    assert wire.record_from_proto(wire.record_to_proto(record)) == record
+    assert convert.record_from_proto(convert.record_to_proto(record)) == record
 
 
 def test_signature_json_round_trip() -> None:
     record = null_deref()
-    back = wire.signature_from_json(wire.signature_to_json(record))
+    back = convert.signature_from_json(convert.signature_to_json(record))
     assert back == dataclasses.replace(record, excerpt="")
 
 
 def test_system_round_trip() -> None:
-    assert wire.system_from_proto(wire.system_to_proto(FULL_SYSTEM)) == FULL_SYSTEM
-    assert wire.system_from_proto(wire.system_to_proto(SystemFacts("elf"))) == SystemFacts("elf")
+    assert convert.system_from_proto(convert.system_to_proto(FULL_SYSTEM)) == FULL_SYSTEM
+    assert convert.system_from_proto(convert.system_to_proto(SystemFacts("elf"))) == SystemFacts("elf")
 
 
 @pytest.mark.parametrize(
@@ -77,8 +77,8 @@ def test_system_round_trip() -> None:
     ],
 )
 def test_values_the_wire_cannot_carry_name_the_field(change: dict[str, object], field: str) -> None:
-    with pytest.raises(wire.WireError) as err:
-        wire.record_to_proto(dataclasses.replace(null_deref(), **change))  # type: ignore[arg-type]
+    with pytest.raises(convert.WireError) as err:
+        convert.record_to_proto(dataclasses.replace(null_deref(), **change))  # type: ignore[arg-type]
     assert err.value.field == field
 
 
@@ -90,55 +90,55 @@ def test_values_the_wire_cannot_carry_name_the_field(change: dict[str, object], 
     ],
 )
 def test_malformed_messages_raise_wire_error(mutate, field: str) -> None:  # type: ignore[no-untyped-def]
-    msg = wire.record_to_proto(null_deref())
+    msg = convert.record_to_proto(null_deref())
     mutate(msg)
-    with pytest.raises(wire.WireError) as err:
-        wire.record_from_proto(msg)
+    with pytest.raises(convert.WireError) as err:
+        convert.record_from_proto(msg)
     assert err.value.field == field
 
 
 def test_garbage_signature_json_is_a_wire_error() -> None:
-    with pytest.raises(wire.WireError):
-        wire.signature_from_json('{"kind": 5')
-    with pytest.raises(wire.WireError):
-        wire.signature_from_json('{"no_such_field": 1}')
+    with pytest.raises(convert.WireError):
+        convert.signature_from_json('{"kind": 5')
+    with pytest.raises(convert.WireError):
+        convert.signature_from_json('{"no_such_field": 1}')
 
 
 def test_report_request_caps_excerpt_on_a_character_boundary() -> None:
-    record = dataclasses.replace(null_deref(), excerpt="é" * wire.MAX_EXCERPT_BYTES)
-    request = wire.report_request(record, key="k" * 64, host=crash_pb2.HostFacts(hostname="h"), source_path="/x")
+    record = dataclasses.replace(null_deref(), excerpt="é" * convert.MAX_EXCERPT_BYTES)
+    request = convert.report_request(record, key="k" * 64, host=crash_pb2.HostFacts(hostname="h"), source_path="/x")
     encoded = request.log_excerpt.encode()
-    assert len(encoded) <= wire.MAX_EXCERPT_BYTES and len(encoded) >= wire.MAX_EXCERPT_BYTES - 1
+    assert len(encoded) <= convert.MAX_EXCERPT_BYTES and len(encoded) >= convert.MAX_EXCERPT_BYTES - 1
 
 
 def test_idempotency_key_is_stable_and_index_sensitive() -> None:
-    assert wire.idempotency_key("ab", 0) == wire.idempotency_key("ab", 0)
-    assert wire.idempotency_key("ab", 0) != wire.idempotency_key("ab", 1)
+    assert convert.idempotency_key("ab", 0) == convert.idempotency_key("ab", 0)
+    assert convert.idempotency_key("ab", 0) != convert.idempotency_key("ab", 1)
 
 
 def test_query_types_round_trip() -> None:
     now = datetime(2026, 11, 25, 12, 0, 1, 123000, tzinfo=UTC)
     cluster = ClusterSummary("c1", "t", "warning", "fp", 3, 2, now, now, ("r",), ("hw",), ("m",), "k1", "g", (0, 1))
-    assert wire.cluster_from_proto(wire.cluster_to_proto(cluster)) == cluster
+    assert convert.cluster_from_proto(convert.cluster_to_proto(cluster)) == cluster
     crash = CrashSummary("k1", "c1", "h", "t", "warning", "fp", "/var/crash/x", None, now, "r", "hw", "g")
-    assert wire.crash_from_proto(wire.crash_to_proto(crash)) == crash
+    assert convert.crash_from_proto(convert.crash_to_proto(crash)) == crash
     host = HostSummary("h", "r", "x86_64", "hw", "0.1", 2, 1 << 30, ("m",), now, 4)
-    assert wire.host_from_proto(wire.host_to_proto(host)) == host
+    assert convert.host_from_proto(convert.host_to_proto(host)) == host
     flt = QueryFilter(since=now, kernel_release="r", host="h", module="m", kind="k", hardware="hw", cluster_id="c")
-    assert wire.filter_from_proto(wire.filter_to_proto(flt)) == flt
-    assert wire.filter_from_proto(wire.filter_to_proto(QueryFilter())) == QueryFilter()
+    assert convert.filter_from_proto(convert.filter_to_proto(flt)) == flt
+    assert convert.filter_from_proto(convert.filter_to_proto(QueryFilter())) == QueryFilter()
 
 
 def test_host_facts_round_trip_keeps_the_vouched_hostname() -> None:
     record = HostRecord("web-1", "6.1.0-26-amd64", "x86_64", "QEMU", "0.1", 4, 8 << 30, ("ext4", "e1000"))
-    msg = wire.host_facts_to_proto(record)
-    assert wire.host_record_from_proto(msg, "web-1") == record
+    msg = convert.host_facts_to_proto(record)
+    assert convert.host_record_from_proto(msg, "web-1") == record
     # The stored hostname is the one the collector checked, whatever the message claims.
-    assert wire.host_record_from_proto(msg, "cert-name").hostname == "cert-name"
+    assert convert.host_record_from_proto(msg, "cert-name").hostname == "cert-name"
 
 
 def test_stored_json_of_the_received_message_equals_the_records() -> None:
     """The collector stores the JSON of the message it received; it must read back as the record."""
     record = null_deref()
-    from_message = wire.signature_message_to_json(wire.record_to_proto(record))
-    assert wire.signature_from_json(from_message) == dataclasses.replace(record, excerpt="")
+    from_message = convert.signature_message_to_json(convert.record_to_proto(record))
+    assert convert.signature_from_json(from_message) == dataclasses.replace(record, excerpt="")

@@ -4,7 +4,7 @@ isort:skip_file
 Read side: clusters, crashes and hosts with filters and keyset pagination."""
 
 from collections import abc as _abc
-from crashfleet.v1 import query_service_pb2 as _query_service_pb2
+from wire.v1 import query_service_pb2 as _query_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc

@@ -1,14 +1,14 @@
-"""Read-side types of the collector: what queries return, whichever store is behind them.
+"""The records the wire carries besides crash records: what queries return and what a heartbeat reports.
 
-The gRPC query servicers, the HTTP JSON API, the web page and the CLI all render these; only
-the store builds them (the store is the only module that knows SQL).
+The collector's stores build them, its gRPC query servicers, HTTP JSON API and web page render
+them, and the CLI gets them back from `wire.convert`: they live here, below both, so that the
+command line never imports the collector to read its answers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,20 +109,15 @@ class HostSummary:
     crashes: int
 
 
-class StoreReader(Protocol):
-    """The read side every store implements (SQLite and PostgreSQL alike); synchronous,
-    thread-safe, called from the gRPC servicers via `asyncio.to_thread` and from the HTTP threads."""
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    """A host's inventory as a heartbeat reports it."""
 
-    def list_clusters(self, flt: QueryFilter, page: Page) -> tuple[list[ClusterSummary], str]:
-        """Clusters sorted by last_seen descending (recent activity first); returns (rows, next_token)."""
-        ...
-
-    def get_cluster(self, cluster_id: str) -> ClusterDetail | None: ...
-
-    def list_crashes(self, flt: QueryFilter, page: Page) -> tuple[list[CrashSummary], str]:
-        """Crashes sorted by received_at descending; returns (rows, next_token)."""
-        ...
-
-    def get_crash(self, crash_id: str) -> CrashDetail | None: ...
-
-    def list_hosts(self, flt: QueryFilter, page: Page) -> tuple[list[HostSummary], str]: ...
+    hostname: str
+    kernel_release: str = ""
+    machine: str = ""
+    hardware: str = ""
+    agent_version: str = ""
+    cpus: int = 0
+    memory_bytes: int = 0
+    modules: tuple[str, ...] = ()

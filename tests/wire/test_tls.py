@@ -14,8 +14,8 @@ import grpc
 import grpc.aio
 import pytest
 
-from collector import tls
 from tests.conftest import IN_CI
+from wire import tls
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from crashfleet.sdnotify import Notifier, watchdog_interval
 from tests.conftest import REPO
+from wire.sdnotify import Notifier, watchdog_interval
 
 
 def receive(sock: socket.socket) -> str:
@@ -68,7 +68,7 @@ def test_watchdog_interval_is_half_of_watchdog_usec() -> None:
 def test_collector_does_not_import_the_agent() -> None:
     """sd_notify lives in the light `crashfleet` package: the collector daemon needs no agent code."""
     probe = (
-        "import sys, collector.server, crashfleet.sdnotify\n"
+        "import sys, collector.server, wire.sdnotify\n"
         "print(sorted(m for m in sys.modules if m == 'agent' or m.startswith('agent.')))\n"
     )
     result = subprocess.run(

@@ -1,36 +1,26 @@
-"""The generated code under crashfleet/v1 must be what `make proto` makes from proto/ right now."""
+"""The generated code under wire/v1 must be what `make proto` makes from proto/ right now, with the
+locked generator (grpcio-tools and mypy-protobuf pinned in requirements.lock)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
+
 PROTO_DIR = REPO / "proto"
-GENERATED = REPO / "crashfleet" / "v1"
-
-
-def _regenerate(out: Path) -> None:
-    bindir = Path(sys.executable).parent
-    if not (bindir / "protoc-gen-mypy").exists():
-        pytest.fail(f"protoc-gen-mypy is not installed beside {sys.executable} (mypy-protobuf test extra)")
-    protos = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / "crashfleet" / "v1").glob("*.proto"))
-    assert protos, "no .proto files under proto/crashfleet/v1"
-    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
-    subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_DIR}", f"--python_out={out}",
-         f"--grpc_python_out={out}", f"--mypy_out={out}", f"--mypy_grpc_out={out}", *protos],
-        check=True, cwd=PROTO_DIR, env=env, capture_output=True,
-    )
+GENERATED = REPO / "wire" / "v1"
+sys.path.insert(0, str(PROTO_DIR))
+import generate  # noqa: E402  (proto/generate.py: the one generator `make proto` runs)
 
 
 def test_generated_code_matches_proto(tmp_path: Path) -> None:
-    _regenerate(tmp_path)
-    fresh = {p.name: p.read_bytes() for p in (tmp_path / "crashfleet" / "v1").iterdir() if p.is_file()}
+    if not (Path(sys.executable).parent / "protoc-gen-mypy").exists():
+        pytest.fail(f"protoc-gen-mypy is not installed beside {sys.executable} (mypy-protobuf test extra)")
+    generate.generate(tmp_path)
+    fresh = {p.name: p.read_bytes() for p in (tmp_path / "wire" / "v1").iterdir() if p.is_file()}
     committed = {
         p.name: p.read_bytes()
         for p in GENERATED.iterdir()
@@ -41,9 +31,17 @@ def test_generated_code_matches_proto(tmp_path: Path) -> None:
     assert not stale, f"stale generated code {stale}: run `make proto` and commit the result"
 
 
+def test_generated_code_imports_only_wire_v1() -> None:
+    """No generated module may import the old `crashfleet.v1` home (the rewrite in generate.py)."""
+    for path in GENERATED.glob("*_pb2*.py*"):
+        assert "crashfleet.v1 import" not in path.read_text(), path
+
+
 def test_proto_files_follow_buf_layout() -> None:
     """buf's PACKAGE_DIRECTORY_MATCH and service/RPC naming rules, checked without buf itself."""
-    for proto in (PROTO_DIR / "crashfleet" / "v1").glob("*.proto"):
+    protos = list((PROTO_DIR / "crashfleet" / "v1").glob("*.proto"))
+    assert protos
+    for proto in protos:
         text = proto.read_text()
         assert "package crashfleet.v1;" in text, proto
         for line in text.splitlines():

@@ -4,7 +4,7 @@ isort:skip_file
 What agents (and `crashfleet submit`) call: one crash at a time, and a periodic heartbeat."""
 
 from collections import abc as _abc
-from crashfleet.v1 import ingest_service_pb2 as _ingest_service_pb2
+from wire.v1 import ingest_service_pb2 as _ingest_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from collector.grpc_options import client_options
+from wire.grpc_options import client_options
 
 __all__ = [
     "TOKEN_ENV",
@@ -82,7 +82,7 @@ def open_channel(config: ClientConfig) -> grpc.Channel:
     """A synchronous channel to the collector (close it, or use it as a context manager)."""
     options = client_options(config.server_name)
     if config.tls:
-        from collector.tls import channel_credentials
+        from wire.tls import channel_credentials
 
         credentials = channel_credentials(config.ca_file, config.cert_file, config.key_file)
         channel = grpc.secure_channel(config.target, credentials, options=options)
