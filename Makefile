@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The lock's refresher, pinned like everything else (`make lock`).
 UV_VERSION := 0.13.9
 
-.PHONY: test demo lint typecheck pytest sysdeps proto lock clean
+.PHONY: test demo chaos lint typecheck pytest sysdeps proto lock clean
 
 # Every install is the lock's exact versions, checked against its hashes; the project itself goes in
 # editable, with no dependency resolution of its own (--no-deps), so nothing newer can slip in.
@@ -54,6 +54,11 @@ test: lint typecheck pytest
 
 demo: $(STAMP)
 	$(BIN)/crashfleet demo --duration 45
+
+# The full chaos run (bench/chaos.py; ~12 minutes, opt-in): restarts the local PostgreSQL cluster
+# mid-stream, so run it only on a machine where nothing else uses that server.
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --pg-restart
 
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py .
