@@ -135,6 +135,7 @@ class Run:
     rng: random.Random = field(default_factory=lambda: random.Random(20261206))
     samples: list[bytes] = field(default_factory=list)
     _last_received: int = 0
+    _last_sample: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -310,9 +311,17 @@ class Run:
         return wanted - set(self.stored)
 
     def sample_agents(self) -> None:
+        """Peak RSS of each agent with its worker; at most once a second (it reads all of /proc)."""
+        now = time.monotonic()
+        if now - self._last_sample < 1.0:
+            return
+        self._last_sample = now
+        parents = _parents()
         for agent in self.agents:
             if agent.process is not None and agent.process.poll() is None:
-                agent.max_rss_kb = max(agent.max_rss_kb, _tree_rss_kb(agent.process.pid))
+                pid = agent.process.pid
+                tree = [pid, *(child for child, parent in parents.items() if parent == pid)]
+                agent.max_rss_kb = max(agent.max_rss_kb, sum(_rss_kb(p) for p in tree))
 
     def _account(self, agent: Agent) -> None:
         if agent.process is not None:
@@ -351,24 +360,22 @@ class Run:
 # --- /proc accounting ----------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process, from one pass over /proc."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    kids.append(int(entry.name))
-    return kids
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    return parents
 
 
-def _tree_rss_kb(pid: int) -> int:
-    total = 0
-    for p in [pid, *_children(pid)]:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
+def _rss_kb(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -408,6 +415,7 @@ class Fault:
     repair: Callable[[Run], None]
     hold: float
     spool: int
+    target: int | None = None  # place the fault's crashes on this agent only (the victim)
 
 
 def _kill_one_replica(run: Run) -> None:
@@ -500,7 +508,7 @@ def schedule(short: bool, pg_restart: bool, full_disk: bool) -> list[Fault]:
         Fault("proxy resets mid-stream", _proxy("reset"), heal, 2.0, 10),
     ]
     if full_disk:
-        faults.append(Fault("agent state directory full 20 s", _fill_disk, _free_disk, 20.0, 10))
+        faults.append(Fault("agent state directory full 20 s", _fill_disk, _free_disk, 20.0, 10, target=0))
     return faults
 
 
@@ -550,12 +558,15 @@ def inject(run: Run, fault: Fault) -> PhaseResult:
     before = set(run.placed)
     fault.inject(run)
     start = time.monotonic()
-    per = fault.hold / fault.spool if fault.spool else fault.hold
-    while time.monotonic() - start < fault.hold:
-        if fault.spool and len(set(run.placed) - before) < fault.spool:
-            run.place()
+    victim = None if fault.target is None else run.agents[fault.target]
+    placed = 0
+    while (elapsed := time.monotonic() - start) < fault.hold:
+        due = min(fault.spool, int(fault.spool * elapsed / fault.hold) + 1) if fault.spool else 0
+        while placed < due:  # on schedule even when placing lags behind a loaded machine
+            run.place(victim)
+            placed += 1
         run.sample_agents()
-        time.sleep(min(per, max(0.0, fault.hold - (time.monotonic() - start))) if fault.spool else 0.5)
+        time.sleep(0.05)
     placed_in_fault = set(run.placed) - before
     fault.repair(run)  # returns when the collector answers again (replicas wait for /healthz)
     waiting = run.missing()
