@@ -16,9 +16,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable
-from typing import Final
-
-import grpc
+from typing import Any, Final
 
 __all__ = [
     "OUTAGE_CODES",
@@ -35,12 +33,12 @@ RETRY_AFTER_KEY: Final = "retry-after-ms"
 MAX_RETRY_AFTER_S: Final = 3600.0  # a hint beyond an hour is a bug or hostile: capped
 THROTTLE_JITTER: Final = 0.25  # up to this fraction of the hint is added at random
 
-# Answers about the collector or the way to it, not about the report being sent: the collector is
-# down, restarting or unreachable (UNAVAILABLE), a call that hung on a dead connection or an
-# overloaded server (DEADLINE_EXCEEDED), the limiter's "not now" (RESOURCE_EXHAUSTED).
-OUTAGE_CODES: Final = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
-)
+# Answers about the collector or the way to it, not about the report being sent (grpc.StatusCode
+# names; this module does not import grpc, the agent's daemon imports it through agent.spool): the
+# collector is down, restarting or unreachable (UNAVAILABLE), a call that hung on a dead
+# connection or an overloaded server (DEADLINE_EXCEEDED), the limiter's "not now" with its hint
+# (RESOURCE_EXHAUSTED).
+OUTAGE_CODES: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
 
 
 def retry_after_metadata(seconds: float) -> tuple[tuple[str, str], ...]:
@@ -60,12 +58,13 @@ def retry_after_seconds(metadata: Iterable[tuple[str, str | bytes]] | None) -> f
     return None
 
 
-def call_retry_after(error: grpc.RpcError) -> float | None:
-    """`retry_after_seconds` of a failed synchronous call's trailing metadata."""
-    if not isinstance(error, grpc.Call):
+def call_retry_after(error: Any) -> float | None:
+    """`retry_after_seconds` of a failed synchronous call's trailing metadata (a grpc.RpcError)."""
+    trailing = getattr(error, "trailing_metadata", None)
+    if not callable(trailing):
         return None
     try:
-        return retry_after_seconds(error.trailing_metadata())
+        return retry_after_seconds(trailing())
     except Exception:  # a channel-level failure may carry no call state at all
         return None
 
