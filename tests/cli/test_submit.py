@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,30 @@ def test_progress_only_on_a_terminal(
     assert "\rsubmit: file 3/3: 0 stored, 3 duplicate, 0 failed" in tty.text
     assert tty.text.endswith("\r"), "the progress line is cleared before the summary"
     assert os.linesep not in tty.text
+
+
+def test_a_backfilled_crash_is_seen_when_it_happened_received_beside_it(
+    collector: RunningCollector, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [path] = backfill_files(tmp_path / "old", 1)
+    happened = datetime(2026, 3, 28, 23, 50, tzinfo=UTC)
+    os.utime(path, (happened.timestamp(), happened.timestamp()))  # a log's crash time: its mtime
+    assert main(["submit", "--collector", collector.grpc_target, "--hostname", "db-7", path]) == 0
+    capsys.readouterr()
+    registry = collector.metrics.registry
+    release = {"kernel_release": "6.1.0-26-amd64"}
+    assert registry.get_sample_value("crashfleet_crashes_backfill_total", release) == 1.0
+    assert not registry.get_sample_value("crashfleet_crashes_total", release)
+
+    assert main(["clusters", "--collector", collector.grpc_target, "--json"]) == 0
+    [cluster] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert cluster["first_seen"] == cluster["last_seen"] == "2026-03-28T23:50:00Z"
+    received = datetime.fromisoformat(cluster["first_received"])
+    assert cluster["last_received"] == cluster["first_received"]
+    assert abs((datetime.now(UTC) - received).total_seconds()) < 60
+
+    shown = f"2026-03-28 23:50 (received {received.strftime('%Y-%m-%d %H:%M')})"
+    assert main(["clusters", "--collector", collector.grpc_target]) == 0
+    assert shown in capsys.readouterr().out
+    assert main(["cluster", cluster["id"], "--collector", collector.grpc_target]) == 0
+    assert f"first {shown}, last {shown}" in capsys.readouterr().out
