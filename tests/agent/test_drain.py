@@ -213,3 +213,30 @@ def test_a_half_open_connection_costs_one_deadline_and_ages_nothing(tmp_path: Pa
     assert spool.take_counters() == {"ship_failures:DEADLINE_EXCEEDED": 1}
     clock.now = float(spool.get_meta(PAUSED_UNTIL) or 0)
     assert {item.key: item.attempts for item in spool.due(10)} == dict.fromkeys(keys, 0)
+
+
+def test_the_collectors_hint_reaches_the_agent(tmp_path: Path) -> None:
+    """Against a real collector: its limiter's refusal arrives as THROTTLED with the hint, and a
+    duplicate still goes through while throttled."""
+    import asyncio
+
+    from tests.collector.test_api import serving
+
+    results: list[ShipResult] = []
+
+    async def scenario() -> None:
+        async with serving(tmp_path, reports_per_second=0.5, report_burst=1) as c:
+            config = config_for(tmp_path, collector=c.grpc_target)
+            shipper = GrpcShipper(config)
+            try:
+                for key in ("hint-00000001", "hint-00000002", "hint-00000001"):
+                    results.append(await asyncio.to_thread(shipper.report, payload(key)))
+            finally:
+                shipper.close()
+
+    asyncio.run(scenario())
+    first, throttled, duplicate = results
+    assert first.outcome == Outcome.ACKED and not first.duplicate
+    assert throttled.outcome == Outcome.THROTTLED and throttled.code == "RESOURCE_EXHAUSTED"
+    assert throttled.retry_after is not None and 1.5 <= throttled.retry_after <= 2.0
+    assert duplicate.outcome == Outcome.ACKED and duplicate.duplicate
