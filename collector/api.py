@@ -134,7 +134,7 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
         self.ingestor = ingestor
         self.limiter = limiter
         self.require_identity = require_identity
-        self.recent: RecentKeys[ingest_service_pb2.ReportCrashResponse] = RecentKeys()
+        self.recent: RecentKeys[tuple[str, str]] = RecentKeys()  # key -> (crash id, cluster id)
 
     def _admit(self, host: str, peer: str) -> None:
         if self.limiter is None or not host:
@@ -163,16 +163,11 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
                 if known is None:
                     raise
                 self.ingestor.metrics.report("duplicate", request.signature.kind)
-                return known
+                return ingest_service_pb2.ReportCrashResponse(crash_id=known[0], cluster_id=known[1], duplicate=True)
             result = await self.ingestor.report_async(request, host)
             if not result.duplicate and self.limiter is not None:
                 self.limiter.charge(host, peer)
-            self.recent.put(
-                request.idempotency_key,
-                ingest_service_pb2.ReportCrashResponse(
-                    crash_id=result.crash_id, cluster_id=result.cluster_id, duplicate=True
-                ),
-            )
+            self.recent.put(request.idempotency_key, (result.crash_id, result.cluster_id))
             return ingest_service_pb2.ReportCrashResponse(
                 crash_id=result.crash_id, cluster_id=result.cluster_id, duplicate=result.duplicate
             )

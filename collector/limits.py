@@ -122,7 +122,7 @@ class RecentKeys(Generic[V]):
     token and without the store (its cluster id is the one from when it was stored).
     """
 
-    def __init__(self, size: int = 100_000) -> None:
+    def __init__(self, size: int = 10_000) -> None:
         self.size = size
         self._items: OrderedDict[str, V] = OrderedDict()
         self._lock = threading.Lock()
