@@ -7,8 +7,9 @@ hint the same way: wait at least that long, plus up to a quarter more at random,
 throttled together do not come back in lockstep. Without a hint they fall back to exponential
 backoff with "equal jitter" (half the step fixed, half random).
 
-Which failures are about the path to the collector — never a reason to give up on a report or to
-age it — is the `OUTAGE_CODES` table; the agent's full classification is agent.ship.CLASSIFICATION.
+Which failures are about the path to the collector — never a reason to age a report — is the
+agent's `agent.ship.CLASSIFICATION`. This module does not import grpc: the agent's daemon, which
+must not load it, imports it through agent.spool.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 __all__ = [
-    "OUTAGE_CODES",
+    "MAX_RETRY_AFTER_S",
     "RETRY_AFTER_KEY",
     "THROTTLE_JITTER",
     "backoff_delay",
@@ -32,13 +33,6 @@ __all__ = [
 RETRY_AFTER_KEY: Final = "retry-after-ms"
 MAX_RETRY_AFTER_S: Final = 3600.0  # a hint beyond an hour is a bug or hostile: capped
 THROTTLE_JITTER: Final = 0.25  # up to this fraction of the hint is added at random
-
-# Answers about the collector or the way to it, not about the report being sent (grpc.StatusCode
-# names; this module does not import grpc, the agent's daemon imports it through agent.spool): the
-# collector is down, restarting or unreachable (UNAVAILABLE), a call that hung on a dead
-# connection or an overloaded server (DEADLINE_EXCEEDED), the limiter's "not now" with its hint
-# (RESOURCE_EXHAUSTED).
-OUTAGE_CODES: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
 
 
 def retry_after_metadata(seconds: float) -> tuple[tuple[str, str], ...]:
