@@ -33,6 +33,7 @@ from agent.extract import (
     Analyzer,
     ExtractedReport,
     Extraction,
+    ScratchFull,
     default_analyzer,
     extract_capture,
     report_key,
@@ -167,28 +168,38 @@ class Worker:
     def _do_jobs(self, jobs: list[Job]) -> None:
         entries: list[tuple[list[NewReport], tuple[str, str, str] | None]] = []
         boot_keys: list[tuple[str, str, str, str]] = []
+        done: list[str] = []
+        waiting: list[str] = []  # no room to read them: queued again, the attempt not counted
         for job in jobs:
             if job.kind == "kmsg":
                 payloads, keys = self._kmsg(job.data)
                 entries.append((payloads, None))
                 boot_keys.extend(keys)
             elif job.kind == "capture":
-                entries.append(self._capture(job))
+                try:
+                    entries.append(self._capture(job))
+                except ScratchFull as exc:
+                    self._disk_full(f"captures stay queued ({exc})")
+                    waiting.append(job.key)
+                    continue
             else:
                 log.error("unknown job dropped key=%s kind=%s", job.key, job.kind)
+            done.append(job.key)
         try:
-            self.spool.enqueue_captures(entries, boot_keys=boot_keys, done_jobs=[j.key for j in jobs])
+            self.spool.enqueue_captures(entries, boot_keys=boot_keys, done_jobs=done)
         except SpoolFull:
-            # Nothing was stored: the jobs stay queued (this attempt not counted against them) and
-            # are read again once there is room; the pstore records stay where they are.
+            # Nothing was stored: the jobs stay queued and are read again once there is room;
+            # the pstore records stay where they are.
             self._unlink_after_commit = []
             self._disk_full("new crashes stay queued")
+            waiting = [j.key for j in jobs]
+        else:
+            self._unlink_read_pstore_records()
+        if waiting:
             try:
-                self.spool.release_jobs(j.key for j in jobs)
+                self.spool.release_jobs(waiting)
             except SpoolFull:
-                log.warning("state directory full: job attempts not released jobs=%d", len(jobs))
-            return
-        self._unlink_read_pstore_records()
+                log.warning("state directory full: job attempts not released jobs=%d", len(waiting))
 
     def _unlink_read_pstore_records(self) -> None:
         """`pstore_fs_unlink`: free the backend's storage once the reports are committed (never before)."""
@@ -234,6 +245,8 @@ class Worker:
         try:
             extraction = extract_capture(assessment, self.analyzer(), scratch=scratch, failure=failure)
             payloads = self._payloads(extraction)
+        except ScratchFull:
+            raise  # not this capture's fault: it is read again once there is room
         except Exception as exc:
             # A bug in a reader costs one capture its analysis, never the agent.
             log.exception("extraction failed capture=%s", capture.path)

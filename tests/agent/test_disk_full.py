@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,32 @@ def test_daemon_on_a_full_disk_keeps_running_says_so_and_catches_up(tmp_path: Pa
         wait_for(lambda: service.metrics.state_dir_full._value.get() == 0, "the gauge to clear", timeout=15)
     new = [r for k, r in collector.received.items() if k not in keys]
     assert [r.signature.title for r in new] == ["WARNING in example_xmit"]
+
+
+def test_a_dump_with_no_room_to_unpack_waits_instead_of_failing(
+    tmp_path: Path, small_fs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An apport report's VmCore is unpacked under the state directory: no room there is no
+    reason to file the crash as a failed capture."""
+    config = on_fs(config_for(tmp_path), small_fs)
+    vmcore = WARNING_LOG + b"\n" * (3 * 1024 * 1024)  # 3 MiB unpacked, a few KiB in the report
+    report = builders.write_apport(config.crash_dir / "linux-image-6.1.0-56-amd64-202611251200.crash",
+                                   vmcore=vmcore)  # fmt: skip
+    spool = open_spool(config)
+    spool.ensure_reserve()
+    job_key, job_data = _capture_job(Root.CRASH, report, None)
+    spool.add_job(job_key, "capture", job_data)
+    (config.state_dir / "scratch").mkdir()
+    filler = fill(small_fs)
+    os.truncate(filler, filler.stat().st_size - 1024 * 1024)  # room for the spool's writes, not the VmCore
+    collector = FakeCollector()
+    rc = run_worker(config, heartbeat=False, shipper_factory=lambda _c: collector, analyzer=analyze)
+    assert rc == EXIT_DISK_FULL and collector.received == {}
+    assert "captures stay queued" in caplog.text and "no room to unpack its VmCore" in caplog.text
+    with sqlite3.connect(f"file:{spool.path}?mode=ro", uri=True) as db:  # no write fits: read it
+        assert db.execute("SELECT key, attempts FROM jobs").fetchall() == [(job_key, 0)]
+    assert list((config.state_dir / "scratch").iterdir()) == [], "a partly unpacked VmCore was left behind"
+    filler.unlink()
+    assert run_worker(config, heartbeat=False, shipper_factory=lambda _c: collector, analyzer=analyze) == 0
+    spool.close()
+    assert [r.signature.title for r in collector.received.values()] == ["WARNING in example_xmit"]
