@@ -262,6 +262,14 @@ class AgentService:
                 self._worker.kill()
             self._reap_worker()
             self._update_gauges()
+            if self._unqueued:
+                kmsg = sum(1 for kind, _ in self._unqueued.values() if kind == "kmsg")
+                log.error(
+                    "state directory full at shutdown: jobs not queued jobs=%d live_log_blocks_lost=%d"
+                    " (captures are found again by the next start-up scan)",
+                    len(self._unqueued),
+                    kmsg,
+                )
         self.metrics.stop()
         if hasattr(self, "spool"):
             self.spool.close()
