@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import errno
 import hashlib
 import logging
 import re
@@ -37,6 +38,7 @@ __all__ = [
     "Analyzer",
     "ExtractedReport",
     "Extraction",
+    "ScratchFull",
     "apport_fields",
     "assemble_pstore",
     "default_analyzer",
@@ -239,6 +241,10 @@ def _apport_lines(path: Path) -> Iterator[tuple[str, bool, list[bytes]]]:
             yield key, binary, lines
 
 
+class ScratchFull(Exception):
+    """No room in the state directory to unpack a dump: the capture waits for room, it did not fail."""
+
+
 def apport_fields(path: Path, scratch: Path) -> tuple[dict[str, bytes], Path | None]:
     """Text fields of an apport report (capped) and its VmCore unpacked into `scratch` (or None).
 
@@ -260,10 +266,14 @@ def apport_fields(path: Path, scratch: Path) -> tuple[dict[str, bytes], Path | N
                     out.write(inflater.flush())
             elif key in APPORT_TEXT_FIELDS:
                 fields[key] = b"\n".join(lines)[:MAX_TEXT_BYTES]
-    except (binascii.Error, zlib.error) as exc:
+    except (binascii.Error, zlib.error, OSError) as exc:
+        if vmcore is not None:
+            vmcore.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ScratchFull(f"{path}: no room to unpack its VmCore under {scratch}") from None
+        if isinstance(exc, OSError):
+            raise CrashfleetInputError(str(path), exc.strerror or str(exc)) from None
         raise CrashfleetInputError(str(path), f"corrupt base64/gzip field: {exc}") from None
-    except OSError as exc:
-        raise CrashfleetInputError(str(path), exc.strerror or str(exc)) from None
     return fields, vmcore
 
 

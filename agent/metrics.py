@@ -88,6 +88,17 @@ class AgentMetrics:
             ["root"],
             registry=r,
         )
+        self.state_dir_full = Gauge(
+            f"{PREFIX}_state_dir_full",
+            "1 while the state directory has no room for the spool's reserve: spooled reports still ship"
+            " and are deleted, new crashes are stored only while they fit.",
+            registry=r,
+        )
+        self.state_dir_full_events = Counter(
+            f"{PREFIX}_state_dir_full_events",
+            "Times the state directory was found full (a write of the spool failed for lack of space).",
+            registry=r,
+        )
         self.up = Gauge(
             f"{PREFIX}_collector_up", "1 when the last call to the collector succeeded.", registry=r
         )

@@ -42,7 +42,16 @@ from agent.kmsg import KmsgReader
 from agent.layouts import Root
 from agent.logs import configure_logging
 from agent.metrics import AgentMetrics
-from agent.spool import COLLECTOR_UP, HEARTBEAT_SUGGESTED, PAUSED_UNTIL, Backoff, Spool, open_spool
+from agent.spool import (
+    COLLECTOR_UP,
+    EXIT_DISK_FULL,
+    HEARTBEAT_SUGGESTED,
+    PAUSED_UNTIL,
+    Backoff,
+    Spool,
+    SpoolFull,
+    open_spool,
+)
 from agent.watch import CaptureWatcher
 from wire.sdnotify import Notifier, watchdog_interval
 
@@ -52,6 +61,8 @@ log = logging.getLogger(__name__)
 
 PRELAUNCH_SECONDS = 2.0  # start a worker this long before a capture finishes settling
 DRAIN_SECONDS = 20.0  # SIGTERM: how long a running worker may finish (systemd's TimeoutStopSec is 30 s)
+FULL_RETRY_SECONDS = 5.0  # state directory full: queue held jobs again / look for room this often
+FULL_RETRY_MAX_SECONDS = 60.0  # ... and start a worker for queued jobs at most this far apart
 
 
 class WorkerHandle(Protocol):
@@ -134,6 +145,9 @@ class AgentService:
         self._worker_heartbeat = False  # the running worker sends a heartbeat
         self._worker_failures = 0
         self._no_worker_before = 0.0
+        self._unqueued: dict[str, tuple[str, str]] = {}  # jobs the full disk did not take yet
+        self._state_full = False
+        self._next_room_check = 0.0
         self._prelaunched_for: float | None = None
         self._next_heartbeat = 0.0
         self._watchdog_every = watchdog_interval(environ)
@@ -154,6 +168,15 @@ class AgentService:
         self.spool = open_spool(
             config, lambda n, reason: self.metrics.spool_dropped.labels(reason).inc(n), clock=self._clock
         )
+        if not self.spool.ensure_reserve() or self.spool.full:
+            self._set_state_full(True)
+        try:
+            # An agent starting with a spool tries it at once: whatever pause or per-report
+            # backoff the last run left (a collector outage, a restart loop) does not carry over.
+            self.spool.set_meta(PAUSED_UNTIL, "0")
+            self.spool.due_now()
+        except SpoolFull:
+            self._set_state_full(True)
         if not config.collector:
             log.warning("no collector configured: crashes are spooled, not shipped")
         if config.metrics_listen:
@@ -239,6 +262,14 @@ class AgentService:
                 self._worker.kill()
             self._reap_worker()
             self._update_gauges()
+            if self._unqueued:
+                kmsg = sum(1 for kind, _ in self._unqueued.values() if kind == "kmsg")
+                log.error(
+                    "state directory full at shutdown: jobs not queued jobs=%d live_log_blocks_lost=%d"
+                    " (captures are found again by the next start-up scan)",
+                    len(self._unqueued),
+                    kmsg,
+                )
         self.metrics.stop()
         if hasattr(self, "spool"):
             self.spool.close()
@@ -257,8 +288,9 @@ class AgentService:
         for ready in self.watcher.poll():
             capture = ready.assessment.capture
             key, data = _capture_job(capture.rule.root, capture.path, ready.failure)
-            self.spool.add_job(key, "capture", data)
+            self._add_job(key, "capture", data)
         self._queue_kmsg_blocks()
+        self._retry_full()
         self._reap_worker()
         self._start_worker_if_needed()
         self._watchdog_if_due()
@@ -274,9 +306,50 @@ class AgentService:
                 deadlines.append(self._no_worker_before)
         if self._watchdog_every is not None:
             deadlines.append(self._next_watchdog)
+        if self._state_full or self._unqueued:
+            deadlines.append(self._next_room_check)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - self.now()) + 0.01
+
+    def _add_job(self, key: str, kind: str, data: str) -> None:
+        """Queue a job; on a full state directory hold it in memory and queue it when there is room."""
+        if not self._unqueued:
+            try:
+                self.spool.add_job(key, kind, data)
+                return
+            except SpoolFull:
+                self._set_state_full(True)
+        self._unqueued[key] = (kind, data)
+
+    def _retry_full(self) -> None:
+        """Every FULL_RETRY_SECONDS while the state directory is full: queue held jobs, look for room."""
+        if not (self._state_full or self._unqueued) or self.now() < self._next_room_check:
+            return
+        self._next_room_check = self.now() + FULL_RETRY_SECONDS
+        while self._unqueued:
+            key, (kind, data) = next(iter(self._unqueued.items()))
+            try:
+                self.spool.add_job(key, kind, data)
+            except SpoolFull:
+                return
+            del self._unqueued[key]
+        if self.spool.ensure_reserve():
+            self._set_state_full(False)
+
+    def _set_state_full(self, full: bool) -> None:
+        if full and not self._state_full:
+            log.warning(
+                "state directory full: shipping and deleting spooled reports goes on, new crashes wait"
+                " for room path=%s",
+                self.config.state_dir,
+            )
+            self.metrics.state_dir_full_events.inc()
+            self._next_room_check = self.now() + FULL_RETRY_SECONDS
+        elif not full and self._state_full:
+            log.info("state directory has room again path=%s", self.config.state_dir)
+        self._state_full = full
+        self.metrics.state_dir_full.set(1 if full else 0)
 
     def _paused_until(self) -> float:
         return float(self.spool.get_meta(PAUSED_UNTIL) or 0.0)
@@ -360,12 +433,21 @@ class AgentService:
             interval = self.heartbeat_interval()
             self._next_heartbeat = self._worker_started + interval
             log.debug("next heartbeat in seconds=%.0f", interval)
-        self.metrics.apply_counts(self.spool.take_counters())
+        try:
+            self.metrics.apply_counts(self.spool.take_counters())
+        except SpoolFull:
+            self._set_state_full(True)
         up = self.spool.get_meta(COLLECTOR_UP)
         if up is not None:
             self.metrics.up.set(float(up))
         if rc == 0:
             self._worker_failures = 0
+        elif rc == EXIT_DISK_FULL:
+            # Not a failure of the worker: it shipped what it could; queued jobs wait for room.
+            self._set_state_full(True)
+            delay = min(FULL_RETRY_MAX_SECONDS, FULL_RETRY_SECONDS * 2.0 ** min(self._worker_failures, 10))
+            self._worker_failures += 1
+            self._no_worker_before = self.now() + delay
         else:
             log.error("worker failed status=%s", rc)
             self._worker_failed()
@@ -394,7 +476,7 @@ class AgentService:
             except queue.Empty:
                 return
             key, data = _kmsg_job(block)
-            self.spool.add_job(key, "kmsg", data)
+            self._add_job(key, "kmsg", data)
 
     # --- systemd, metrics ---------------------------------------------------------------------
 

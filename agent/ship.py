@@ -21,6 +21,7 @@ from agent.extract import ExtractedReport
 from agent.heartbeat import HostInventory
 from wire import convert
 from wire.channel import ClientConfig, open_channel
+from wire.retry import call_retry_after
 from wire.tls import TlsConfigError
 from wire.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 
@@ -40,26 +41,28 @@ log = logging.getLogger(__name__)
 
 class Outcome(enum.StrEnum):
     ACKED = "acked"
-    RETRY = "retry"  # transient: try again after backoff
-    UNREACHABLE = "unreachable"  # the collector cannot be reached at all: pause the whole outbox
-    THROTTLED = "throttled"  # the collector asks this host to slow down: pause the outbox briefly
+    RETRY = "retry"  # an answer about this report alone: it moves back on its own backoff
+    UNREACHABLE = "unreachable"  # the collector or the way to it is down: the whole outbox waits
+    THROTTLED = "throttled"  # the collector's limiter says "not now": the whole outbox waits its hint
     REFUSED = "refused"  # permanent: the collector will never take this request
 
 
 # Status code -> what it means for the report. Codes missing here are treated as RETRY: an
-# unknown failure must never lose a crash.
+# unknown failure must never lose a crash. Only RETRY ages a report (agent.spool.retry_later);
+# UNREACHABLE and THROTTLED are about the collector or the path to it and pause the outbox as a
+# whole, every report keeping its place, so that it drains oldest first once the collector answers.
 CLASSIFICATION: dict[grpc.StatusCode, Outcome] = {
     grpc.StatusCode.OK: Outcome.ACKED,
     grpc.StatusCode.ALREADY_EXISTS: Outcome.ACKED,  # stored before; the ack was lost on its way back
-    grpc.StatusCode.UNAVAILABLE: Outcome.UNREACHABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED: Outcome.UNREACHABLE,
+    grpc.StatusCode.UNAVAILABLE: Outcome.UNREACHABLE,  # down, restarting, shutting down, unreachable
+    grpc.StatusCode.DEADLINE_EXCEEDED: Outcome.UNREACHABLE,  # a half-open connection or a stalled server
+    grpc.StatusCode.CANCELLED: Outcome.UNREACHABLE,  # the channel went away under the call
     grpc.StatusCode.UNAUTHENTICATED: Outcome.UNREACHABLE,  # certificate/token problem: fixed by an operator
     grpc.StatusCode.PERMISSION_DENIED: Outcome.UNREACHABLE,
-    grpc.StatusCode.CANCELLED: Outcome.RETRY,
     grpc.StatusCode.ABORTED: Outcome.RETRY,
     grpc.StatusCode.INTERNAL: Outcome.RETRY,
     grpc.StatusCode.UNKNOWN: Outcome.RETRY,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: Outcome.THROTTLED,  # the per-host rate limit (a kdump backlog)
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Outcome.THROTTLED,  # the rate limit; an oversized report is REFUSED
     grpc.StatusCode.INVALID_ARGUMENT: Outcome.REFUSED,
     grpc.StatusCode.OUT_OF_RANGE: Outcome.REFUSED,
     grpc.StatusCode.FAILED_PRECONDITION: Outcome.RETRY,
@@ -75,6 +78,7 @@ class ShipResult:
     detail: str = ""
     duplicate: bool = False
     interval_seconds: int = 0  # heartbeat: the collector's preferred interval (0: no preference)
+    retry_after: float | None = None  # THROTTLED: the collector's `retry-after-ms` hint, in seconds
 
 
 class Shipper(Protocol):
@@ -134,7 +138,13 @@ class GrpcShipper:
         code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
         detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
         outcome = CLASSIFICATION.get(code, Outcome.RETRY)
-        return ShipResult(outcome, code.name, detail or "")
+        hint = call_retry_after(exc)
+        if outcome == Outcome.THROTTLED and hint is None:
+            # The limiter always sends a hint; RESOURCE_EXHAUSTED without one is about this report
+            # (gRPC's message cap, a field cap) or from a collector older than the hint: the report
+            # moves back on its own backoff and must not hold the whole outbox up.
+            outcome = Outcome.RETRY
+        return ShipResult(outcome, code.name, detail or "", retry_after=hint)
 
     def report(self, payload: bytes) -> ShipResult:
         try:

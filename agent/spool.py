@@ -10,11 +10,21 @@ The spool is bounded by bytes and by age: past either bound the oldest reports a
 a log line and a metric, because a host must not fill its disk over a collector that never returns.
 It also remembers which captures were handled (so the start-up scan skips them) and which
 (boot id, fingerprint) pairs the live kernel log already reported.
+
+A full file system must degrade, not stop the agent. Beside the database the spool keeps a
+reserve file (`RESERVE_BYTES` of zeros, made whenever there is room). A write that only adds
+(a new report, a job) fails at once with `SpoolFull` and the caller keeps its work for later; a
+write that frees space or keeps the agent going (deleting acknowledged reports, the pause and
+"collector up" marks, counts, job attempts) that meets a full disk deletes the reserve and is
+tried once more. So an agent whose state directory filled up still ships and deletes what it
+has, and takes new crashes again once deleting made room inside the database or on the disk.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import random
 import sqlite3
 import threading
@@ -26,17 +36,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analysis.errors import CrashfleetError
+from wire.retry import backoff_delay
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
 
 __all__ = [
+    "EXIT_DISK_FULL",
     "Backoff",
     "DropReason",
     "Job",
     "NewReport",
     "Spool",
     "SpoolError",
+    "SpoolFull",
     "SpoolItem",
     "SpoolStats",
     "open_spool",
@@ -45,6 +58,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SPOOL_FILE = "spool.sqlite3"  # under the state dir
+EXIT_DISK_FULL = 75  # EX_TEMPFAIL: the worker's exit status when the state directory was full
+RESERVE_SUFFIX = ".reserve"  # beside it: space held back for deletes when the disk is full
+RESERVE_BYTES = 4 * 1024 * 1024  # what a checkpoint of a full WAL (1000 pages of 4 KiB) may need
 
 # Meta rows the worker (agent.worker) leaves for the daemon (agent.service) and the next worker.
 PAUSED_UNTIL = "paused_until"  # the collector is down or throttling: no shipping before this time
@@ -115,6 +131,27 @@ class SpoolError(CrashfleetError):
     """The spool database cannot be opened or written (disk full, permissions, corruption)."""
 
 
+class SpoolFull(SpoolError):
+    """The state directory's file system is full: nothing new fits until something is deleted."""
+
+
+def _is_full(exc: sqlite3.DatabaseError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+
+
+def _enospc() -> int:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _no_room(directory: Path) -> bool:
+    """The file system under `directory` has less free space than SQLite needs to open a database."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class NewReport:
     """A report to enqueue: its idempotency key, what it is, and the serialized request."""
@@ -163,8 +200,7 @@ class Backoff:
     maximum: float = 300.0
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
-        step = min(self.maximum, self.initial * (2.0 ** min(attempt, 62)))
-        return step / 2.0 + rand() * step / 2.0
+        return backoff_delay(attempt, self.initial, self.maximum, rand)
 
 
 class Spool:
@@ -189,42 +225,127 @@ class Spool:
         self._rand = rand
         self._on_drop = on_drop
         self._lock = threading.Lock()
+        self.reserve_path = path.with_name(path.name + RESERVE_SUFFIX)
+        self.full = False  # the last write met a full file system (reset once the reserve is back)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif row[0] != str(SCHEMA_VERSION):
-                raise SpoolError(f"{path}: spool schema {row[0]}, this agent knows {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
-            raise SpoolError(f"{path}: cannot open spool: {exc}") from None
         except OSError as exc:
             raise SpoolError(f"{path}: cannot create state directory: {exc.strerror}") from None
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            # Opening makes the WAL and shared-memory files; on a full disk that fails (as a
+            # "disk I/O error"): the reserve pays for them, so a restart on a full disk still ships.
+            if not _no_room(path.parent) or not self._release_reserve():
+                raise SpoolError(f"{path}: cannot open spool: {exc}") from None
+            self.full = True
+            try:
+                self._db = self._open()
+            except sqlite3.DatabaseError as again:
+                raise SpoolError(f"{path}: cannot open spool: {again}") from None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] != str(SCHEMA_VERSION):
+                raise SpoolError(f"{self.path}: spool schema {row[0]}, this agent knows {SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def _write(self, body: Callable[[sqlite3.Connection], int]) -> int:
-        """Run `body` in one IMMEDIATE transaction; a failure rolls back and raises SpoolError."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = body(self._db)
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                return result
-            except sqlite3.DatabaseError as exc:
+    def _write(self, body: Callable[[sqlite3.Connection], int], *, essential: bool = True) -> int:
+        """Run `body` in one IMMEDIATE transaction; a failure rolls back and raises SpoolError.
+
+        On a full file system an `essential` write (one that frees space or keeps shipping
+        going) releases the reserve and is tried once more; any other raises SpoolFull at once.
+        """
+        try:
+            return self._transaction(body)
+        except sqlite3.DatabaseError as exc:
+            if not _is_full(exc):
                 raise SpoolError(f"{self.path}: {exc}") from None
+            self.full = True
+            if not essential or not self._release_reserve():
+                raise SpoolFull(f"{self.path}: {exc}") from None
+        try:
+            return self._transaction(body)
+        except sqlite3.DatabaseError as exc:
+            error = SpoolFull if _is_full(exc) else SpoolError
+            raise error(f"{self.path}: {exc}") from None
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], int]) -> int:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = body(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    def _release_reserve(self) -> bool:
+        """Delete the reserve file; False when there was none to give."""
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            log.error("cannot release the spool reserve path=%s error=%s", self.reserve_path, exc.strerror)
+            return False
+        log.warning(
+            "state directory full: released the spool reserve to keep shipping path=%s bytes=%d",
+            self.reserve_path,
+            RESERVE_BYTES,
+        )
+        return True
+
+    def ensure_reserve(self) -> bool:
+        """Make the reserve file if it is missing; True when it exists (the disk has room again).
+
+        Written in full, never sparse, so the blocks are really held; a file system that cannot
+        take it leaves no partial file behind.
+        """
+        try:
+            if self.reserve_path.stat().st_size == RESERVE_BYTES:
+                self.full = False
+                return True
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        partial = self.reserve_path.with_name(self.reserve_path.name + ".tmp")
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                block = bytes(65536)
+                written = 0
+                while written < RESERVE_BYTES:  # a short write is how a full disk ends it, at times
+                    written += os.write(fd, block[: RESERVE_BYTES - written]) or _enospc()
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(partial, self.reserve_path)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                log.warning("cannot make the spool reserve path=%s error=%s", self.reserve_path, exc.strerror)
+            return False
+        if self.full:
+            log.info("state directory has room again: spool reserve restored path=%s", self.reserve_path)
+        self.full = False
+        return True
 
     # --- the outbox -------------------------------------------------------------------------
 
@@ -284,7 +405,7 @@ class Spool:
                 )
             return added
 
-        added = self._write(body)
+        added = self._write(body, essential=False)
         self.enforce_bounds()
         return added
 
@@ -293,7 +414,7 @@ class Spool:
         with self._lock:
             rows = self._db.execute(
                 "SELECT key, kind, payload, created, attempts, last_error FROM outbox"
-                " WHERE next_attempt <= ? ORDER BY next_attempt, created LIMIT ?",
+                " WHERE next_attempt <= ? ORDER BY next_attempt, created, rowid LIMIT ?",
                 (self._clock(), limit),
             ).fetchall()
         return [SpoolItem(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
@@ -334,16 +455,6 @@ class Spool:
         holder: list[float] = []
         self._write(body)
         return holder[0] if holder else 0.0
-
-    def postpone_all(self, until: float) -> None:
-        """Push every report to `until` at the earliest (the collector is down for everyone)."""
-        self._write(
-            lambda db: (
-                db.execute(
-                    "UPDATE outbox SET next_attempt = ? WHERE next_attempt < ?", (until, until)
-                ).rowcount
-            )
-        )
 
     def drop(self, key: str, code: str, detail: str) -> None:
         """Give up on one report the collector refused for good (status `code`, its message `detail`).
@@ -455,7 +566,8 @@ class Spool:
                     " ON CONFLICT (key) DO UPDATE SET data = excluded.data",
                     (key, kind, data, now),
                 ).rowcount
-            )
+            ),
+            essential=False,
         )
 
     def take_jobs(self, limit: int) -> list[Job]:
@@ -474,8 +586,25 @@ class Spool:
             taken.extend(Job(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows)
             return len(rows)
 
-        self._write(body)
+        self._write(body, essential=False)
         return taken
+
+    def release_jobs(self, keys: Iterable[str]) -> None:
+        """Jobs taken but not done for want of disk space: the attempt does not count against them."""
+        rows = [(k,) for k in keys]
+        if rows:
+            self._write(
+                lambda db: db.executemany(
+                    "UPDATE jobs SET attempts = MAX(attempts - 1, 0) WHERE key = ?", rows
+                ).rowcount
+            )
+
+    def due_now(self) -> int:
+        """Make every report due now (an agent starting with a spool tries all of it at once)."""
+        now = self._clock()
+        return self._write(
+            lambda db: db.execute("UPDATE outbox SET next_attempt = ? WHERE next_attempt > ?", (now, now)).rowcount
+        )
 
     def job_count(self) -> int:
         with self._lock:

@@ -33,15 +33,17 @@ from agent.extract import (
     Analyzer,
     ExtractedReport,
     Extraction,
+    ScratchFull,
     default_analyzer,
     extract_capture,
     report_key,
 )
 from agent.heartbeat import HostInventory, collect_inventory
 from agent.layouts import Root, archived_by_systemd_pstore, assess, capture_for_path
-from agent.ship import GrpcShipper, NoCollector, Outcome, Shipper, build_request
+from agent.ship import GrpcShipper, NoCollector, Outcome, Shipper, ShipResult, build_request
 from agent.spool import (
     COLLECTOR_UP,
+    EXIT_DISK_FULL,
     HEARTBEAT_SUGGESTED,
     PAUSED_UNTIL,
     STREAK,
@@ -49,15 +51,17 @@ from agent.spool import (
     Job,
     NewReport,
     Spool,
+    SpoolFull,
     SpoolItem,
     open_spool,
 )
 from analysis.model import CrashRecord, SystemFacts
+from wire.retry import throttle_delay
 
 if TYPE_CHECKING:
     from analysis.symbolize.debuginfo import DebuginfoSearch
 
-__all__ = ["MAX_JOB_ATTEMPTS", "ThreadWorker", "Worker", "main", "open_spool", "run_worker"]
+__all__ = ["EXIT_DISK_FULL", "MAX_JOB_ATTEMPTS", "ThreadWorker", "Worker", "main", "open_spool", "run_worker"]
 
 log = logging.getLogger("agent.worker")  # also under `python -m agent.worker`, where __name__ is __main__
 
@@ -65,6 +69,8 @@ MAX_JOB_ATTEMPTS = 2  # workers a capture may cost (crash, hang, kill) before it
 JOB_BATCH = 64  # jobs per spool transaction (a start-up backlog: one fsync per batch)
 SHIP_BATCH = 64  # reports per shipping pass; their acks are deleted in one transaction
 LINGER_POLL_SECONDS = 0.02  # a lingering worker looks for its job this often (for a second or two)
+THROTTLE_WAIT_SECONDS = 10.0  # a limiter pause up to this long is slept in the worker, not the daemon
+THROTTLED_RUN_SECONDS = 300.0  # ... for at most this long per worker (the daemon kills one at worker_timeout)
 
 # Jobs come from agent.service: "capture" jobs carry JSON {root, path, failure}, "kmsg" jobs the
 # block text. The meta rows the worker leaves for the daemon are named in agent.spool.
@@ -92,13 +98,16 @@ class Worker:
         analyzer: Analyzer | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.spool = spool
         self.shipper = shipper
         self._analyzer = analyzer
         self._clock = clock
+        self._sleep = sleep
         self._unlink_after_commit: list[Path] = []
+        self.disk_full = False  # a write met a full state directory this run (exit status EX_TEMPFAIL)
         self._debuginfo_search: DebuginfoSearch | None = None  # built at the first crash to symbolize
         self._no_debuginfo = False  # no debug root or path exists: not looked for again this run
         self.counts: collections.Counter[str] = collections.Counter()
@@ -115,12 +124,17 @@ class Worker:
         `linger` > 0: the daemon started this worker while a capture is still settling; load the
         analyzer now and wait that long for its job, so the import is not on the latency path.
         """
+        self.spool.ensure_reserve()
         try:
             until = time.monotonic() + linger
             if linger > 0:
                 self.analyzer()
-            while True:
-                jobs = self.spool.take_jobs(JOB_BATCH)
+            while not self.disk_full:
+                try:
+                    jobs = self.spool.take_jobs(JOB_BATCH)
+                except SpoolFull:
+                    self._disk_full("jobs stay queued")
+                    break
                 if jobs:
                     self._do_jobs(jobs)
                     until = 0.0  # what we waited for came: ship it now, no more lingering
@@ -128,12 +142,20 @@ class Worker:
                 if time.monotonic() >= until:
                     break
                 time.sleep(LINGER_POLL_SECONDS)
-            while self._ship_once():
-                pass
-            if heartbeat:
-                self._heartbeat()
+            self._ship_all()
+            if heartbeat and self._heartbeat():
+                self._ship_all()  # the heartbeat was the probe that found the collector back
         finally:
-            self.spool.add_counters(dict(self.counts))
+            try:
+                self.spool.add_counters(dict(self.counts))
+            except SpoolFull:
+                log.warning("state directory full: this run's counts are lost counts=%s", dict(self.counts))
+
+    def _disk_full(self, what: str) -> None:
+        """Note a full state directory once per run; the daemon sees it in the exit status."""
+        if not self.disk_full:
+            log.warning("state directory full: %s until there is room path=%s", what, self.config.state_dir)
+        self.disk_full = True
 
     def analyzer(self) -> Analyzer:
         """Imported at the first crash: a worker that only ships or heartbeats never loads capstone."""
@@ -146,17 +168,38 @@ class Worker:
     def _do_jobs(self, jobs: list[Job]) -> None:
         entries: list[tuple[list[NewReport], tuple[str, str, str] | None]] = []
         boot_keys: list[tuple[str, str, str, str]] = []
+        done: list[str] = []
+        waiting: list[str] = []  # no room to read them: queued again, the attempt not counted
         for job in jobs:
             if job.kind == "kmsg":
                 payloads, keys = self._kmsg(job.data)
                 entries.append((payloads, None))
                 boot_keys.extend(keys)
             elif job.kind == "capture":
-                entries.append(self._capture(job))
+                try:
+                    entries.append(self._capture(job))
+                except ScratchFull as exc:
+                    self._disk_full(f"captures stay queued ({exc})")
+                    waiting.append(job.key)
+                    continue
             else:
                 log.error("unknown job dropped key=%s kind=%s", job.key, job.kind)
-        self.spool.enqueue_captures(entries, boot_keys=boot_keys, done_jobs=[j.key for j in jobs])
-        self._unlink_read_pstore_records()
+            done.append(job.key)
+        try:
+            self.spool.enqueue_captures(entries, boot_keys=boot_keys, done_jobs=done)
+        except SpoolFull:
+            # Nothing was stored: the jobs stay queued and are read again once there is room;
+            # the pstore records stay where they are.
+            self._unlink_after_commit = []
+            self._disk_full("new crashes stay queued")
+            waiting = [j.key for j in jobs]
+        else:
+            self._unlink_read_pstore_records()
+        if waiting:
+            try:
+                self.spool.release_jobs(waiting)
+            except SpoolFull:
+                log.warning("state directory full: job attempts not released jobs=%d", len(waiting))
 
     def _unlink_read_pstore_records(self) -> None:
         """`pstore_fs_unlink`: free the backend's storage once the reports are committed (never before)."""
@@ -202,6 +245,8 @@ class Worker:
         try:
             extraction = extract_capture(assessment, self.analyzer(), scratch=scratch, failure=failure)
             payloads = self._payloads(extraction)
+        except ScratchFull:
+            raise  # not this capture's fault: it is read again once there is room
         except Exception as exc:
             # A bug in a reader costs one capture its analysis, never the agent.
             log.exception("extraction failed capture=%s", capture.path)
@@ -348,6 +393,31 @@ class Worker:
     def paused_until(self) -> float:
         return float(self.spool.get_meta(PAUSED_UNTIL) or 0.0)
 
+    def _ship_all(self) -> None:
+        """Ship batches while reports are due; a short throttle is waited out in this process.
+
+        A limiter pause of up to THROTTLE_WAIT_SECONDS is slept here rather than handed back to
+        the daemon (which would start a new worker for each token), for at most
+        THROTTLED_RUN_SECONDS; then the daemon starts the next worker when the pause is over.
+        """
+        started = self._clock()
+        while True:
+            try:
+                while self._ship_once():
+                    pass
+            except SpoolFull:
+                # Even the reserve is used up: what was shipped but not deleted is sent again
+                # next time and answered as a duplicate.
+                self._disk_full("acknowledged reports cannot be deleted")
+                return
+            wait = self.paused_until() - self._clock()
+            throttled = self.spool.get_meta(COLLECTOR_UP) == "1"
+            if not throttled or not 0 < wait <= THROTTLE_WAIT_SECONDS or not self.spool.due(1):
+                return
+            if self._clock() + wait - started > THROTTLED_RUN_SECONDS:
+                return
+            self._sleep(wait)
+
     def _ship_once(self) -> bool:
         """Ship one batch of due reports; True when another batch is due right away."""
         if self._clock() < self.paused_until():
@@ -359,25 +429,41 @@ class Worker:
         finally:
             self.spool.ack(*acked)
 
-    def _pause(self, result_code: str, detail: str, *, down: bool) -> None:
-        streak = int(self.spool.get_meta(STREAK) or 0)
-        pause = self.spool.backoff.delay(streak)
-        self.spool.set_meta(STREAK, str(streak + 1))
+    def _pause(self, result: ShipResult, *, down: bool) -> None:
+        """Hold the whole outbox back: the collector is down, or its limiter said how long to wait.
+
+        No report is aged by this (none of them is at fault): when the pause ends, the oldest due
+        report goes first and is the probe. A pause never exceeds `[spool] backoff_max_seconds`,
+        so a collector that is back is noticed within that bound (or the next heartbeat, sooner).
+        """
+        maximum = self.spool.backoff.maximum
+        if not down and result.retry_after is not None:
+            pause = min(maximum, throttle_delay(result.retry_after))
+        else:
+            streak = int(self.spool.get_meta(STREAK) or 0)
+            pause = self.spool.backoff.delay(streak)
+            self.spool.set_meta(STREAK, str(streak + 1))
         self.spool.set_meta(PAUSED_UNTIL, repr(self._clock() + pause))
         if down:
             self.spool.set_meta(COLLECTOR_UP, "0")
             log.warning(
                 "collector unreachable code=%s detail=%s retry_in=%.1fs spooled=%d",
-                result_code,
-                detail,
+                result.code,
+                result.detail,
                 pause,
                 self.spool.stats().depth,
             )
         else:
-            log.info("collector throttling this host code=%s retry_in=%.1fs", result_code, pause)
+            log.info("collector throttling this host code=%s retry_in=%.1fs", result.code, pause)
 
     def _reachable(self) -> None:
-        if self.spool.get_meta(STREAK) not in (None, "0") or self.spool.get_meta(COLLECTOR_UP) != "1":
+        if (
+            self.spool.get_meta(STREAK) not in (None, "0")
+            or self.spool.get_meta(COLLECTOR_UP) != "1"
+            or self.paused_until() > 0
+        ):
+            if self.spool.get_meta(COLLECTOR_UP) == "0":
+                log.info("collector answers again; shipping the spool oldest first spooled=%d", self.spool.stats().depth)
             self.spool.set_meta(STREAK, "0")
             self.spool.set_meta(PAUSED_UNTIL, "0")
             self.spool.set_meta(COLLECTOR_UP, "1")
@@ -403,27 +489,29 @@ class Worker:
             if result.outcome == Outcome.REFUSED:
                 self.spool.drop(item.key, result.code, result.detail)
                 continue
-            if result.outcome == Outcome.THROTTLED:
-                # Not this report's fault: it keeps its place, everything waits one backoff step.
-                self._pause(result.code, result.detail, down=False)
+            if result.outcome in (Outcome.THROTTLED, Outcome.UNREACHABLE):
+                # Not this report's fault: it keeps its place, the whole outbox waits.
+                if result.outcome == Outcome.THROTTLED:
+                    self._reachable()  # it answered: up, just busy
+                self._pause(result, down=result.outcome == Outcome.UNREACHABLE)
                 return False
             delay = self.spool.retry_later(item.key, f"{result.code}: {result.detail}")
-            if result.outcome == Outcome.UNREACHABLE:
-                self._pause(result.code, result.detail, down=True)
-                return False
             log.warning("report not accepted yet key=%s code=%s retry_in=%.1fs", item.key, result.code, delay)
         return True
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self) -> bool:
+        """Send the inventory; True when the collector answered (then a pause is over)."""
         result = self.shipper.heartbeat(self.inventory)
         if result.outcome == Outcome.ACKED:
             self.counts["heartbeats"] += 1
             # The daemon schedules the next one from this (bounded by [heartbeat] min/max).
             self.spool.set_meta(HEARTBEAT_SUGGESTED, str(max(0, result.interval_seconds)))
             self._reachable()
-        else:
+            return True
+        if result.outcome != Outcome.THROTTLED:
             self.spool.set_meta(COLLECTOR_UP, "0")
-            log.warning("heartbeat failed code=%s detail=%s", result.code, result.detail)
+        log.warning("heartbeat failed code=%s detail=%s", result.code, result.detail)
+        return False
 
 
 def run_worker(
@@ -468,7 +556,7 @@ def _run_locked(
             shipper.close()
     finally:
         spool.close()
-    return 0
+    return EXIT_DISK_FULL if worker.disk_full else 0
 
 
 class ThreadWorker:

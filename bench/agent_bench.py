@@ -87,6 +87,7 @@ class Collector:
         # collector's policy, not the agent: lifted here, and the result says so.
         (work / "collector.toml").write_text(
             "[limits]\nreports_per_second = 100000.0\nreport_burst = 100000\n"
+            "peer_reports_per_second = 100000.0\npeer_report_burst = 100000\n"
         )
         with open(work / "collector.log", "wb") as log:
             self.process = subprocess.Popen(

@@ -179,6 +179,7 @@ def throughput(clients: int, seconds: float, rounds: int) -> None:
         config.write_text(
             f'db = "sqlite:///{tmp}/bench.db"\nlisten = "127.0.0.1:{coll_port}"\nhttp = ""\nlog_level = "warning"\n'
             "[limits]\nreports_per_second = 1000000.0\nreport_burst = 1000000\n"
+            "peer_reports_per_second = 1000000.0\npeer_report_burst = 1000000\n"
         )
         env = dict(os.environ, PYTHONPATH=str(REPO))
         echo = subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port)], env=env)

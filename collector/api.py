@@ -9,7 +9,8 @@ every method:
 - INVALID_ARGUMENT: bytes that are not the request message at all, a missing or malformed field,
   a garbage page token, a negative page size;
 - RESOURCE_EXHAUSTED: an oversized field (whole messages over the cap are refused by gRPC itself
-  before any handler runs) and a host over its token-bucket rate;
+  before any handler runs) and a host or peer over its token-bucket rate (collector.limits), the
+  latter with `retry-after-ms` trailing metadata saying when to come back (wire.retry);
 - UNAUTHENTICATED: the query token is missing or wrong, or mTLS is on and the client certificate
   has no usable identity;
 - NOT_FOUND: an unknown cluster or crash id;
@@ -31,11 +32,13 @@ from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
 from collector.ingest import IngestError, Ingestor, RateLimited, ReportTooLarge
+from collector.limits import RecentKeys, ReportLimiter, peer_key
 from collector.metrics import Metrics
 from collector.store import InvalidPageToken, StoreError
 from collector.store.base import StoreReader
 from wire import convert
 from wire.model import Page, QueryFilter
+from wire.retry import retry_after_metadata
 from wire.tls import PeerIdentityError, reporting_host
 from wire.v1 import (
     ingest_service_pb2,
@@ -69,14 +72,19 @@ async def _observe(
     """Run a handler body, map its failures to status codes, and time it by method and code."""
     start = time.perf_counter()
     code = grpc.StatusCode.OK
+    trailing: tuple[tuple[str, str], ...] = ()
     try:
         return await body()
+    except RateLimited as exc:
+        # The limiter's hint travels as trailing metadata; the agent and `submit` wait that long.
+        code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+        trailing = retry_after_metadata(exc.retry_after)
     except _Abort as abort:
         code = abort.code
         message = abort.message
     except (InvalidPageToken, convert.WireError) as exc:
         code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    except (ReportTooLarge, RateLimited) as exc:
+    except ReportTooLarge as exc:
         code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     except IngestError as exc:
         code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
@@ -95,7 +103,7 @@ async def _observe(
         metrics.observe_rpc(method, code.name, time.perf_counter() - start)
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
         log.info("rpc refused method=%s code=%s reason=%s", method, code.name, message)
-    await context.abort(code, message)
+    await context.abort(code, message, trailing_metadata=trailing)
     raise AssertionError("context.abort returned")  # pragma: no cover
 
 
@@ -110,23 +118,35 @@ def check_bearer(metadata: tuple[tuple[str, str | bytes], ...] | None, token: st
 
 
 class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
-    """ReportCrash and Heartbeat. Under mTLS the host is the client certificate's identity."""
+    """ReportCrash and Heartbeat. Under mTLS the host is the client certificate's identity.
+
+    Rate limits (collector.limits) are checked before the work and charged only for a new crash:
+    a duplicate costs no token, and one this process stored recently is answered even while its
+    host is throttled.
+    """
 
     def __init__(
         self,
         ingestor: Ingestor,
-        limiter: Callable[[str], bool] | None = None,
+        limiter: ReportLimiter | None = None,
         require_identity: bool = False,
     ) -> None:
         self.ingestor = ingestor
         self.limiter = limiter
         self.require_identity = require_identity
+        self.recent: RecentKeys[tuple[str, str]] = RecentKeys()  # key -> (crash id, cluster id)
 
-    def _host(self, context: aio.ServicerContext[Any, Any], claimed: str) -> str:
-        host = reporting_host(context, claimed, require_identity=self.require_identity)
-        if self.limiter is not None and host and not self.limiter(host):
-            raise RateLimited("host", f"{host} exceeds its report rate; retry later")
-        return host
+    def _admit(self, host: str, peer: str) -> None:
+        if self.limiter is None or not host:
+            return
+        refused = self.limiter.check(host, peer)
+        if refused is not None:
+            who = host if refused.scope == "host" else peer
+            raise RateLimited(
+                refused.scope,
+                f"{who} exceeds its report rate; retry in {refused.retry_after:.1f}s",
+                refused.retry_after,
+            )
 
     async def ReportCrash(
         self, request: ingest_service_pb2.ReportCrashRequest, context: aio.ServicerContext[Any, Any]
@@ -134,8 +154,20 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
         async def body() -> ingest_service_pb2.ReportCrashResponse:
             # A throttled report is not counted as received: the host retries it later, and the
             # refusal shows as RESOURCE_EXHAUSTED in crashfleet_rpc_duration_seconds.
-            host = self._host(context, request.host.hostname)
+            host = reporting_host(context, request.host.hostname, require_identity=self.require_identity)
+            peer = peer_key(context.peer())
+            try:
+                self._admit(host, peer)
+            except RateLimited:
+                known = self.recent.get(request.idempotency_key)
+                if known is None:
+                    raise
+                self.ingestor.metrics.report("duplicate", request.signature.kind)
+                return ingest_service_pb2.ReportCrashResponse(crash_id=known[0], cluster_id=known[1], duplicate=True)
             result = await self.ingestor.report_async(request, host)
+            if not result.duplicate and self.limiter is not None:
+                self.limiter.charge(host, peer)
+            self.recent.put(request.idempotency_key, (result.crash_id, result.cluster_id))
             return ingest_service_pb2.ReportCrashResponse(
                 crash_id=result.crash_id, cluster_id=result.cluster_id, duplicate=result.duplicate
             )
@@ -146,8 +178,12 @@ class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
         self, request: ingest_service_pb2.HeartbeatRequest, context: aio.ServicerContext[Any, Any]
     ) -> ingest_service_pb2.HeartbeatResponse:
         async def body() -> ingest_service_pb2.HeartbeatResponse:
-            host = self._host(context, request.host.hostname)
+            host = reporting_host(context, request.host.hostname, require_identity=self.require_identity)
+            peer = peer_key(context.peer())
+            self._admit(host, peer)  # a heartbeat costs a token too: a flood of them is a flood
             await self.ingestor.heartbeat_async(request, host)
+            if self.limiter is not None and host:
+                self.limiter.charge(host, peer)
             return ingest_service_pb2.HeartbeatResponse(interval_seconds=HEARTBEAT_INTERVAL_S)
 
         return await _observe(self.ingestor.metrics, "Heartbeat", context, body)

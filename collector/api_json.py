@@ -44,6 +44,9 @@ def cluster_json(c: ClusterSummary) -> dict[str, Any]:
         "representative_crash_id": c.representative_crash_id,
         "guilty_frame": c.guilty_frame,
         "daily_counts": list(c.daily_counts),
+        # first/last_seen are when the crashes happened; these when they arrived (null: unknown)
+        "first_received": _iso(c.first_received) if c.first_received is not None else None,
+        "last_received": _iso(c.last_received) if c.last_received is not None else None,
     }
 
 

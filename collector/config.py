@@ -13,8 +13,10 @@
     [auth]
     token_file = "/etc/crashfleet/query.token"         # bearer token for the query API and web page
     [limits]
-    reports_per_second = 2.0                           # per host, token bucket
+    reports_per_second = 2.0                           # per host (claimed name, or mTLS identity)
     report_burst = 60
+    peer_reports_per_second = 20.0                     # per connection source address (NAT: shared)
+    peer_report_burst = 600
 
 Secrets are read from files (or the CRASHFLEET_TOKEN environment variable), never taken as
 flags, so they do not show up in `ps`.
@@ -51,6 +53,10 @@ class CollectorConfig:
     token: str | None = None  # bearer token guarding the query API and the web page
     reports_per_second: float = 2.0  # per host; a kdump backlog of a few dozen fits in the burst
     report_burst: int = 60
+    # Per peer address: without mTLS a host name is only a claim, so rotating names must not
+    # bypass the limit (collector.limits). Hosts behind one NAT share it: larger than per host.
+    peer_reports_per_second: float = 20.0
+    peer_report_burst: int = 600
     grace_seconds: float = 10.0  # SIGTERM: in-flight RPCs get this long to finish
     symbols_dir: str | None = None  # per-build-id symbol indexes: crashes of those builds get source lines
 
@@ -70,7 +76,12 @@ class CollectorConfig:
             raise ConfigError(origin, "tls cert and key go together")
         if self.client_ca is not None and self.tls_cert is None:
             raise ConfigError(origin, "client_ca (mTLS) needs tls cert and key")
-        if self.reports_per_second <= 0 or self.report_burst < 1:
+        if (
+            self.reports_per_second <= 0
+            or self.report_burst < 1
+            or self.peer_reports_per_second <= 0
+            or self.peer_report_burst < 1
+        ):
             raise ConfigError(origin, "limits must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(origin, f"unknown log_level {self.log_level!r}")
@@ -101,7 +112,8 @@ _SECTIONS: dict[str, dict[str, str]] = {
          "grace_seconds": "grace_seconds"},
     "tls": {"cert": "tls_cert", "key": "tls_key", "client_ca": "client_ca"},
     "auth": {"token_file": "token_file"},
-    "limits": {"reports_per_second": "reports_per_second", "report_burst": "report_burst"},
+    "limits": {"reports_per_second": "reports_per_second", "report_burst": "report_burst",
+               "peer_reports_per_second": "peer_reports_per_second", "peer_report_burst": "peer_report_burst"},
     "symbols": {"dir": "symbols_dir"},
 }  # fmt: skip
 

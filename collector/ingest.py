@@ -19,9 +19,7 @@ import functools
 import logging
 import operator
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +31,7 @@ from analysis import fingerprint as fingerprint_rules
 from analysis.model import CrashRecord, Fingerprint, SystemFacts
 from collector import signature as stored_signature
 from collector.groupcommit import LoopGroupCommit
-from collector.metrics import Metrics
+from collector.metrics import BACKFILL_AGE, Metrics
 from collector.signing import CachedSigner
 from collector.store import GroupCommit, HostRecord, IngestResult, NewCrash, Resign, Store, StoredSignature
 from wire import convert
@@ -42,7 +40,6 @@ from wire.v1 import ingest_service_pb2
 __all__ = [
     "BUILD_ID",
     "MAX_EXCERPT_BYTES",
-    "HostRateLimiter",
     "IngestError",
     "Ingestor",
     "InvalidReport",
@@ -89,7 +86,12 @@ class ReportTooLarge(IngestError):
 
 
 class RateLimited(IngestError):
-    """The host sends faster than its token bucket allows: RESOURCE_EXHAUSTED, retry later."""
+    """The host or peer sends faster than its token bucket allows: RESOURCE_EXHAUSTED, retry after
+    `retry_after` seconds (collector.limits)."""
+
+    def __init__(self, field: str, reason: str, retry_after: float = 0.0) -> None:
+        super().__init__(field, reason)
+        self.retry_after = retry_after
 
 
 def _check_strings(msg: Message, path: str) -> None:
@@ -275,48 +277,6 @@ def _check_key(key: str) -> None:
         )
 
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
-class HostRateLimiter:
-    """A token bucket per host, so one flooding host cannot starve the others.
-
-    Memory is bounded: at most `max_hosts` buckets, least recently used evicted (an evicted host
-    simply starts with a full bucket again).
-    """
-
-    def __init__(
-        self, rate: float, burst: int, max_hosts: int = 100_000, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_hosts = max_hosts
-        self._clock = clock
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def allow(self, host: str) -> bool:
-        now = self._clock()
-        with self._lock:
-            bucket = self._buckets.get(host)
-            if bucket is None:
-                bucket = _Bucket(float(self.burst), now)
-                self._buckets[host] = bucket
-                if len(self._buckets) > self.max_hosts:
-                    self._buckets.popitem(last=False)
-            else:
-                self._buckets.move_to_end(host)
-                bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.stamp) * self.rate)
-                bucket.stamp = now
-            if bucket.tokens < 1.0:
-                return False
-            bucket.tokens -= 1.0
-            return True
-
-
 Signer = Callable[[CrashRecord], Fingerprint]
 
 
@@ -480,7 +440,9 @@ class Ingestor:
         if result.duplicate:
             self.metrics.report("duplicate", crash.kind)
         else:
-            self.metrics.report("new", crash.kind, crash.kernel_release)
+            # Counted by when it happened: an old crash arriving now (backfill) is no panic storm.
+            backfill = crash.crash_time is not None and crash.received_at - crash.crash_time > BACKFILL_AGE
+            self.metrics.report("new", crash.kind, crash.kernel_release, backfill=backfill)
             if result.cluster_created:
                 self.metrics.cluster_created()
             if result.cluster_new_host:

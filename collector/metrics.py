@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from importlib import metadata
 from typing import Final
 
@@ -33,11 +34,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from analysis.model import CrashKind
 
 __all__ = [
+    "BACKFILL_AGE",
     "BUILD_INFO",
     "CLUSTERS",
     "CLUSTERS_CREATED",
     "CLUSTER_NEW_HOST",
     "CRASHES",
+    "CRASHES_BACKFILL",
     "HEARTBEATS",
     "HOSTS",
     "METRIC_NAMES",
@@ -52,6 +55,7 @@ __all__ = [
 # constants are the full exposed family names so the deploy/ rules can grep for them verbatim.
 REPORTS_RECEIVED: Final = "crashfleet_reports_received_total"
 CRASHES: Final = "crashfleet_crashes_total"
+CRASHES_BACKFILL: Final = "crashfleet_crashes_backfill_total"
 HEARTBEATS: Final = "crashfleet_heartbeats_total"
 CLUSTERS: Final = "crashfleet_clusters"
 CLUSTERS_CREATED: Final = "crashfleet_clusters_created_total"
@@ -64,6 +68,7 @@ BUILD_INFO: Final = "crashfleet_build_info"
 METRIC_NAMES: Final[tuple[str, ...]] = (
     REPORTS_RECEIVED,
     CRASHES,
+    CRASHES_BACKFILL,
     HEARTBEATS,
     CLUSTERS,
     CLUSTERS_CREATED,
@@ -73,6 +78,11 @@ METRIC_NAMES: Final[tuple[str, ...]] = (
     HOSTS,
     BUILD_INFO,
 )
+
+# A new crash that happened longer ago than this before it was received (a backfill through
+# `crashfleet submit`, a spool that waited out a long outage) is counted in CRASHES_BACKFILL, not
+# in CRASHES: the panic-rate alerts read CRASHES, and old crashes arriving together are no storm.
+BACKFILL_AGE: Final = timedelta(hours=1)
 
 REPORT_RESULTS: Final[tuple[str, ...]] = ("new", "duplicate", "invalid")
 """Outcomes of one ReportCrash: stored as a new occurrence, recognised as a resubmission, rejected."""
@@ -141,6 +151,13 @@ class Metrics:
             ("kernel_release",),
             registry=r,
         )
+        self.crashes_backfill = Counter(
+            "crashfleet_crashes_backfill",
+            "New crash occurrences stored that happened more than an hour before they were received"
+            " (backfill, a long outage), by the crashed kernel's release; not in crashfleet_crashes_total.",
+            ("kernel_release",),
+            registry=r,
+        )
         self.heartbeats = Counter("crashfleet_heartbeats", "Heartbeat calls accepted.", registry=r)
         self.clusters = Gauge("crashfleet_clusters", "Clusters currently in the store.", registry=r)
         self.clusters_created = Counter(
@@ -190,13 +207,15 @@ class Metrics:
 
     # Recording -----------------------------------------------------------------------------
 
-    def report(self, result: str, kind: str, kernel_release: str = "") -> None:
-        """Count one ReportCrash outcome; a `new` one also counts a crash of its kernel release."""
+    def report(self, result: str, kind: str, kernel_release: str = "", *, backfill: bool = False) -> None:
+        """Count one ReportCrash outcome; a `new` one also counts a crash of its kernel release,
+        in the backfill counter when it happened more than BACKFILL_AGE before it arrived."""
         if result not in REPORT_RESULTS:
             raise ValueError(f"result must be one of {REPORT_RESULTS}, not {result!r}")
         self.reports_received.labels(result=result, kind=self.kind_label(kind)).inc()
         if result == "new":
-            self.crashes_by_release.labels(kernel_release=self.release_label(kernel_release)).inc()
+            counter = self.crashes_backfill if backfill else self.crashes_by_release
+            counter.labels(kernel_release=self.release_label(kernel_release)).inc()
 
     def heartbeat(self) -> None:
         self.heartbeats.inc()

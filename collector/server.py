@@ -26,7 +26,8 @@ from grpc_reflection.v1alpha import reflection
 from collector.api import IngestServicer, QueryServicer, add_servicers
 from collector.config import CollectorConfig, parse_address
 from collector.http import HttpHandle, start_http_server
-from collector.ingest import HostRateLimiter, Ingestor
+from collector.ingest import Ingestor
+from collector.limits import ReportLimiter, TokenBuckets
 from collector.metrics import Metrics
 from collector.store import Store, open_store
 from collector.symbols import CollectorSymbols, Resymbolizer, add_symbol_service
@@ -122,11 +123,14 @@ async def start_collector(
     try:
         symbols = CollectorSymbols(Path(config.symbols_dir)) if config.symbols_dir else None
         ingestor = Ingestor(store, metrics, symbolize=symbols.enrich if symbols is not None else None)
-        limiter = HostRateLimiter(config.reports_per_second, config.report_burst)
+        limiter = ReportLimiter(
+            TokenBuckets(config.reports_per_second, config.report_burst),
+            TokenBuckets(config.peer_reports_per_second, config.peer_report_burst),
+        )
         server = aio.server(options=server_options())
         add_servicers(
             server,
-            IngestServicer(ingestor, limiter.allow, require_identity=config.mtls),
+            IngestServicer(ingestor, limiter, require_identity=config.mtls),
             QueryServicer(store, metrics, config.token),
         )
         resymbolizer = None

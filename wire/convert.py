@@ -548,6 +548,8 @@ def cluster_to_proto(c: ClusterSummary) -> query_service_pb2.ClusterSummary:
         representative_crash_id=c.representative_crash_id,
         guilty_frame=c.guilty_frame,
         daily_counts=list(c.daily_counts),
+        first_received=timestamp_from_datetime(c.first_received) if c.first_received is not None else None,
+        last_received=timestamp_from_datetime(c.last_received) if c.last_received is not None else None,
     )
 
 
@@ -567,6 +569,8 @@ def cluster_from_proto(m: query_service_pb2.ClusterSummary) -> ClusterSummary:
         representative_crash_id=m.representative_crash_id,
         guilty_frame=m.guilty_frame,
         daily_counts=tuple(m.daily_counts),
+        first_received=datetime_from_timestamp(m.first_received) if m.HasField("first_received") else None,
+        last_received=datetime_from_timestamp(m.last_received) if m.HasField("last_received") else None,
     )
 
 

@@ -57,6 +57,10 @@ class ClusterSummary:
     representative_crash_id: str = ""
     guilty_frame: str = ""
     daily_counts: tuple[int, ...] = ()  # last 14 days, oldest first: the sparkline
+    # When the first and last crash were received; first_seen/last_seen are when they happened
+    # (a backfill or a long outage makes them differ). None from a store or collector without them.
+    first_received: datetime | None = None
+    last_received: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -805,8 +805,21 @@ class SqlStore(ABC):
         ):
             if first_day <= day <= today:
                 days[cluster_id][day - first_day] = int(count)
+        # When the first and last crash arrived, beside when they happened (first/last_seen): two
+        # lookups per cluster on the crashes_cluster index, a loose index scan in both databases.
+        received: dict[str, tuple[int | None, int | None]] = {
+            cid: (lo, hi)
+            for cid, lo, hi in tx.all(
+                "SELECT c.id,"
+                " (SELECT MIN(k.received_at) FROM crashes k WHERE k.cluster_id = c.id),"
+                " (SELECT MAX(k.received_at) FROM crashes k WHERE k.cluster_id = c.id)"
+                f" FROM clusters c WHERE c.id IN ({marks})",
+                ids,
+            )
+        }
         result = []
         for cid, title, kind, fp, count, hosts, first, last, rep, guilty in rows:
+            first_received, last_received = received.get(cid, (None, None))
             modules = [v for v, n in dims.get((cid, "module"), []) if n == count]
             result.append(
                 ClusterSummary(
@@ -824,6 +837,8 @@ class SqlStore(ABC):
                     representative_crash_id=rep,
                     guilty_frame=guilty,
                     daily_counts=tuple(days[cid]),
+                    first_received=_dt(first_received) if first_received is not None else None,
+                    last_received=_dt(last_received) if last_received is not None else None,
                 )
             )
         return result

@@ -37,7 +37,7 @@ class Listing(Generic[T]):
 
 
 def _cluster_row(c: ClusterSummary) -> list[str]:
-    return [c.id, str(c.count), str(c.hosts), when(c.last_seen), c.kind, c.title]
+    return [c.id, str(c.count), str(c.hosts), seen(c.last_seen, c.last_received), c.kind, c.title]
 
 
 def _crash_row(c: CrashSummary) -> list[str]:
@@ -142,6 +142,14 @@ def emit_table(headers: list[str], rows: Iterable[list[str]]) -> None:
 
 def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+def seen(happened: datetime, received: datetime | None) -> str:
+    """When a crash happened, with when it arrived beside it where the two differ (a backfill)."""
+    shown = when(happened)
+    if received is None or when(received) == shown:
+        return shown
+    return f"{shown} (received {when(received)})"
 
 
 def run_listing(args: argparse.Namespace, command: str, cluster_id: str | None = None) -> int:

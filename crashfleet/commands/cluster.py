@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     out.write(f"{s.id}  {s.title}\n")
     out.write(f"  kind {s.kind}, {s.count} crashes on {s.hosts} hosts, ")
-    out.write(f"first {_query.when(s.first_seen)}, last {_query.when(s.last_seen)}\n")
+    out.write(f"first {_query.seen(s.first_seen, s.first_received)}, last {_query.seen(s.last_seen, s.last_received)}\n")
     out.write(f"  fingerprint {s.fingerprint}  guilty {s.guilty_frame or '-'}\n")
     out.write(f"  common modules: {', '.join(s.common_modules) or '-'}\n")
     for label, items in (

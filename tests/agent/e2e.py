@@ -51,7 +51,12 @@ class Collector:
         self.config = workdir / "collector.toml"
         # The per-host rate limit (a burst of 60, then 2/s) is the collector's policy; a test of
         # the agent's own guarantees with more reports than the burst lifts it.
-        limits = "reports_per_second = 100000.0\nreport_burst = 100000\n" if unlimited else ""
+        limits = (
+            "reports_per_second = 100000.0\nreport_burst = 100000\n"
+            "peer_reports_per_second = 100000.0\npeer_report_burst = 100000\n"
+            if unlimited
+            else ""
+        )
         self.config.write_text(f"[limits]\n{limits}")
 
     def start(self) -> None:

@@ -330,7 +330,7 @@ def test_hostile_bytes_get_precise_codes_and_the_server_stays_up(tmp_path: Path)
     allowed = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
     async def scenario() -> None:
-        async with serving(tmp_path, report_burst=1000) as c, aio.insecure_channel(c.grpc_target) as ch:
+        async with serving(tmp_path, report_burst=1000, peer_report_burst=1000) as c, aio.insecure_channel(c.grpc_target) as ch:
             codes: dict[grpc.StatusCode, int] = {}
             for method in ("/crashfleet.v1.IngestService/ReportCrash", "/crashfleet.v1.IngestService/Heartbeat",
                            "/crashfleet.v1.QueryService/ListCrashes"):  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import CollectorConfig, ConfigError, add_arguments, config_from_args, load_config
-from collector.ingest import HostRateLimiter
+from collector.limits import TokenBuckets
 
 
 def _write(tmp_path: Path, text: str) -> str:
@@ -73,7 +73,7 @@ def test_flags_override_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_rate_limiter_refills_and_bounds_memory() -> None:
     now = [0.0]
-    limiter = HostRateLimiter(rate=1.0, burst=2, max_hosts=2, clock=lambda: now[0])
+    limiter = TokenBuckets(rate=1.0, burst=2, max_keys=2, clock=lambda: now[0])
     assert [limiter.allow("a") for _ in range(3)] == [True, True, False]
     now[0] = 1.0
     assert limiter.allow("a") and not limiter.allow("a")

@@ -157,7 +157,7 @@ def test_cluster_list_shape_and_order(client: Client) -> None:
     assert set(first) == {
         "id", "title", "kind", "fingerprint", "count", "hosts", "first_seen", "last_seen",
         "kernel_releases", "hardware", "common_modules", "representative_crash_id", "guilty_frame",
-        "daily_counts",
+        "daily_counts", "first_received", "last_received",
     }  # fmt: skip
     assert first["last_seen"] == "2026-11-19T12:00:00Z"
     assert first["count"] == 9 and first["hosts"] == 3

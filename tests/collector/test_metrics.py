@@ -13,6 +13,7 @@ from collector import metrics as m
 EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
     "crashfleet_reports_received": ("counter", frozenset({"result", "kind"})),
     "crashfleet_crashes": ("counter", frozenset({"kernel_release"})),
+    "crashfleet_crashes_backfill": ("counter", frozenset({"kernel_release"})),
     "crashfleet_heartbeats": ("counter", frozenset()),
     "crashfleet_clusters": ("gauge", frozenset()),
     "crashfleet_clusters_created": ("counter", frozenset()),
@@ -28,6 +29,7 @@ UNBOUNDED_LABELS = {"host", "hostname", "cluster", "cluster_id", "crash", "crash
 
 def _exercise(metrics: m.Metrics) -> None:
     metrics.report("new", "null-deref", "6.1.0-18-amd64")
+    metrics.report("new", "null-deref", "6.1.0-17-amd64", backfill=True)
     metrics.report("duplicate", "null-deref")
     metrics.report("invalid", "")
     metrics.heartbeat()
@@ -80,10 +82,12 @@ def test_values_and_build_info() -> None:
     metrics = m.Metrics(CollectorRegistry(), version="9.9.9")
     _exercise(metrics)
     r = metrics.registry
-    assert r.get_sample_value(m.REPORTS_RECEIVED, {"result": "new", "kind": "null-deref"}) == 1
+    assert r.get_sample_value(m.REPORTS_RECEIVED, {"result": "new", "kind": "null-deref"}) == 2
     assert r.get_sample_value(m.REPORTS_RECEIVED, {"result": "invalid", "kind": "unknown"}) == 1
-    # Only new occurrences count as crashes.
+    # Only new occurrences count as crashes; old ones (backfill) apart.
     assert r.get_sample_value(m.CRASHES, {"kernel_release": "6.1.0-18-amd64"}) == 1
+    assert r.get_sample_value(m.CRASHES, {"kernel_release": "6.1.0-17-amd64"}) is None
+    assert r.get_sample_value(m.CRASHES_BACKFILL, {"kernel_release": "6.1.0-17-amd64"}) == 1
     assert r.get_sample_value(m.CLUSTERS) == 1
     assert r.get_sample_value(m.CLUSTERS_CREATED) == 1
     assert r.get_sample_value(m.HOSTS, {"kernel_release": "6.1.0-18-amd64"}) == 3

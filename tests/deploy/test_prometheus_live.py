@@ -215,7 +215,10 @@ def collector(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 def _collector_config(tmp_path: Path) -> Path:
     path = tmp_path / "collector.toml"
-    path.write_text(f"[limits]\nreports_per_second = 100.0\nreport_burst = {STORM_SIZE * 2}\n")
+    path.write_text(
+        f"[limits]\nreports_per_second = 100.0\nreport_burst = {STORM_SIZE * 2}\n"
+        f"peer_reports_per_second = 100.0\npeer_report_burst = {STORM_SIZE * 2}\n"
+    )
     return path
 
 

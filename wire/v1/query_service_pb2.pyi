@@ -103,6 +103,8 @@ class ClusterSummary(_message.Message):
     REPRESENTATIVE_CRASH_ID_FIELD_NUMBER: _builtins.int
     GUILTY_FRAME_FIELD_NUMBER: _builtins.int
     DAILY_COUNTS_FIELD_NUMBER: _builtins.int
+    FIRST_RECEIVED_FIELD_NUMBER: _builtins.int
+    LAST_RECEIVED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     title: _builtins.str
     kind: _builtins.str
@@ -130,6 +132,15 @@ class ClusterSummary(_message.Message):
     def daily_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Last 14 days, oldest first."""
 
+    @_builtins.property
+    def first_received(self) -> _timestamp_pb2.Timestamp:
+        """When the collector received the cluster's first and last crash; first_seen/last_seen are
+        when they happened (the reported crash time), which differs for a backfill or a long outage.
+        Unset from collectors before these fields.
+        """
+
+    @_builtins.property
+    def last_received(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -147,10 +158,12 @@ class ClusterSummary(_message.Message):
         representative_crash_id: _builtins.str = ...,
         guilty_frame: _builtins.str = ...,
         daily_counts: _abc.Iterable[_builtins.int] | None = ...,
+        first_received: _timestamp_pb2.Timestamp | None = ...,
+        last_received: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["first_seen", b"first_seen", "last_seen", b"last_seen"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_received", b"first_received", "first_seen", b"first_seen", "last_received", b"last_received", "last_seen", b"last_seen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["common_modules", b"common_modules", "count", b"count", "daily_counts", b"daily_counts", "fingerprint", b"fingerprint", "first_seen", b"first_seen", "guilty_frame", b"guilty_frame", "hardware", b"hardware", "hosts", b"hosts", "id", b"id", "kernel_releases", b"kernel_releases", "kind", b"kind", "last_seen", b"last_seen", "representative_crash_id", b"representative_crash_id", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["common_modules", b"common_modules", "count", b"count", "daily_counts", b"daily_counts", "fingerprint", b"fingerprint", "first_received", b"first_received", "first_seen", b"first_seen", "guilty_frame", b"guilty_frame", "hardware", b"hardware", "hosts", b"hosts", "id", b"id", "kernel_releases", b"kernel_releases", "kind", b"kind", "last_received", b"last_received", "last_seen", b"last_seen", "representative_crash_id", b"representative_crash_id", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
