@@ -23,7 +23,7 @@ def test_short_chaos_run_loses_nothing_and_stores_nothing_twice() -> None:
     postgres_url_or_skip()
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "chaos.py"), "--short"],
-        capture_output=True, text=True, timeout=420, cwd=REPO,
+        capture_output=True, text=True, timeout=900, cwd=REPO,
     )  # fmt: skip
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
