@@ -70,8 +70,10 @@ LINGER_POLL_SECONDS = 0.02  # a lingering worker looks for its job this often (f
 # block text. The meta rows the worker leaves for the daemon are named in agent.spool.
 
 
+_SPACES = re.compile(r"\s+")
+
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
+    return _SPACES.sub(" ", text).strip()
 
 
 def _marker(record: CrashRecord, lines: list[str]) -> str:

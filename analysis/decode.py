@@ -215,7 +215,7 @@ _ARM_ALIASES: Mapping[str, str] = {
     "pc": "r15",
 }
 
-_HEX = re.compile(r"[0-9a-fA-F]+\Z")
+_HEX = re.compile(r"\A[0-9a-fA-F]+\Z")
 _MARKED = re.compile(r"([<(])([0-9a-fA-F]+)([>)])\Z")
 _UNAVAILABLE = (
     (re.compile(r"Bad RIP value", re.IGNORECASE), "the kernel could not read the code bytes (Bad RIP value)"),
@@ -903,7 +903,7 @@ def _memory_operands(insn: Any, arch: str, registers: Mapping[str, int]) -> list
 
 # `disp(base)`: how RISC-V and PowerPC write a memory operand. Capstone 5 describes compressed
 # RISC-V loads and stores (c.ld a4, 0(a5)) as register + immediate operands, so read the text.
-_DISP_BASE = re.compile(r"(-?(?:0x[0-9a-f]+|\d+))\((\w+)\)")
+_DISP_BASE = re.compile(r"(?<![\w-])(-?(?:0x[0-9a-f]+|\d+))\((\w+)\)")  # starts at a number's first digit
 _RISC_LOAD = re.compile(r"(?:c\.)?(?:l[bhwdq]|lbz|lhz|lwz|lwa|lha|ld|fl[wd]|lr\.)")
 _RISC_STORE = re.compile(r"(?:c\.)?(?:s[bhwdq]|st[bhwd]|fs[wd]|sc\.)")
 

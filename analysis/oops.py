@@ -155,7 +155,9 @@ _LOWER_REG_LINE = re.compile(r"^\s*(?:" + _LOWER_NAMES + r")\s?:\s")
 # `pc : [<ffff..>]` (arm, arm64 < 4.10), `pc : 0xffff..` (arm64 %pS of an unknown address), `x9 : ffff..`.
 _LOWER_REG = re.compile(r"\b(" + _LOWER_NAMES + r")\s?:\s+(?:\[<|0x)?([0-9a-f]{8,16})\b")
 _CODE = re.compile(r"^\s*Code:\s*(.*)$")
-_CODE_CONT = re.compile(r"^\s+(?:(?:[0-9a-f]{2,8}|<[0-9a-f]{2,8}>|\([0-9a-f]{2,8}\))\s*)+$")
+# A bare byte/word may not be followed by another hex digit: else a long hex run splits into
+# tokens in exponentially many ways before `$` fails (42 digits took 15 s).
+_CODE_CONT = re.compile(r"^\s+(?:(?:[0-9a-f]{2,8}(?![0-9a-f])|<[0-9a-f]{2,8}>|\([0-9a-f]{2,8}\))\s*)+$")
 # powerpc prints its code words under a header line, the NIP word marked `<..>`.
 _PPC_CODE = re.compile(r"^\s*Instruction dump:\s*$")
 _PPC_CODE_CONT = re.compile(r"^\s*(?:(?:[0-9a-f]{8}|<[0-9a-f]{8}>|X{8})\s*)+$")
@@ -171,7 +173,7 @@ _S390_GPRS = re.compile(r"^\s*Krnl GPRS:((?:\s+[0-9a-f]{16}){4})\s*$")
 _S390_GPRS_CONT = re.compile(r"^\s+((?:[0-9a-f]{16}\s+){3}[0-9a-f]{16})\s*$")
 _TAINT = r"(?:Not tainted|Tainted: (?P<taint>[A-Z \-]{0,64}?))"  # RHEL pads its taint string with dashes
 _CPU_LINE = re.compile(
-    r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>\S.*?)\s+(?:Kdump: loaded\s+)?" + _TAINT
+    r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>\S(?:.*?\S)?)\s+(?:Kdump: loaded\s+)?" + _TAINT
     + r"\s{1,64}(?P<rel>\d\S*)(?:\s+(?P<build>.*))?$"
 )
 _PID_LINE = re.compile(
