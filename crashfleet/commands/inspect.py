@@ -234,8 +234,12 @@ def _record_lines(record: CrashRecord) -> Iterator[str]:
     yield _field("REASON", record.reason)
     if record.corrupted:
         yield _field("CORRUPTED", record.corrupted_reason or "yes")
-    if record.kernel_release or record.kernel_build:
+    if record.corrupt_fields:
+        yield _field("LEFT OUT", ", ".join(record.corrupt_fields) + "  (printed values no field can hold)")
+    if record.kernel_release:
         yield _field("RELEASE", " ".join(p for p in (record.kernel_release, record.kernel_build) if p))
+    elif record.kernel_build:  # a build number alone ("#1") is not a release
+        yield _field("RELEASE", f"unknown  (build {record.kernel_build})")
     if record.hardware:
         yield _field("HARDWARE", record.hardware + (f", BIOS {record.bios}" if record.bios else ""))
     who = []
