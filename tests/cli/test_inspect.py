@@ -107,7 +107,7 @@ def test_vmcore_serial_logs(crash: str) -> None:
     expected_access = {
         "null": "NULL pointer + 0x60 through rdi",
         "bug": "BUG()/invalid opcode (ud2)",
-        "warn": "BUG()/invalid opcode (ud2)",
+        "warn": "WARN() trap (ud2): a warning, the kernel carried on",
         "softlockup": "not a fault: an interrupt found the CPU at this instruction",
     }
     assert first["code"]["access"] == expected_access[crash]
