@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
             failed = True
             continue
         records = analyze(capture.log)
+        if capture.system is not None:  # a dump: the RIP address the text lacked is on its stack
+            from analysis.vmcore.faultframe import fill_rip_addresses
+
+            records = fill_rip_addresses(capture.source, records)
         listings: dict[int, list[str]] = {}
         if not args.no_symbolize:
             if records:

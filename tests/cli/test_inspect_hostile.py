@@ -44,3 +44,13 @@ def test_a_build_number_alone_is_not_printed_as_the_release(tmp_path: Path) -> N
     assert doc["crashes"][0]["kernel_release"] is None
     out = inspect(str(log)).stdout
     assert "RELEASE: unknown  (build #1)" in out and "RELEASE: #1" not in out
+
+
+def test_rip_address_of_a_dump_comes_from_its_stack() -> None:
+    """6.1 prints no RIP address; inspect fills it from the dump (confirmed by the Code: bytes)."""
+    from tests.conftest import shared_path
+
+    [doc] = inspect_json(str(shared_path("vmcores", "null", "vmcore.kdump-zlib")))
+    crash = next(c for c in doc["crashes"] if c["kind"] == "null-deref")
+    assert crash["rip"]["function"] == "crashme_napi_pending.constprop.0.isra.0"
+    assert isinstance(crash["rip"]["address"], int) and crash["rip"]["address"] >> 32 == 0xFFFFFFFF
