@@ -295,8 +295,13 @@ def _records_of(
     *,
     key_content: bytes | None = None,
     status: SaveStatus | None = None,
+    dump_path: str | None = None,
 ) -> list[ExtractedReport]:
     records = analyzer(log_bytes)
+    if dump_path is not None:  # the RIP address the text lacked is on the dump's stack
+        from analysis.vmcore.faultframe import fill_rip_addresses
+
+        records = fill_rip_addresses(dump_path, records)
     if system is not None and system.crash_time is not None:
         when = datetime.fromtimestamp(system.crash_time, UTC)
     elif status is not None:
@@ -332,7 +337,8 @@ def _try_dump(
         return []
     if not attempt.best_text:
         attempt.best_text = capture.log
-    reports = _records_of(analyzer, str(path), capture.log, capture.system, when, status=status)
+    dump_path = capture.source if capture.system is not None else None
+    reports = _records_of(analyzer, str(path), capture.log, capture.system, when, status=status, dump_path=dump_path)
     if not reports:
         attempt.errors.append(f"{path.name}: no crash in the kernel log ({len(capture.log)} bytes)")
     return reports

@@ -25,6 +25,7 @@ __all__ = [
     "read_boot_id",
 ]
 
+_MEM_TOTAL = re.compile(r"^MemTotal:\s+(\d{1,18})\s*kB", re.MULTILINE)
 _BOOT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -61,7 +62,7 @@ def parse_modules(text: str) -> tuple[str, ...]:
 
 def parse_meminfo_total(text: str) -> int:
     """MemTotal of /proc/meminfo in bytes (0 when absent)."""
-    match = re.search(r"^MemTotal:\s+(\d+)\s*kB", text, re.MULTILINE)
+    match = _MEM_TOTAL.search(text)
     return int(match.group(1)) * 1024 if match else 0
 
 

@@ -61,12 +61,13 @@ class CaptureState(enum.StrEnum):
 
 def _efi_group(name: str) -> str:
     """EFI pstore names carry id = (seconds * 100 + part) * 1000 + count: parts of one crash share seconds."""
-    match = re.fullmatch(r"dmesg-efi-(\d+)(?:\.enc\.z)?", name)
+    match = _EFI_NAME.fullmatch(name)
     if match is None:
         return name
     return f"dmesg-efi-{int(match.group(1)) // 100_000}"
 
 
+_EFI_NAME = re.compile(r"\Admesg-efi-(\d+)(?:\.enc\.z)?")
 _PSTORE_FS_NAME = re.compile(r"(dmesg-[a-z][a-z0-9_-]*?-)(\d+)(?:\.enc\.z)?")
 SYSTEMD_PSTORE_IGNORE_DIGITS = 6  # systemd-pstore's PSTORE_FILENAME_IGNORE
 
@@ -213,7 +214,7 @@ RULES: tuple[LayoutRule, ...] = (
         root=Root.CRASH,
         is_dir=True,
         # kdumptool: YYYY-MM-DD-HH:MM; kdump-save: YYYY-MM-DD-HH-MM (HOST-... on NFS/CIFS targets).
-        pattern=re.compile(r"(?:.+-)?\d{4}-\d{2}-\d{2}-\d{2}[-:]\d{2}"),
+        pattern=re.compile(r"\A(?:.+-)?\d{4}-\d{2}-\d{2}-\d{2}[-:]\d{2}"),
         dumps=("vmcore", "vmcore.*"),
         texts=("dmesg.txt", "dmesg"),
         complete_marker="README.txt",
@@ -224,7 +225,7 @@ RULES: tuple[LayoutRule, ...] = (
         name="rhel",
         root=Root.CRASH,
         is_dir=True,
-        pattern=re.compile(r".+-\d{4}-\d{2}-\d{2}-\d{2}:\d{2}:\d{2}"),
+        pattern=re.compile(r"\A.+-\d{4}-\d{2}-\d{2}-\d{2}:\d{2}:\d{2}"),
         incomplete=("vmcore-incomplete", "vmcore.flat-incomplete", "vmcore-dmesg-incomplete.txt"),
         dumps=("vmcore", "vmcore.flat"),
         texts=("vmcore-dmesg.txt", "kexec-dmesg.log"),

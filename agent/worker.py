@@ -76,8 +76,10 @@ THROTTLED_RUN_SECONDS = 300.0  # ... for at most this long per worker (the daemo
 # block text. The meta rows the worker leaves for the daemon are named in agent.spool.
 
 
+_SPACES = re.compile(r"\s+")
+
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
+    return _SPACES.sub(" ", text).strip()
 
 
 def _marker(record: CrashRecord, lines: list[str]) -> str:

@@ -195,6 +195,13 @@ TRAP_MNEMONICS: Mapping[str, str] = {
     "td": "BUG()/WARN() trap (td)",
 }
 
+# The same trap instructions in a WARNING report: WARN() traps too (x86 since 4.11, riscv with
+# GENERIC_BUG), but the kernel reports the warning and carries on; calling it BUG() misleads.
+WARNING_TRAP_MNEMONICS: Mapping[str, str] = {
+    "ud2": "WARN() trap (ud2): a warning, the kernel carried on",
+    "ebreak": "WARN() trap (ebreak): a warning, the kernel carried on",
+}
+
 DIVIDE_MNEMONICS = frozenset({"div", "idiv"})
 
 # Registers whose value says nothing about a bad pointer (the stack and instruction pointers).
@@ -215,7 +222,7 @@ _ARM_ALIASES: Mapping[str, str] = {
     "pc": "r15",
 }
 
-_HEX = re.compile(r"[0-9a-fA-F]+\Z")
+_HEX = re.compile(r"\A[0-9a-fA-F]+\Z")
 _MARKED = re.compile(r"([<(])([0-9a-fA-F]+)([>)])\Z")
 _UNAVAILABLE = (
     (re.compile(r"Bad RIP value", re.IGNORECASE), "the kernel could not read the code bytes (Bad RIP value)"),
@@ -423,6 +430,7 @@ class Facts:
     registers: Mapping[str, int]
     kernel_mode: bool
     suspect: Suspect | None = None  # set when the memory operand has a register of known value
+    warning: bool = False  # the report is a WARNING: its trap is WARN(), not BUG()
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,6 +559,8 @@ def _trap_rule(f: Facts) -> Verdict | None:
             if low <= imm <= high:
                 return Verdict(meaning.format(imm=imm))
         return Verdict(f"breakpoint (brk #0x{imm:x})")
+    if f.warning and f.mnemonic in WARNING_TRAP_MNEMONICS:
+        return Verdict(WARNING_TRAP_MNEMONICS[f.mnemonic])
     if f.mnemonic in TRAP_MNEMONICS:
         return Verdict(TRAP_MNEMONICS[f.mnemonic])
     return None
@@ -903,7 +913,7 @@ def _memory_operands(insn: Any, arch: str, registers: Mapping[str, int]) -> list
 
 # `disp(base)`: how RISC-V and PowerPC write a memory operand. Capstone 5 describes compressed
 # RISC-V loads and stores (c.ld a4, 0(a5)) as register + immediate operands, so read the text.
-_DISP_BASE = re.compile(r"(-?(?:0x[0-9a-f]+|\d+))\((\w+)\)")
+_DISP_BASE = re.compile(r"(?<![\w-])(-?(?:0x[0-9a-f]+|\d+))\((\w+)\)")  # starts at a number's first digit
 _RISC_LOAD = re.compile(r"(?:c\.)?(?:l[bhwdq]|lbz|lhz|lwz|lwa|lha|ld|fl[wd]|lr\.)")
 _RISC_STORE = re.compile(r"(?:c\.)?(?:s[bhwdq]|st[bhwd]|fs[wd]|sc\.)")
 
@@ -1001,11 +1011,13 @@ def decode_code(
     fault_address: int | None,
     *,
     interrupted: bool = False,
+    warning: bool = False,
 ) -> CodeDecode:
     """Decode the faulting instruction of a `Code:` line and judge its memory operand; never raises.
 
     `interrupted` says the marker is where an interrupt found the CPU (soft/hard lockups, RCU
     stalls), not a faulting instruction: the instruction is still decoded, but not judged.
+    `warning` says the report is a WARNING, whose trap instruction is WARN()'s, not BUG()'s.
     """
     arch = normalize_arch(arch)
     try:
@@ -1063,6 +1075,7 @@ def decode_code(
         registers=registers,
         kernel_mode=_kernel_mode(registers),
         suspect=_suspect_of(mem, arch),
+        warning=warning,
     )
     if interrupted:
         verdict: Verdict | None = Verdict(INTERRUPTED_VERDICT)

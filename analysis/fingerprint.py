@@ -170,9 +170,10 @@ REASON_STEPS: tuple[RewriteStep, ...] = (
     _step("generic-warning-function", r"^(WARNING: at [^:\s]+):\S+ ([A-Za-z_][\w.]*)$", _drop_generic_warning_function),
     _step("task-comm", r"\btask \S+ (blocked|can't die|hung)\b", r"task \1"),
     _step("preemptible-comm", r"(preemptible code): \S+", r"\1"),
-    _step("comm-pid", rf"(?<!\S)[^\s/]+(?:/[^\s/]+)*/{_N}(?:/{_N})*(?=[\s,)\]]|$)", "COMM"),
-    _step("bracketed-comm", rf"\s*\[[^\[\]\s]+:{_N}\]", ""),
-    _step("oops-counter-and-flags", rf"\s*\[#{_N}\].*$", ""),
+    # One `/N` at the end: the middle repetition takes any other numbers (two would backtrack quadratically).
+    _step("comm-pid", rf"(?<!\S)[^\s/]+(?:/[^\s/]+)*/{_N}(?=[\s,)\]]|$)", "COMM"),
+    _step("bracketed-comm", rf"(?<!\s)\s*\[[^\[\]\s]+:{_N}\]", ""),
+    _step("oops-counter-and-flags", rf"(?<!\s)\s*\[#{_N}\].*$", ""),
     _step("duration", r"\b(?:\d+|NUM)s\b", "Ns"),
     _step("comm-field", r"\b(?:comm|Comm):\s*\S+", ""),
     _step("cpu-field", rf"\bCPU(?:#|:\s*|\s+){_N}(?!\w)", "CPU"),
@@ -256,7 +257,7 @@ REASON_ONLY_KINDS: frozenset[CrashKind] = frozenset(
     {CrashKind.SOFT_LOCKUP, CrashKind.HARD_LOCKUP, CrashKind.RCU_STALL, CrashKind.HUNG_TASK}
 )
 
-_UNSYMBOLIZED = re.compile(r"(?:0x)?[0-9a-fA-F]{6,}\Z|\?+\Z")
+_UNSYMBOLIZED = re.compile(r"\A(?:(?:0x)?[0-9a-fA-F]{6,}|\?+)\Z")
 
 
 def _rule(name: str, predicate: Callable[[FrameView], bool]) -> FrameRule:

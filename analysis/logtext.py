@@ -27,7 +27,7 @@ _SYSLOG = re.compile(
 )
 _JOURNAL_MONOTONIC = re.compile(r"\[ {0,12}\d{1,12}\.\d{1,9}\] \S{1,255} kernel: ")  # journalctl -o short-monotonic
 _DROPPED = re.compile(r"\*\* \d{1,12} printk messages dropped \*\* ")
-_LOGIN_ECHO = re.compile(r"[\w.-]{1,64} login: (?=<\d{1,3}>|\[ {0,12}\d)")  # console login prompt glued to a line
+_LOGIN_ECHO = re.compile(r"(?<![\w.-])[\w.-]{1,64} login: (?=<\d{1,3}>|\[ {0,12}\d)")  # console login prompt glued to a line
 _LEVEL = re.compile(r"<(\d{1,3})>")
 _TIMESTAMP = re.compile(r"\[ {0,12}(\d{1,12}\.\d{1,9})\]")
 _CALLER = re.compile(r"\[ {0,12}([TC]\d{1,10})\]")

@@ -191,7 +191,7 @@ class CrashRecord:
     oops_code_raw: int | None = None  # "Oops: 0000" / arm64 ESR and others: the raw number
     oops_number: int | None = None  # the N of [#N]
     oops_flags: tuple[str, ...] = ()  # "SMP", "PREEMPT", "KASAN", "PTI", "NOPTI" ...
-    tainted: str | None = None  # the taint string as printed, e.g. "G           OE"
+    tainted: str | None = None  # the taint string as printed, e.g. "G           OE"; "" for "Not tainted"
     taint_flags: tuple[str, ...] = ()  # decoded names, e.g. ("PROPRIETARY_MODULE"..)
     cpu: int | None = None
     pid: int | None = None
@@ -212,6 +212,9 @@ class CrashRecord:
     fingerprint: Fingerprint | None = None
     corrupted: bool = False
     corrupted_reason: str | None = None
+    # Fields whose printed value no record can hold (past 64 bits, a PID past 32 ...), left out
+    # by analysis.bounds: "pid", "call_trace[3].offset", "registers.rax". The rest is intact.
+    corrupt_fields: tuple[str, ...] = ()
     related: tuple[str, ...] = ()  # how this record relates to others in the same log (see docs)
     first_line: int = 0  # 0-based line index in the normalized log where the report starts
     last_line: int = 0  # ... and ends (inclusive)

@@ -29,6 +29,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+from analysis.bounds import decimal, fit_record
 from analysis.logtext import MAX_LINE_CHARS, LogLine, decode_log, normalize_line
 from analysis.model import (
     CallFrame,
@@ -155,7 +156,9 @@ _LOWER_REG_LINE = re.compile(r"^\s*(?:" + _LOWER_NAMES + r")\s?:\s")
 # `pc : [<ffff..>]` (arm, arm64 < 4.10), `pc : 0xffff..` (arm64 %pS of an unknown address), `x9 : ffff..`.
 _LOWER_REG = re.compile(r"\b(" + _LOWER_NAMES + r")\s?:\s+(?:\[<|0x)?([0-9a-f]{8,16})\b")
 _CODE = re.compile(r"^\s*Code:\s*(.*)$")
-_CODE_CONT = re.compile(r"^\s+(?:(?:[0-9a-f]{2,8}|<[0-9a-f]{2,8}>|\([0-9a-f]{2,8}\))\s*)+$")
+# A bare byte/word may not be followed by another hex digit: else a long hex run splits into
+# tokens in exponentially many ways before `$` fails (42 digits took 15 s).
+_CODE_CONT = re.compile(r"^\s+(?:(?:[0-9a-f]{2,8}(?![0-9a-f])|<[0-9a-f]{2,8}>|\([0-9a-f]{2,8}\))\s*)+$")
 # powerpc prints its code words under a header line, the NIP word marked `<..>`.
 _PPC_CODE = re.compile(r"^\s*Instruction dump:\s*$")
 _PPC_CODE_CONT = re.compile(r"^\s*(?:(?:[0-9a-f]{8}|<[0-9a-f]{8}>|X{8})\s*)+$")
@@ -171,7 +174,7 @@ _S390_GPRS = re.compile(r"^\s*Krnl GPRS:((?:\s+[0-9a-f]{16}){4})\s*$")
 _S390_GPRS_CONT = re.compile(r"^\s+((?:[0-9a-f]{16}\s+){3}[0-9a-f]{16})\s*$")
 _TAINT = r"(?:Not tainted|Tainted: (?P<taint>[A-Z \-]{0,64}?))"  # RHEL pads its taint string with dashes
 _CPU_LINE = re.compile(
-    r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>\S.*?)\s+(?:Kdump: loaded\s+)?" + _TAINT
+    r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>\S(?:.*?\S)?)\s+(?:Kdump: loaded\s+)?" + _TAINT
     + r"\s{1,64}(?P<rel>\d\S*)(?:\s+(?P<build>.*))?$"
 )
 _PID_LINE = re.compile(
@@ -392,7 +395,7 @@ def _build(lines: _Lines, w: _Window, n: int, windows: list[_Window]) -> CrashRe
             rec.related = (*rec.related, f"during:{k}")
     excerpt = "\n".join(texts)
     rec.excerpt = excerpt[:MAX_EXCERPT_CHARS]
-    return rec
+    return fit_record(rec)  # a number past what its field holds is corruption: named, left out
 
 
 def _normalize_reason(reason: str) -> str:
@@ -639,12 +642,12 @@ class _FieldReader:
         if rec.cpu is None:
             om = _OLD_CPU.match(stripped)
             if om:
-                rec.cpu = int(om.group(1))
+                rec.cpu = decimal(om.group(1))
                 return True
         if rec.comm is None:
             pr = _PROCESS.match(stripped)
             if pr:
-                rec.comm, rec.pid = pr.group(1), int(pr.group(2))
+                rec.comm, rec.pid = pr.group(1), decimal(pr.group(2))
         if rec.hardware is None and "Hardware name:" in stripped:
             hm = _HARDWARE.search(stripped)
             if hm:
@@ -694,9 +697,9 @@ class _FieldReader:
 
 def _identity(rec: CrashRecord, m: re.Match[str]) -> None:
     if rec.cpu is None and "cpu" in m.groupdict():
-        rec.cpu = int(m.group("cpu"))
+        rec.cpu = decimal(m.group("cpu"))
     if rec.pid is None:
-        rec.pid = int(m.group("pid"))
+        rec.pid = decimal(m.group("pid"))
     if rec.comm is None:
         rec.comm = m.group("comm")
     if rec.kernel_release is None:
@@ -704,8 +707,8 @@ def _identity(rec: CrashRecord, m: re.Match[str]) -> None:
         build = m.group("build")
         rec.kernel_build = build.strip() or None if build else None
     if rec.tainted is None:
-        taint = m.group("taint")
-        rec.tainted = taint.strip(" -") or None if taint else None
+        taint = m.group("taint")  # None when the line says `Not tainted`: "" records that it said so
+        rec.tainted = "" if taint is None else taint.strip(" -") or None
 
 
 def _x86_registers(rec: CrashRecord, line: str, skip_first: bool) -> None:

@@ -6,8 +6,10 @@ exact inverse of `record_to_json`, so a record survives the agent's spool and th
 store unchanged; anything that is not a report of this shape is refused with a
 `CrashfleetInputError` naming the source and what is wrong.
 
-Integers stay integers, including 64-bit register values and addresses (JSON allows them;
-JavaScript readers must parse them as BigInt). Byte strings (the `Code:` bytes) are hex.
+Register values are hex strings (`"0xffffffff8142bb40"`): JavaScript and jq hold numbers as
+doubles and would round them. Addresses stay integers (JavaScript readers must parse them as
+BigInt); `record_from_json` also takes register values stored as integers by older releases.
+Byte strings (the `Code:` bytes) are hex.
 """
 
 from __future__ import annotations
@@ -75,13 +77,17 @@ def _frame(frame: CallFrame) -> JSON:
     return out
 
 
+def _hex(value: int | None) -> str | None:
+    return None if value is None else hex(value)
+
+
 def _code(code: CodeDecode | None) -> JSON | None:
     if code is None:
         return None
     return {
         "instruction": code.instruction,
         "bad_register": code.bad_register,
-        "bad_register_value": code.bad_register_value,
+        "bad_register_value": _hex(code.bad_register_value),
         "access": code.access,
         "operation": code.operation,
         "base_register": code.base_register,
@@ -137,7 +143,7 @@ def record_to_json(
         "panic_message": record.panic_message,
         "rip": _rip(record.rip),
         "call_trace": [_frame(f) for f in record.call_trace],
-        "registers": dict(record.registers),
+        "registers": {name: hex(value) for name, value in record.registers.items()},
         "code": _code(record.code),
         # documented extras
         "normalized_reason": record.normalized_reason,
@@ -152,6 +158,7 @@ def record_to_json(
         "oops_flags": list(record.oops_flags),
         "taint_flags": list(record.taint_flags),
         "corrupted_reason": record.corrupted_reason,
+        "corrupt_fields": list(record.corrupt_fields),
         "kernel_build": record.kernel_build,
         "bios": record.bios,
         "module_taints": dict(record.module_taints),
@@ -196,6 +203,17 @@ def capture_to_json(
 
 
 # --- the way back ------------------------------------------------------------------------------
+
+
+def _register_value(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.startswith("0x") and 2 < len(value) <= 18:
+        try:
+            return int(value, 16)
+        except ValueError:
+            return None
+    return None
 
 
 class _Reader:
@@ -276,13 +294,25 @@ class _Reader:
         value = self.data.get(key)
         return None if value is None else _Reader(value, self.source, f"{self.where}.{key}")
 
-    def int_map(self, key: str) -> dict[str, int]:
+    def register(self, key: str) -> int | None:
+        """A register value: a hex string, or an integer as releases before hex strings stored it."""
+        value = self.data.get(key)
+        number = _register_value(value)
+        if value is not None and number is None:
+            raise self._fail(key, "a hex string (0x...) or null")
+        return number
+
+    def register_map(self, key: str) -> dict[str, int]:
         value = self.data.get(key) or {}
-        if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in value.items()
-        ):
-            raise self._fail(key, "an object of integers")
-        return {str(k): int(v) for k, v in value.items()}
+        if not isinstance(value, Mapping):
+            raise self._fail(key, "an object of hex strings")
+        out: dict[str, int] = {}
+        for name, raw in value.items():
+            number = _register_value(raw)
+            if not isinstance(name, str) or number is None:
+                raise self._fail(key, "an object of hex strings (0x...)")
+            out[name] = number
+        return out
 
     def str_map(self, key: str) -> dict[str, str]:
         value = self.data.get(key) or {}
@@ -358,7 +388,7 @@ def _code_back(reader: _Reader | None) -> CodeDecode | None:
         index_register=reader.text_or_none("index_register"),
         displacement=reader.integer_or_none("displacement"),
         bad_register=reader.text_or_none("bad_register"),
-        bad_register_value=reader.integer_or_none("bad_register_value"),
+        bad_register_value=reader.register("bad_register_value"),
         access=reader.text_or_none("access"),
         operation=reader.text_or_none("operation"),
         error=reader.text_or_none("error"),
@@ -428,12 +458,13 @@ def record_from_json(data: object, source: str = "<report>") -> CrashRecord:
         panic_message=r.text_or_none("panic_message"),
         rip=_rip_back(r.child("rip")),
         call_trace=tuple(_frame_back(f) for f in r.children("call_trace")),
-        registers=r.int_map("registers"),
+        registers=r.register_map("registers"),
         code_line=r.text_or_none("code_line"),
         code=_code_back(r.child("code")),
         fingerprint=_fingerprint_back(r, kind.value),
         corrupted=r.flag("corrupted"),
         corrupted_reason=r.text_or_none("corrupted_reason"),
+        corrupt_fields=r.strings("corrupt_fields"),
         related=r.strings("related"),
         first_line=r.integer("first_line"),
         last_line=r.integer("last_line"),

@@ -41,6 +41,7 @@ def finish_record(record: CrashRecord) -> CrashRecord:
             record.registers,
             record.fault_address,
             interrupted=record.kind in INTERRUPTED_KINDS,
+            warning=record.kind is CrashKind.WARNING,
         )
         if record.code.error:
             log.debug("code not decoded title=%r reason=%r", record.title, record.code.error)

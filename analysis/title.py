@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from analysis.linear import compile_text
 from analysis.model import CrashKind
 from analysis.rules import generic_frame_rule
 from analysis.rustsym import demangle_rust
@@ -46,7 +47,7 @@ __all__ = [
 
 _PC = r"\[<?(?:0x)?[0-9a-f]*>?\]"  # "[]": a console paste that lost the addresses
 _FUNC = r"([a-zA-Z0-9_]+)(?:\.|\+)"
-_SRC = r"([a-zA-Z0-9_/.\-]+\.[a-z]+:[0-9]+)"
+_SRC = r"(?<![a-zA-Z0-9_/.\-])([a-zA-Z0-9_/.\-]+\.[a-z]+:[0-9]+)"  # starts where its run starts: linear
 
 
 def _re(pattern: str) -> re.Pattern[str]:
@@ -201,7 +202,8 @@ _TITLE_REPLACEMENTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}\b"), r"\1ADDR"),  # \b keeps "e1000e_down" intact
     (re.compile(r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})"), "IP"),
     (re.compile(r"(\.\w+)(:[0-9]+)+"), r"\1:LINE"),
-    (re.compile(r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+"), r"\1"),
+    # RE2: in `re` a long word with no `+0x` after it is rescanned from each of its letters.
+    (compile_text(r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+"), r"\1"),
     (re.compile(r"CPU#[0-9]+"), "CPU"),
     (re.compile(r"(\W)(\d+)(\W|$)"), r"\1NUM\3"),
     (re.compile(r"(\d+){7,}"), "NUM"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +27,12 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "crashfleet.commands.demo"),
     ("symbols", "crashfleet.commands.symbols"),
 )
+
+# Commands that run as services keep Python's SIGPIPE handling (ignored: a peer that hangs up is
+# an EPIPE error their code handles). Every other command is a filter whose output may go to
+# `head`: it dies quietly of SIGPIPE like any Unix tool, wherever the write happens (a command's
+# own `except OSError` would otherwise print "[Errno 32] Broken pipe").
+SERVICES = frozenset({"agent", "collector", "demo"})
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -50,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A named subcommand needs only its own module (keeps `crashfleet dmesg` start-up small).
     only = argv[0] if argv and argv[0] in dict(COMMANDS) else None
     args = build_parser(only).parse_args(argv)
+    if args.command not in SERVICES and hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return int(args._run(args))
     except KeyboardInterrupt:

@@ -2,9 +2,11 @@
 
 Agents, `crashfleet submit` and the collector all go through here, so a field added to
 `analysis.model.CrashRecord` needs one change (plus the .proto) and the round-trip test catches
-a forgotten one. Conversions are total: a value the wire cannot carry (a negative address, a
-register wider than 64 bits) raises `WireError` naming the field instead of protobuf's bare
-ValueError deep in a constructor.
+a forgotten one. A record always reaches the wire: a number its field cannot carry (a negative
+address, a register wider than 64 bits) is left out and named in `corrupt_fields`
+(`analysis.bounds`), so one bad field never costs a crash its report. Anything else the wire
+cannot carry raises `WireError` naming the field instead of protobuf's bare ValueError deep in a
+constructor.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Protocol, TypeVar
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from analysis.bounds import fit_record, fit_system
 from analysis.model import (
     CallFrame,
     CodeDecode,
@@ -234,6 +237,7 @@ def _fingerprint_from_proto(msg: crash_pb2.Fingerprint) -> Fingerprint:
 
 def record_to_proto(record: CrashRecord) -> crash_pb2.CrashSignature:
     """The structured signature of `record`; the excerpt travels separately (see module doc)."""
+    record = fit_record(record)
     page_fault = record.oops_code.value if record.oops_code is not None else None
     msg = _build(
         "signature",
@@ -268,6 +272,7 @@ def record_to_proto(record: CrashRecord) -> crash_pb2.CrashSignature:
             related=list(record.related),
             first_line=record.first_line,
             last_line=record.last_line,
+            corrupt_fields=list(record.corrupt_fields),
         ),
     )
     for name, value in record.registers.items():
@@ -327,11 +332,14 @@ def record_from_proto(msg: crash_pb2.CrashSignature, excerpt: str = "") -> Crash
         related=tuple(msg.related),
         first_line=msg.first_line,
         last_line=msg.last_line,
+        corrupt_fields=tuple(msg.corrupt_fields),
         excerpt=excerpt,
     )
 
 
 def system_to_proto(facts: SystemFacts) -> crash_pb2.SystemFacts:
+    """The facts a dump gave; a number no field can hold (a corrupt CRASHTIME) is left out."""
+    facts, _ = fit_system(facts)
     return _build(
         "system",
         lambda: crash_pb2.SystemFacts(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["SkipRule", "generic_frame_rule", "skip_rules"]
+__all__ = ["SKIP_RULES", "SkipRule", "generic_frame_rule", "skip_rules"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +31,7 @@ def _read_rule(text: str) -> list[str]:
     return patterns
 
 
-@lru_cache(maxsize=1)
-def skip_rules() -> tuple[SkipRule, ...]:
-    """The skip rules in file-name order; a frame is attributed to the first rule that matches."""
+def _load_skip_rules() -> tuple[SkipRule, ...]:
     rules = []
     folder = resources.files(__package__).joinpath("skip")
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
@@ -41,9 +39,18 @@ def skip_rules() -> tuple[SkipRule, ...]:
             continue
         patterns = _read_rule(entry.read_text(encoding="utf-8"))
         if patterns:
-            combined = re.compile("(?:" + "|".join(f"(?:{p})" for p in patterns) + r")\Z")
+            combined = re.compile(r"\A(?:" + "|".join(f"(?:{p})" for p in patterns) + r")\Z")
             rules.append(SkipRule(name=entry.name.removesuffix(".txt"), pattern=combined))
     return tuple(rules)
+
+
+# Loaded once, at import: a module-level table, where tests/test_regex_linearity.py finds them.
+SKIP_RULES = _load_skip_rules()
+
+
+def skip_rules() -> tuple[SkipRule, ...]:
+    """The skip rules in file-name order; a frame is attributed to the first rule that matches."""
+    return SKIP_RULES
 
 
 @lru_cache(maxsize=16384)

@@ -140,7 +140,10 @@ class SymbolIndex:
                     if index.meta.get("format") == INDEX_FORMAT and index.meta.get("complete_symbols") == "1" and (
                         build_id is not None or index.meta.get("elf_size") == str(os.path.getsize(elf_path))
                     ):
-                        return index
+                        stale = _stale(index.meta, elf_path, image.has_dwarf())
+                        if stale is None:
+                            return index
+                        log.warning("symbol index stale, rebuilding path=%s elf=%s reason=%s", db_path, elf_path, stale)
                     index.close()
                 except DebuginfoError as exc:
                     log.warning("symbol index unreadable, rebuilding path=%s reason=%s", db_path, exc.reason)
@@ -185,6 +188,11 @@ class SymbolIndex:
             return None
         elf = index.meta.get("elf_path")
         if elf and os.path.isfile(elf):
+            stale = _stale(index.meta, elf, None)
+            if stale is not None:  # the caller searches the debuginfo again; open_or_build rebuilds
+                log.warning("symbol index stale, not used path=%s elf=%s reason=%s", db_path, elf, stale)
+                index.close()
+                return None
             index.elf_path = elf  # lazily indexed CUs and disassembly need it; its build-id is checked on use
             return index
         if index.meta.get("complete_dwarf") == "1" or index.meta.get("has_dwarf") == "0":
@@ -259,6 +267,7 @@ class SymbolIndex:
                 "build_id": image.build_id or "",
                 "elf_path": os.path.abspath(image.path),
                 "elf_size": str(os.path.getsize(image.path)),
+                "elf_mtime_ns": str(os.stat(image.path).st_mtime_ns),
                 "elf_type": image.elf_type,
                 "machine": image.machine,
                 "has_dwarf": "1" if has_dwarf else "0",
@@ -542,6 +551,28 @@ def _containing(funcs: list[tuple[int, int, int]], address: int) -> int | None:
     for low, high, fid in reversed(funcs[max(0, i - 7) : i + 1]):
         if low <= address < high:
             return fid
+    return None
+
+
+def _stale(meta: dict[str, str], elf_path: str, has_dwarf: bool | None) -> str | None:
+    """Why an index no longer describes the file at `elf_path` (None: it still does).
+
+    The index records the size and modification time of what it indexed: the same path with
+    another size or time was rebuilt or replaced (a module rebuilt without a build-id, a package
+    reinstalled), and an index made from a stripped file is stale once that path has DWARF.
+    Indexes from before the time was recorded are judged by size alone.
+    """
+    try:
+        st = os.stat(elf_path)
+    except OSError:
+        return None  # nothing to compare with: the recorded facts stand
+    if meta.get("elf_path") == os.path.abspath(elf_path):
+        if meta.get("elf_size") not in (None, str(st.st_size)):
+            return f"size changed ({meta.get('elf_size')} -> {st.st_size} bytes) since it was indexed"
+        if meta.get("elf_mtime_ns") not in (None, str(st.st_mtime_ns)):
+            return "modified since it was indexed"
+    if has_dwarf and meta.get("has_dwarf") == "0":
+        return "indexed from a copy without DWARF; this file has DWARF"
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from analysis.errors import DumpFormatError
+from analysis.linear import compile_bytes
 from analysis.model import SystemFacts
 from analysis.vmcore.dump import Dump
 from analysis.vmcore.elf import ElfDump
@@ -22,8 +23,9 @@ _UTS_NAME_OFFSET_BEFORE_5_11 = (
     4  # `struct kref` came first in uts_namespace until VMCOREINFO exported the offset
 )
 
-_BANNER = re.compile(rb"Linux version (\S+) \(.*?\) (#\d+.*?)\s*$", re.M)
-_BANNER_LOOSE = re.compile(rb"Linux version (\S+).*?(#\d+[^\n]*)$", re.M)
+# RE2: they scan the whole log, and `.*?` pairs backtrack quadratically in `re` on a long line.
+_BANNER = compile_bytes(rb"(?m)Linux version (\S+) \(.*?\) (#\d+.*?)\s*$")
+_BANNER_LOOSE = compile_bytes(rb"(?m)Linux version (\S+).*?(#\d+[^\n]*)$")
 _PANIC = re.compile(rb"(?<!end )Kernel panic - not syncing: ?([^\n]*)")
 _CPU_LINE = re.compile(rb"CPU: (\d+) PID: (\d+) Comm: (\S{1,20})")
 

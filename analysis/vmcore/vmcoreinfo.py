@@ -17,6 +17,7 @@ __all__ = ["MAX_VMCOREINFO_BYTES", "VmcoreInfo", "parse_vmcoreinfo"]
 
 MAX_VMCOREINFO_BYTES = 1024 * 1024  # the kernel reserves one page; anything far larger is not VMCOREINFO
 
+_HEX_ID = re.compile(r"\A[0-9A-Fa-f]+\Z")
 _KEYED = re.compile(r"^(SYMBOL|OFFSET|SIZE|LENGTH|NUMBER)\(([^()]+)\)$")
 
 
@@ -91,7 +92,7 @@ def parse_vmcoreinfo(data: bytes) -> VmcoreInfo:
     return VmcoreInfo(
         osrelease=raw.get("OSRELEASE") or None,
         build_id=build_id.strip().lower()
-        if build_id and re.fullmatch(r"[0-9A-Fa-f]+", build_id.strip())
+        if build_id and _HEX_ID.fullmatch(build_id.strip())
         else None,
         page_size=_int(raw["PAGESIZE"], 10) if "PAGESIZE" in raw else None,
         kernel_offset=_int(raw["KERNELOFFSET"], 16) if "KERNELOFFSET" in raw else None,

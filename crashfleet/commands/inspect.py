@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
             failed = True
             continue
         records = analyze(capture.log)
+        if capture.system is not None:  # a dump: the RIP address the text lacked is on its stack
+            from analysis.vmcore.faultframe import fill_rip_addresses
+
+            records = fill_rip_addresses(capture.source, records)
         listings: dict[int, list[str]] = {}
         if not args.no_symbolize:
             if records:
@@ -234,8 +238,12 @@ def _record_lines(record: CrashRecord) -> Iterator[str]:
     yield _field("REASON", record.reason)
     if record.corrupted:
         yield _field("CORRUPTED", record.corrupted_reason or "yes")
-    if record.kernel_release or record.kernel_build:
+    if record.corrupt_fields:
+        yield _field("LEFT OUT", ", ".join(record.corrupt_fields) + "  (printed values no field can hold)")
+    if record.kernel_release:
         yield _field("RELEASE", " ".join(p for p in (record.kernel_release, record.kernel_build) if p))
+    elif record.kernel_build:  # a build number alone ("#1") is not a release
+        yield _field("RELEASE", f"unknown  (build {record.kernel_build})")
     if record.hardware:
         yield _field("HARDWARE", record.hardware + (f", BIOS {record.bios}" if record.bios else ""))
     who = []

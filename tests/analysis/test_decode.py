@@ -1,7 +1,7 @@
 """`analysis.decode`: golden cases under tests/data/decode/ and a differential check against objdump.
 
 Each `tests/data/decode/<case>.txt` holds `arch:`, optional `fault_address:`, `registers:` and
-`interrupted: yes` (a lockup's Code: line) lines and a `Code:` line (continuation lines indented, as consoles wrap it); `<case>.expected.json`
+`interrupted: yes` (a lockup's Code: line) and `warning: yes` (a WARNING's) lines and a `Code:` line (continuation lines indented, as consoles wrap it); `<case>.expected.json`
 beside it is the `CodeDecode` the case must give. `CRASHFLEET_UPDATE_GOLDEN=1` rewrites the
 expected files from the current output (review the diff before committing).
 """
@@ -63,7 +63,8 @@ def test_golden(case: str) -> None:
     path = DATA / f"{case}.txt"
     code, arch, registers, fault = load_case(path)
     interrupted = "\ninterrupted: yes" in path.read_text()
-    got = as_json(decode_code(code, arch, registers, fault, interrupted=interrupted))
+    warning = "\nwarning: yes" in path.read_text()
+    got = as_json(decode_code(code, arch, registers, fault, interrupted=interrupted, warning=warning))
     expected_path = DATA / f"{case}.expected.json"
     if UPDATE:
         expected_path.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")

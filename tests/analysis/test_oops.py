@@ -32,7 +32,7 @@ def test_seed_oops(name: str) -> None:
     assert (rec.oops_number, rec.oops_flags) == (1, ("SMP",))
     assert (rec.cpu, rec.pid, rec.comm) == (12, 0, "swapper")
     assert rec.hardware == "Supermicro X8DTT-H/X8DTT-H"
-    assert rec.tainted is None and rec.taint_flags == ()
+    assert rec.tainted == "" and rec.taint_flags == ()  # "Not tainted", said explicitly
     assert rec.modules == SEED_MODULES
     assert rec.last_unloaded == "scsi_wait_scan"
     assert rec.registers["r12"] == 0 and rec.registers["rax"] == 0x60 and rec.registers["cr2"] == 0x60

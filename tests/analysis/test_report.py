@@ -68,7 +68,7 @@ def test_issue_keys_first_and_schema_valid() -> None:
     assert doc["fingerprint"] == finished_seed().fingerprint.value  # type: ignore[union-attr]
     assert doc["code"]["instruction"] == "cmp qword ptr [r12 + 0x60], rax"
     assert doc["code"]["bad_register"] == "r12"
-    assert doc["code"]["bad_register_value"] == 0
+    assert doc["code"]["bad_register_value"] == "0x0"
     assert doc["rip"] == {
         "function": "__netif_receive_skb",
         "offset": 0x60,
@@ -171,7 +171,8 @@ def test_schema_documents_every_key() -> None:
         (lambda d: d.update(kind="meltdown"), "crash.kind: 'meltdown' is not one of"),
         (lambda d: d.update(cpu="twelve"), "crash.cpu: expected an integer or null, got str"),
         (lambda d: d.update(corrupted=1), "crash.corrupted: expected true or false, got int"),
-        (lambda d: d.update(registers={"rax": "0x60"}), "crash.registers: expected an object of integers"),
+        (lambda d: d.update(registers={"rax": "sixty"}), "crash.registers: expected an object of hex strings"),
+        (lambda d: d.update(registers={"rax": "0x" + "f" * 17}), "crash.registers: expected an object of hex strings"),
         (lambda d: d.update(modules=[1]), "crash.modules: expected an array of strings"),
         (lambda d: d.update(call_trace=[7]), "crash.call_trace[0]: expected an object, got int"),
         (lambda d: d["code"].update(bytes="zz"), "crash.code.bytes: not a hex string"),

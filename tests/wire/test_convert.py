@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from analysis.model import CodeDecode, CrashKind, CrashRecord, Rip, SystemFacts
+from analysis.model import CallFrame, CodeDecode, CrashKind, CrashRecord, Rip, SystemFacts
 from collector.store import HostRecord
 from tests.collector.records import null_deref
 from wire import convert
@@ -34,7 +34,7 @@ def test_every_record_field_is_filled_by_the_fixture() -> None:
     defaults = CrashRecord(kind=CrashKind.UNKNOWN, reason="", normalized_reason="", title="")
     same = [f.name for f in dataclasses.fields(CrashRecord)
             if getattr(record, f.name) == getattr(defaults, f.name) and f.name not in ("arch", "corrupted")]  # fmt: skip
-    assert same == ["corrupted_reason"]
+    assert same == ["corrupted_reason", "corrupt_fields"]  # the latter: test_values_the_wire_cannot_carry...
 
 
 @pytest.mark.parametrize("value", [null_deref().rip, null_deref().call_trace[0], null_deref().code, FULL_SYSTEM])
@@ -71,15 +71,27 @@ def test_system_round_trip() -> None:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"fault_address": -1}, "signature"),
-        ({"rip": Rip("f", address=1 << 64)}, "rip"),
-        ({"registers": {"rax": -5}}, "registers[rax]"),
+        ({"fault_address": -1}, "fault_address"),
+        ({"pid": 1 << 32}, "pid"),
+        ({"rip": Rip("f", address=1 << 64)}, "rip.address"),
+        ({"registers": {"rax": -5, "rbx": 7}}, "registers.rax"),
+        ({"call_trace": (CallFrame("f", offset=16**8000),)}, "call_trace[0].offset"),
+        ({"first_line": 1 << 40}, "first_line"),
     ],
 )
-def test_values_the_wire_cannot_carry_name_the_field(change: dict[str, object], field: str) -> None:
-    with pytest.raises(convert.WireError) as err:
-        convert.record_to_proto(dataclasses.replace(null_deref(), **change))  # type: ignore[arg-type]
-    assert err.value.field == field
+def test_values_the_wire_cannot_carry_are_left_out_and_named(change: dict[str, object], field: str) -> None:
+    """One bad number never costs a record its way to the collector: it is dropped and named."""
+    record = dataclasses.replace(null_deref(), **change)  # type: ignore[arg-type]
+    back = convert.record_from_proto(convert.record_to_proto(record))
+    assert back.corrupt_fields == (field,)
+    assert (back.title, back.kind, back.fingerprint) == (record.title, record.kind, record.fingerprint)
+    assert record.corrupt_fields == ()  # the caller's record is not changed
+
+
+def test_system_facts_the_wire_cannot_carry_are_left_out() -> None:
+    facts = dataclasses.replace(FULL_SYSTEM, crash_time=10**30)
+    back = convert.system_from_proto(convert.system_to_proto(facts))
+    assert back == dataclasses.replace(FULL_SYSTEM, crash_time=None)
 
 
 @pytest.mark.parametrize(

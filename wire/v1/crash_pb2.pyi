@@ -409,6 +409,7 @@ class CrashSignature(_message.Message):
     RELATED_FIELD_NUMBER: _builtins.int
     FIRST_LINE_FIELD_NUMBER: _builtins.int
     LAST_LINE_FIELD_NUMBER: _builtins.int
+    CORRUPT_FIELDS_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """analysis.model.CrashKind value: "oops", "null-deref", "kernel-bug", "warning", ..."""
     reason: _builtins.str
@@ -461,6 +462,12 @@ class CrashSignature(_message.Message):
     def fingerprint(self) -> Global___Fingerprint: ...
     @_builtins.property
     def related(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def corrupt_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Fields whose printed value no field can hold (past 64 bits, a PID past 32 bits ...), left
+        out at parse time: "pid", "call_trace[3].offset", "registers.rax". The rest is intact.
+        """
+
     def __init__(
         self,
         *,
@@ -499,10 +506,11 @@ class CrashSignature(_message.Message):
         related: _abc.Iterable[_builtins.str] | None = ...,
         first_line: _builtins.int = ...,
         last_line: _builtins.int = ...,
+        corrupt_fields: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_bios", b"_bios", "_code_line", b"_code_line", "_comm", b"_comm", "_corrupted_reason", b"_corrupted_reason", "_cpu", b"_cpu", "_fault_address", b"_fault_address", "_guilty_frame", b"_guilty_frame", "_hardware", b"_hardware", "_kernel_build", b"_kernel_build", "_kernel_release", b"_kernel_release", "_last_unloaded", b"_last_unloaded", "_oops_code_raw", b"_oops_code_raw", "_oops_number", b"_oops_number", "_page_fault_code", b"_page_fault_code", "_panic_message", b"_panic_message", "_pid", b"_pid", "_tainted", b"_tainted", "bios", b"bios", "code", b"code", "code_line", b"code_line", "comm", b"comm", "corrupted_reason", b"corrupted_reason", "cpu", b"cpu", "fault_address", b"fault_address", "fingerprint", b"fingerprint", "guilty_frame", b"guilty_frame", "hardware", b"hardware", "kernel_build", b"kernel_build", "kernel_release", b"kernel_release", "last_unloaded", b"last_unloaded", "oops_code_raw", b"oops_code_raw", "oops_number", b"oops_number", "page_fault_code", b"page_fault_code", "panic_message", b"panic_message", "pid", b"pid", "rip", b"rip", "tainted", b"tainted"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bios", b"_bios", "_code_line", b"_code_line", "_comm", b"_comm", "_corrupted_reason", b"_corrupted_reason", "_cpu", b"_cpu", "_fault_address", b"_fault_address", "_guilty_frame", b"_guilty_frame", "_hardware", b"_hardware", "_kernel_build", b"_kernel_build", "_kernel_release", b"_kernel_release", "_last_unloaded", b"_last_unloaded", "_oops_code_raw", b"_oops_code_raw", "_oops_number", b"_oops_number", "_page_fault_code", b"_page_fault_code", "_panic_message", b"_panic_message", "_pid", b"_pid", "_tainted", b"_tainted", "arch", b"arch", "bios", b"bios", "call_trace", b"call_trace", "code", b"code", "code_line", b"code_line", "comm", b"comm", "corrupted", b"corrupted", "corrupted_reason", b"corrupted_reason", "cpu", b"cpu", "fault_address", b"fault_address", "fingerprint", b"fingerprint", "first_line", b"first_line", "guilty_frame", b"guilty_frame", "hardware", b"hardware", "kernel_build", b"kernel_build", "kernel_release", b"kernel_release", "kind", b"kind", "last_line", b"last_line", "last_unloaded", b"last_unloaded", "module_taints", b"module_taints", "modules", b"modules", "normalized_reason", b"normalized_reason", "oops_code_raw", b"oops_code_raw", "oops_flags", b"oops_flags", "oops_number", b"oops_number", "page_fault_code", b"page_fault_code", "panic_message", b"panic_message", "pid", b"pid", "reason", b"reason", "registers", b"registers", "related", b"related", "rip", b"rip", "taint_flags", b"taint_flags", "tainted", b"tainted", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bios", b"_bios", "_code_line", b"_code_line", "_comm", b"_comm", "_corrupted_reason", b"_corrupted_reason", "_cpu", b"_cpu", "_fault_address", b"_fault_address", "_guilty_frame", b"_guilty_frame", "_hardware", b"_hardware", "_kernel_build", b"_kernel_build", "_kernel_release", b"_kernel_release", "_last_unloaded", b"_last_unloaded", "_oops_code_raw", b"_oops_code_raw", "_oops_number", b"_oops_number", "_page_fault_code", b"_page_fault_code", "_panic_message", b"_panic_message", "_pid", b"_pid", "_tainted", b"_tainted", "arch", b"arch", "bios", b"bios", "call_trace", b"call_trace", "code", b"code", "code_line", b"code_line", "comm", b"comm", "corrupt_fields", b"corrupt_fields", "corrupted", b"corrupted", "corrupted_reason", b"corrupted_reason", "cpu", b"cpu", "fault_address", b"fault_address", "fingerprint", b"fingerprint", "first_line", b"first_line", "guilty_frame", b"guilty_frame", "hardware", b"hardware", "kernel_build", b"kernel_build", "kernel_release", b"kernel_release", "kind", b"kind", "last_line", b"last_line", "last_unloaded", b"last_unloaded", "module_taints", b"module_taints", "modules", b"modules", "normalized_reason", b"normalized_reason", "oops_code_raw", b"oops_code_raw", "oops_flags", b"oops_flags", "oops_number", b"oops_number", "page_fault_code", b"page_fault_code", "panic_message", b"panic_message", "pid", b"pid", "reason", b"reason", "registers", b"registers", "related", b"related", "rip", b"rip", "taint_flags", b"taint_flags", "tainted", b"tainted", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bios: _TypeAlias = _typing.Literal["bios"]  # noqa: Y015
     _WhichOneofArgType__bios: _TypeAlias = _typing.Literal["_bios", b"_bios"]  # noqa: Y015
