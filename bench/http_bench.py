@@ -2,13 +2,15 @@
 
 Usage: bench/http_bench.py [--clusters N] [--clients C] [--seconds S]
 
-Fills a temporary SQLite store with N clusters (two crashes each, three hosts), starts
-`collector.http.start_http_server`, and has C client threads issue GETs (one connection per
-request, like scrapers and scripts) for S seconds per route. The reference is
-prometheus_client's own exporter (`prometheus_client.start_http_server`) serving the same
-registry, measured in the same run: `/metrics` on our port should keep up with it (ratio goal
->= 0.5; both are stdlib HTTP servers, ours adds routing, auth and a worker pool). The API and
-page routes have no reference; their numbers show the cost of a store read plus rendering.
+Fills a temporary SQLite store with N clusters (two crashes each, three hosts), starts the
+collector's HTTP port (aiohttp on an event loop of its own, handlers in 16 worker threads as the
+collector's store executor has: `collector.http.serve_in_thread`), and has C client threads issue
+GETs (one connection per request, like scrapers and scripts) for S seconds per route. The
+reference is prometheus_client's own exporter (`prometheus_client.start_http_server`, a stdlib
+threading server) serving the same registry, measured in the same run: `/metrics` on our port
+should keep up with it (ratio goal >= 0.5; ours adds routing, auth, limits and the hop from the
+event loop to a worker thread). The API and page routes have no reference; their numbers show
+the cost of a store read plus rendering (Jinja2 for the pages).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from prometheus_client import start_http_server as prometheus_exporter  # noqa: E402
 
-from collector.http import start_http_server  # noqa: E402
+from collector.http import serve_in_thread  # noqa: E402
 from collector.metrics import Metrics  # noqa: E402
 from collector.store.base import NewCrash  # noqa: E402
 from collector.store.sqlite import SqliteStore  # noqa: E402
@@ -125,7 +127,7 @@ def main() -> int:
         print(
             f"store: {args.clusters} clusters, {2 * args.clusters} crashes in {time.perf_counter() - t0:.1f} s"
         )
-        ours = start_http_server(store, metrics.registry, ("127.0.0.1", 0), None)
+        ours = serve_in_thread(store, metrics.registry, ("127.0.0.1", 0), None, workers=16)
         reference_server, reference_thread = prometheus_exporter(
             0, addr="127.0.0.1", registry=metrics.registry
         )
