@@ -291,13 +291,16 @@ class Route:
     """One route. `path` is literal but for `{name}` segments (1..MAX_ID_LENGTH characters, no
     `/`), handed to the handler as `req.params[name]`. `protected`: needs the token when one is
     configured. `html`: a page (errors render as pages, `?token=` logs a browser in) rather than
-    JSON. `methods`: HEAD comes with GET; any other method on the path is 405."""
+    JSON. `methods`: HEAD comes with GET; any other method on the path is 405. `on_loop`: the
+    handler only reads memory (no store, no files), so it runs on the event loop itself instead of
+    a worker thread; leave it False for anything that may block."""
 
     path: str
     handler: Handler
     protected: bool = True
     html: bool = False
     methods: tuple[str, ...] = ("GET",)
+    on_loop: bool = False
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -510,7 +513,7 @@ def _without_token(query: str) -> str:
 # Every route of the port, matched in order. A new page or JSON route is one row here plus its
 # handler (a method of App, or any function taking (App, Request)); docs/http-api.md says more.
 ROUTES: Final[tuple[Route, ...]] = (
-    Route("/metrics", App.metrics, protected=False),
+    Route("/metrics", App.metrics, protected=False, on_loop=True),  # the registry is in memory
     Route("/healthz", App.healthz, protected=False),
     Route("/api/v1/clusters", App.api_clusters),
     Route("/api/v1/clusters/{id}", App.api_cluster),
@@ -707,6 +710,12 @@ class HttpServer:
             params=params,
             body=body,
         )
+        if route.on_loop:
+            try:
+                return self.app.dispatch(route, req)
+            except Exception:
+                log.exception("http handler failed method=%s path=%s", request.method, path)
+                return _error(False, HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
         loop = asyncio.get_running_loop()
         timeout = HEALTH_STORE_TIMEOUT_S if route.handler is App.healthz else self.limits.request_timeout
         try:
