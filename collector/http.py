@@ -690,7 +690,8 @@ class HttpServer:
             resp = _error(
                 route.html, HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method} not allowed on {route.path}"
             )
-            return Response(resp.status, resp.body, resp.content_type, (("Allow", ", ".join(route.allowed)),))
+            allow = ("Allow", ", ".join(route.allowed))
+            return Response(resp.status, resp.body, resp.content_type, (*resp.headers, allow))
         try:
             body = await self._read_body(request)
         except TimeoutError:

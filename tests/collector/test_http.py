@@ -266,6 +266,13 @@ def test_writes_are_405(client: Client) -> None:
     assert r.headers["allow"] == "GET, HEAD"
 
 
+def test_writes_to_a_page_are_405_pages(client: Client) -> None:
+    r = client.request("/hosts", method="DELETE")
+    assert r.status == 405 and r.headers["allow"] == "GET, HEAD"
+    assert r.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+
+
 def test_head_has_headers_but_no_body(client: Client) -> None:
     r = client.request("/api/v1/clusters", method="HEAD")
     assert r.status == 200
