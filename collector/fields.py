@@ -159,7 +159,9 @@ FIELD_RULES: Final[Mapping[str, Rule]] = {
     "system.version": _UTS,
     "system.nodename": _UTS,
     "system.machine": _UTS,
-    "system.build_id": _DIGEST,
+    # Not a digest rule: a value that is no build-id is dropped at ingest (collector.ingest._build_id),
+    # the crash kept; only what could harm a reader is refused.
+    "system.build_id": Rule(4096, LINE),
     "system.panic_message": _KERNEL_LINE,
     "system.panic_comm": _SHORT,
 }
