@@ -369,7 +369,8 @@ class Ingestor:
     def _host_record(request: ingest_service_pb2.HeartbeatRequest, host: str) -> HostRecord:
         facts = request.host
         hostname = _check_hostname("host.hostname", host)
-        _check_strings(facts, "host")
+        if not _strings_clean(facts, "host"):
+            _check_strings(facts, "host")  # names the offending field
         return convert.host_record_from_proto(facts, hostname)
 
     def refresh_gauges(self) -> None:
