@@ -21,7 +21,6 @@ every method:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
+from collector.auth import metadata_credentials, token_matches
 from collector.ingest import IngestError, Ingestor, RateLimited, ReportTooLarge
 from collector.limits import RecentKeys, ReportLimiter, peer_key
 from collector.metrics import Metrics
@@ -108,13 +108,12 @@ async def _observe(
 
 
 def check_bearer(metadata: tuple[tuple[str, str | bytes], ...] | None, token: str | None) -> bool:
-    """True when no token is configured or `authorization: Bearer <token>` matches it."""
+    """True when no token is configured or `authorization: Bearer <token>` matches it (the scheme
+    in any case, RFC 7235; the same parser as the HTTP port, collector.auth)."""
     if token is None:
         return True
-    for key, value in metadata or ():
-        if key.lower() == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            return hmac.compare_digest(value[len("Bearer ") :].encode(), token.encode())
-    return False
+    presented = metadata_credentials(metadata)
+    return presented is not None and token_matches(presented, token)
 
 
 class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):

@@ -17,6 +17,9 @@
     report_burst = 60
     peer_reports_per_second = 20.0                     # per connection source address (NAT: shared)
     peer_report_burst = 600
+    [http_limits]                                      # the HTTP port's deadlines and bounds
+    header_timeout = 10.0                              # seconds to send a complete request head
+    max_connections_per_client = 64
 
 Secrets are read from files (or the CRASHFLEET_TOKEN environment variable), never taken as
 flags, so they do not show up in `ps`.
@@ -59,6 +62,13 @@ class CollectorConfig:
     peer_report_burst: int = 600
     grace_seconds: float = 10.0  # SIGTERM: in-flight RPCs get this long to finish
     symbols_dir: str | None = None  # per-build-id symbol indexes: crashes of those builds get source lines
+    # The HTTP port's limits (collector.http.HttpLimits says why each exists).
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 10.0
+    http_request_timeout: float = 30.0
+    http_max_connections: int = 1024
+    http_max_connections_per_client: int = 64
+    http_max_body_bytes: int = 65536
 
     @property
     def tls(self) -> bool:
@@ -83,6 +93,12 @@ class CollectorConfig:
             or self.peer_report_burst < 1
         ):
             raise ConfigError(origin, "limits must be positive")
+        for name in ("http_header_timeout", "http_body_timeout", "http_request_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(origin, f"http_limits.{name.removeprefix('http_')} must be positive")
+        for name in ("http_max_connections", "http_max_connections_per_client", "http_max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(origin, f"http_limits.{name.removeprefix('http_')} must be at least 1")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(origin, f"unknown log_level {self.log_level!r}")
         return self
@@ -115,6 +131,10 @@ _SECTIONS: dict[str, dict[str, str]] = {
     "limits": {"reports_per_second": "reports_per_second", "report_burst": "report_burst",
                "peer_reports_per_second": "peer_reports_per_second", "peer_report_burst": "peer_report_burst"},
     "symbols": {"dir": "symbols_dir"},
+    "http_limits": {"header_timeout": "http_header_timeout", "body_timeout": "http_body_timeout",
+                    "request_timeout": "http_request_timeout", "max_connections": "http_max_connections",
+                    "max_connections_per_client": "http_max_connections_per_client",
+                    "max_body_bytes": "http_max_body_bytes"},
 }  # fmt: skip
 
 

@@ -1,59 +1,81 @@
 """The collector's HTTP port: Prometheus `/metrics`, `/healthz`, the JSON query API and the web page.
 
-Plain stdlib `ThreadingHTTPServer`: the port serves a handful of read-only GET routes over a
-synchronous, thread-safe `StoreReader`, so a web framework would add a dependency and nothing
-else. The server runs in its own thread beside the gRPC event loop (see `start_http_server`).
+aiohttp's low-level server on the collector's own asyncio event loop, the one grpc.aio serves on
+(collector.server), so a thousand idle or slow connections cost a thousand small objects, not a
+thousand threads. The limits are whole-request deadlines and counts (`HttpLimits`, set from the
+`[http_limits]` config table): a request head must be complete `header_timeout` seconds after
+the connection opened or its previous response went out (a client trickling header bytes is cut
+off then), a body must arrive within `body_timeout` and `max_body_bytes`, a handler must answer
+within `request_timeout` (503 after), and each client address holds at most
+`max_connections_per_client` of the `max_connections` open connections (past either a quick 503).
+`/healthz` and `/metrics` therefore answer while slow clients hold connections.
+
+Handlers are plain functions over the synchronous `StoreReader`, run in the loop's default
+executor (the store's worker threads), never on the loop itself. The routes are data (`ROUTES`:
+path, handler, whether it needs the token, whether it answers in HTML or JSON, methods);
+docs/http-api.md "Adding a route" shows how to add one.
 
 Auth: with a token configured, the JSON API and the web page need `Authorization: Bearer <token>`
-or the `crashfleet_token` cookie; a browser gets the cookie by opening any page once with
-`?token=<token>`, which answers with a redirect to the same URL minus the token (so it does not
-stay in the address bar, history or access logs). `/metrics` and `/healthz` stay open: Prometheus
-and load-balancer probes have no secret to send, and neither route reveals crash contents or
-host names (metrics have bounded labels only, see collector.metrics). docs/http-api.md is the
-reference for routes, parameters and JSON shapes.
+(the scheme in any case, collector.auth) or the `crashfleet_token` cookie; a browser gets the
+cookie by opening any page once with `?token=<token>`, which answers with a redirect to the same
+URL minus the token (so it does not stay in the address bar, history or access logs). `/metrics`
+and `/healthz` stay open: Prometheus and load-balancer probes have no secret to send, and neither
+route reveals crash contents or host names (metrics have bounded labels only, see
+collector.metrics). docs/http-api.md is the reference for routes, parameters and JSON shapes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
-import hmac
 import json
 import logging
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Final, TypeVar
-from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode
 
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from collector import web
+from collector import web as pages
 from collector.api_json import cluster_detail_json, cluster_json, crash_json, host_json
+from collector.auth import bearer_credentials, token_matches
 from collector.store.base import InvalidPageToken, StoreReader
-from wire.model import (
-    CrashDetail,
-    Page,
-    QueryFilter,
-)
+from wire.model import CrashDetail, Page, QueryFilter
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "FILTER_PARAMS",
     "MAX_PAGE_SIZE",
+    "ROUTES",
     "TOKEN_COOKIE",
-    "HttpHandle",
+    "App",
+    "HttpLimits",
+    "HttpServer",
     "QueryError",
+    "Request",
+    "Response",
+    "Route",
+    "ThreadedHttpServer",
+    "cluster_json",
+    "crash_detail_json",
+    "html_response",
+    "json_response",
     "parse_query",
+    "serve_in_thread",
     "start_http_server",
 ]
 
@@ -65,9 +87,31 @@ MAX_PAGE_SIZE: Final = 1000
 MAX_ID_LENGTH: Final = 256
 MAX_PARAM_LENGTH: Final = 1024
 TOKEN_COOKIE: Final = "crashfleet_token"
-REQUEST_TIMEOUT_S: Final = 30.0  # a client that stalls mid-request loses its thread after this
-MAX_CONNECTIONS: Final = 32  # open connections = worker threads; more get a quick 503
-SHUTDOWN_POLL_S: Final = 0.1  # how soon close() is noticed; ten idle wakeups a second cost nothing
+HEALTH_STORE_TIMEOUT_S: Final = 5.0  # /healthz says 503 when the store takes longer than this
+SHUTDOWN_TIMEOUT_S: Final = 5.0  # close(): in-flight responses get this long
+REFUSAL_LOG_EVERY_S: Final = 10.0  # refused connections are logged at most this often (a flood)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Deadlines and bounds of the HTTP port (config `[http_limits]`); why each is there:"""
+
+    header_timeout: float = 10.0  # slowloris: the request head must be complete by then
+    body_timeout: float = 10.0  # a trickled body: the whole body must be read by then
+    request_timeout: float = 30.0  # a wedged store: the handler must have answered by then (503)
+    max_connections: int = 1024  # open connections in all (each costs a buffer and a file descriptor)
+    max_connections_per_client: int = 64  # per client address, so one host cannot take them all
+    max_body_bytes: int = 64 * 1024  # forms are small; bigger bodies get 413
+    max_line_bytes: int = 8190  # a request line or header line longer than this gets 400
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout", "request_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"http_limits.{name} must be a positive number of seconds")
+        for name in ("max_connections", "max_connections_per_client", "max_body_bytes", "max_line_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"http_limits.{name} must be at least 1")
+
 
 # Query parameter -> QueryFilter field. `cluster` is the short public name of cluster_id.
 FILTER_PARAMS: Final[Mapping[str, str]] = {
@@ -84,6 +128,7 @@ PAGE_PARAMS: Final = frozenset({"page_size", "page_token"})
 TIME_PARAMS: Final = frozenset({"since", "until"})
 
 SECURITY_HEADERS: Final[Mapping[str, str]] = {
+    "Server": "crashfleet",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -165,7 +210,7 @@ def _embedded_json(text: str) -> Any:
 def crash_detail_json(d: CrashDetail) -> dict[str, Any]:
     out = crash_json(d.summary)
     out.update(
-        signature=web.signature_document(d.signature_json),
+        signature=pages.signature_document(d.signature_json),
         excerpt=d.excerpt,
         modules=list(d.modules),
         host_facts=dict(d.host_facts),
@@ -174,7 +219,36 @@ def crash_detail_json(d: CrashDetail) -> dict[str, Any]:
     return out
 
 
-# Responses and routing -------------------------------------------------------------------------
+# Requests, responses and routes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a handler sees: the request as data (handlers run in a worker thread, off the loop)."""
+
+    method: str
+    path: str  # percent-decoded
+    query: str  # raw query string
+    headers: Mapping[str, str]  # lower-case names
+    params: Mapping[str, str] = field(default_factory=dict)  # the route's `{name}` segments
+    body: bytes = b""  # read whole, under body_timeout and max_body_bytes, before the handler runs
+
+    def form(self) -> dict[str, str]:
+        """An `application/x-www-form-urlencoded` body as {name: value}; QueryError (400) for a
+        repeated or malformed field."""
+        try:
+            pairs = parse_qsl(
+                self.body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(self.body),
+                max_num_fields=64,
+            )  # fmt: skip
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise QueryError(f"malformed form body: {exc}") from None
+        out: dict[str, str] = {}
+        for name, value in pairs:
+            if name in out:
+                raise QueryError(f"{name}: given more than once")
+            out[name] = value
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,40 +259,60 @@ class Response:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-def _json(status: HTTPStatus, obj: Any) -> Response:
+def json_response(status: HTTPStatus, obj: Any) -> Response:
     body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
     return Response(status, body, "application/json; charset=utf-8")
 
 
 def _json_error(status: HTTPStatus, message: str) -> Response:
-    return _json(status, {"error": message, "status": status.value})
+    return json_response(status, {"error": message, "status": status.value})
 
 
-def _html(status: HTTPStatus, page: str) -> Response:
+def html_response(status: HTTPStatus, page: str) -> Response:
+    """A rendered page (collector.web) with the CSP that pins its stylesheet and forbids scripts."""
     return Response(
-        status, page.encode(), "text/html; charset=utf-8", (("Content-Security-Policy", web.CSP),)
+        status, page.encode(), "text/html; charset=utf-8", (("Content-Security-Policy", pages.CSP),)
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    path: str
-    query: str
-    headers: Mapping[str, str]
+def _error(html: bool, status: HTTPStatus, message: str) -> Response:
+    if html:
+        return html_response(status, pages.error_page(status, message))
+    return _json_error(status, message)
 
 
-Handler = Callable[["_App", Request, re.Match[str]], Response]
+Handler = Callable[["App", Request], Response]
+
+_PARAM = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    pattern: re.Pattern[str]
+    """One route. `path` is literal but for `{name}` segments (1..MAX_ID_LENGTH characters, no
+    `/`), handed to the handler as `req.params[name]`. `protected`: needs the token when one is
+    configured. `html`: a page (errors render as pages, `?token=` logs a browser in) rather than
+    JSON. `methods`: HEAD comes with GET; any other method on the path is 405. `on_loop`: the
+    handler only reads memory (no store, no files), so it runs on the event loop itself instead of
+    a worker thread; leave it False for anything that may block."""
+
+    path: str
     handler: Handler
-    protected: bool  # needs the token when one is configured
-    html: bool  # errors render as HTML instead of JSON
+    protected: bool = True
+    html: bool = False
+    methods: tuple[str, ...] = ("GET",)
+    on_loop: bool = False
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        regex = "".join(
+            rf"(?P<{piece}>[^/]{{1,{MAX_ID_LENGTH}}})" if i % 2 else re.escape(piece)
+            for i, piece in enumerate(_PARAM.split(self.path))
+        )
+        object.__setattr__(self, "pattern", re.compile(regex))
 
-_ID = rf"(?P<id>[^/]{{1,{MAX_ID_LENGTH}}})"
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        return (*self.methods, "HEAD") if "GET" in self.methods and "HEAD" not in self.methods else self.methods
 
 
 def _api_list(
@@ -230,107 +324,107 @@ def _api_list(
     """A JSON list endpoint: `{key: [...], "next_page_token": ...}` for the filter and page in the query."""
     flt, page = parse_query(req.query)
     rows, nxt = query(flt, page)
-    return _json(HTTPStatus.OK, {key: [to_json(r) for r in rows], "next_page_token": nxt})
+    return json_response(HTTPStatus.OK, {key: [to_json(r) for r in rows], "next_page_token": nxt})
 
 
 def _api_get(
     req: Request,
     get: Callable[[str], _Row | None],
     what: str,
-    ident: str,
     to_json: Callable[[_Row], dict[str, Any]],
 ) -> Response:
     """A JSON detail endpoint: the object, or 404 naming the id asked for."""
     parse_query(req.query, filters=False, paging=False)
+    ident = req.params["id"]
     detail = get(ident)
     if detail is None:
         return _json_error(HTTPStatus.NOT_FOUND, f"no {what} {ident!r}")
-    return _json(HTTPStatus.OK, to_json(detail))
+    return json_response(HTTPStatus.OK, to_json(detail))
 
 
-class _App:
-    """The routes, bound to one store/registry/token. Handlers return a Response or raise
+class App:
+    """The handlers, bound to one store/registry/token. A handler returns a Response or raises
     QueryError/InvalidPageToken (a 400); anything else escaping is a 500 (logged)."""
 
     def __init__(self, store: StoreReader, registry: CollectorRegistry, token: str | None) -> None:
         self.store = store
         self.registry = registry
-        self.token = token.encode() if token else None
+        self.token = token or None
 
     # Open routes -------------------------------------------------------------------------------
 
-    def metrics(self, req: Request, m: re.Match[str]) -> Response:
+    def metrics(self, req: Request) -> Response:
         encoder, content_type = choose_encoder(req.headers.get("accept", ""))
         return Response(HTTPStatus.OK, encoder(self.registry), content_type)
 
-    def healthz(self, req: Request, m: re.Match[str]) -> Response:
+    def healthz(self, req: Request) -> Response:
         """Liveness plus a one-row store read, so a wedged database turns the probe red."""
         try:
             self.store.list_clusters(QueryFilter(), Page(size=1))
         except Exception as exc:
             log.warning("healthz store check failed error=%s", type(exc).__name__)
-            return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "store": "error"})
-        return _json(HTTPStatus.OK, {"status": "ok", "store": "ok"})
+            return json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "store": "error"})
+        return json_response(HTTPStatus.OK, {"status": "ok", "store": "ok"})
 
     # JSON API ----------------------------------------------------------------------------------
 
-    def api_clusters(self, req: Request, m: re.Match[str]) -> Response:
+    def api_clusters(self, req: Request) -> Response:
         return _api_list(req, self.store.list_clusters, "clusters", cluster_json)
 
-    def api_cluster(self, req: Request, m: re.Match[str]) -> Response:
-        return _api_get(req, self.store.get_cluster, "cluster", m["id"], cluster_detail_json)
+    def api_cluster(self, req: Request) -> Response:
+        return _api_get(req, self.store.get_cluster, "cluster", cluster_detail_json)
 
-    def api_crashes(self, req: Request, m: re.Match[str]) -> Response:
+    def api_crashes(self, req: Request) -> Response:
         return _api_list(req, self.store.list_crashes, "crashes", crash_json)
 
-    def api_crash(self, req: Request, m: re.Match[str]) -> Response:
-        return _api_get(req, self.store.get_crash, "crash", m["id"], crash_detail_json)
+    def api_crash(self, req: Request) -> Response:
+        return _api_get(req, self.store.get_crash, "crash", crash_detail_json)
 
-    def api_hosts(self, req: Request, m: re.Match[str]) -> Response:
+    def api_hosts(self, req: Request) -> Response:
         return _api_list(req, self.store.list_hosts, "hosts", host_json)
 
     # Web page ----------------------------------------------------------------------------------
 
-    def page_clusters(self, req: Request, m: re.Match[str]) -> Response:
-        flt, page = parse_query(req.query, default_size=web.LIST_PAGE_SIZE)
+    def page_clusters(self, req: Request) -> Response:
+        flt, page = parse_query(req.query, default_size=pages.LIST_PAGE_SIZE)
         rows, nxt = self.store.list_clusters(flt, page)
-        return _html(HTTPStatus.OK, web.cluster_list_page(rows, flt, page, nxt))
+        return html_response(HTTPStatus.OK, pages.cluster_list_page(rows, flt, page, nxt))
 
-    def page_cluster(self, req: Request, m: re.Match[str]) -> Response:
-        _, page = parse_query(req.query, filters=False, default_size=web.CRASH_PAGE_SIZE)
-        detail = self.store.get_cluster(m["id"])
+    def page_cluster(self, req: Request) -> Response:
+        _, page = parse_query(req.query, filters=False, default_size=pages.CRASH_PAGE_SIZE)
+        detail = self.store.get_cluster(req.params["id"])
         if detail is None:
-            return _html(HTTPStatus.NOT_FOUND, web.error_page(HTTPStatus.NOT_FOUND, f"No cluster {m['id']}."))
+            return _error(True, HTTPStatus.NOT_FOUND, f"No cluster {req.params['id']}.")
         crashes, nxt = self.store.list_crashes(QueryFilter(cluster_id=detail.summary.id), page)
         rep_id = detail.summary.representative_crash_id
         rep = self.store.get_crash(rep_id) if rep_id else None
-        return _html(HTTPStatus.OK, web.cluster_page(detail, rep, crashes, page, nxt))
+        return html_response(HTTPStatus.OK, pages.cluster_page(detail, rep, crashes, page, nxt))
 
-    def page_crash(self, req: Request, m: re.Match[str]) -> Response:
+    def page_crash(self, req: Request) -> Response:
         parse_query(req.query, filters=False, paging=False)
-        detail = self.store.get_crash(m["id"])
+        detail = self.store.get_crash(req.params["id"])
         if detail is None:
-            return _html(HTTPStatus.NOT_FOUND, web.error_page(HTTPStatus.NOT_FOUND, f"No crash {m['id']}."))
-        return _html(HTTPStatus.OK, web.crash_page(detail))
+            return _error(True, HTTPStatus.NOT_FOUND, f"No crash {req.params['id']}.")
+        return html_response(HTTPStatus.OK, pages.crash_page(detail))
 
-    def page_hosts(self, req: Request, m: re.Match[str]) -> Response:
-        flt, page = parse_query(req.query, default_size=web.LIST_PAGE_SIZE)
+    def page_hosts(self, req: Request) -> Response:
+        flt, page = parse_query(req.query, default_size=pages.LIST_PAGE_SIZE)
         rows, nxt = self.store.list_hosts(flt, page)
-        return _html(HTTPStatus.OK, web.hosts_page(rows, flt, page, nxt))
+        return html_response(HTTPStatus.OK, pages.hosts_page(rows, flt, page, nxt))
 
     # Auth and dispatch -------------------------------------------------------------------------
 
     def check_token(self, presented: str) -> bool:
         assert self.token is not None
-        # compare_digest's time does not depend on where the first differing byte is.
-        return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self.token)
+        return token_matches(presented, self.token)
 
     def presented_token(self, req: Request) -> str | None:
-        """The credential a request carries (header first, then cookie), None when it has none."""
+        """The credential a request carries (header first, then cookie), None when it has none;
+        "" (never matches) for a header of another scheme or a cookie we did not set."""
         auth = req.headers.get("authorization")
         if auth is not None:
-            scheme, _, value = auth.strip().partition(" ")
-            return value.strip() if scheme.lower() == "bearer" else ""
+            credentials = bearer_credentials(auth)
+            return credentials if credentials is not None else ""
         cookie = req.headers.get("cookie")
         if cookie:
             jar: SimpleCookie = SimpleCookie()
@@ -356,37 +450,31 @@ class _App:
     def unauthorized(self, route: Route, presented: bool) -> Response:
         challenge = 'Bearer realm="crashfleet"' + (', error="invalid_token"' if presented else "")
         if route.html:
-            resp = _html(HTTPStatus.UNAUTHORIZED, web.login_page(presented))
+            resp = html_response(HTTPStatus.UNAUTHORIZED, pages.login_page(presented))
         else:
             resp = _json_error(HTTPStatus.UNAUTHORIZED, "invalid token" if presented else "token required")
         return Response(
             resp.status, resp.body, resp.content_type, (*resp.headers, ("WWW-Authenticate", challenge))
         )
 
-    def dispatch(self, req: Request) -> Response:
-        for route in ROUTES:
-            m = route.pattern.fullmatch(req.path)
-            if m is None:
-                continue
-            if route.html:
-                login = _query_token(req.query)
-                if login is not None:
-                    if self.token is not None:
-                        if self.check_token(login):
-                            return self.login_redirect(req, login)
-                        return self.unauthorized(route, presented=True)
-                    req = Request(req.path, _without_token(req.query), req.headers)
-            if route.protected and self.token is not None:
-                presented = self.presented_token(req)
-                if presented is None or not self.check_token(presented):
-                    return self.unauthorized(route, presented=presented is not None)
-            try:
-                return route.handler(self, req, m)
-            except (QueryError, InvalidPageToken) as exc:
-                if route.html:
-                    return _html(HTTPStatus.BAD_REQUEST, web.error_page(HTTPStatus.BAD_REQUEST, str(exc)))
-                return _json_error(HTTPStatus.BAD_REQUEST, str(exc))
-        return _json_error(HTTPStatus.NOT_FOUND, "no such route")
+    def dispatch(self, route: Route, req: Request) -> Response:
+        """Auth, then the route's handler; QueryError and InvalidPageToken become a 400."""
+        if route.html:
+            login = _query_token(req.query)
+            if login is not None:
+                if self.token is not None:
+                    if self.check_token(login):
+                        return self.login_redirect(req, login)
+                    return self.unauthorized(route, presented=True)
+                req = Request(req.method, req.path, _without_token(req.query), req.headers, req.params, req.body)
+        if route.protected and self.token is not None:
+            presented = self.presented_token(req)
+            if presented is None or not self.check_token(presented):
+                return self.unauthorized(route, presented=presented is not None)
+        try:
+            return route.handler(self, req)
+        except (QueryError, InvalidPageToken) as exc:
+            return _error(route.html, HTTPStatus.BAD_REQUEST, str(exc))
 
 
 def _cookie_encode(token: str) -> str:
@@ -422,79 +510,24 @@ def _without_token(query: str) -> str:
     return urlencode([(k, v) for k, v in pairs if k != "token"])
 
 
+# Every route of the port, matched in order. A new page or JSON route is one row here plus its
+# handler (a method of App, or any function taking (App, Request)); docs/http-api.md says more.
 ROUTES: Final[tuple[Route, ...]] = (
-    Route(re.compile(r"/metrics"), _App.metrics, protected=False, html=False),
-    Route(re.compile(r"/healthz"), _App.healthz, protected=False, html=False),
-    Route(re.compile(r"/api/v1/clusters"), _App.api_clusters, protected=True, html=False),
-    Route(re.compile(rf"/api/v1/clusters/{_ID}"), _App.api_cluster, protected=True, html=False),
-    Route(re.compile(r"/api/v1/crashes"), _App.api_crashes, protected=True, html=False),
-    Route(re.compile(rf"/api/v1/crashes/{_ID}"), _App.api_crash, protected=True, html=False),
-    Route(re.compile(r"/api/v1/hosts"), _App.api_hosts, protected=True, html=False),
-    Route(re.compile(r"/"), _App.page_clusters, protected=True, html=True),
-    Route(re.compile(rf"/clusters/{_ID}"), _App.page_cluster, protected=True, html=True),
-    Route(re.compile(rf"/crashes/{_ID}"), _App.page_crash, protected=True, html=True),
-    Route(re.compile(r"/hosts"), _App.page_hosts, protected=True, html=True),
+    Route("/metrics", App.metrics, protected=False, on_loop=True),  # the registry is in memory
+    Route("/healthz", App.healthz, protected=False),
+    Route("/api/v1/clusters", App.api_clusters),
+    Route("/api/v1/clusters/{id}", App.api_cluster),
+    Route("/api/v1/crashes", App.api_crashes),
+    Route("/api/v1/crashes/{id}", App.api_crash),
+    Route("/api/v1/hosts", App.api_hosts),
+    Route("/", App.page_clusters, html=True),
+    Route("/clusters/{id}", App.page_cluster, html=True),
+    Route("/crashes/{id}", App.page_crash, html=True),
+    Route("/hosts", App.page_hosts, html=True),
 )
 
 
-# Server plumbing -------------------------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "crashfleet"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    timeout = REQUEST_TIMEOUT_S
-    app: _App  # set on the per-server subclass
-
-    def do_GET(self) -> None:
-        self._serve(head=False)
-
-    def do_HEAD(self) -> None:
-        self._serve(head=True)
-
-    def _method_not_allowed(self) -> None:
-        resp = _json_error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} not allowed; the API is read-only")
-        self._send(Response(resp.status, resp.body, resp.content_type, (("Allow", "GET, HEAD"),)), head=False)
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
-
-    def _serve(self, head: bool) -> None:
-        start = time.perf_counter()
-        parts = urlsplit(self.path)
-        path = unquote(parts.path, errors="replace") or "/"
-        req = Request(path=path, query=parts.query, headers={k.lower(): v for k, v in self.headers.items()})
-        try:
-            resp = self.app.dispatch(req)
-        except Exception:
-            log.exception("http handler failed method=%s path=%s", self.command, path)
-            resp = _json_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-        self._send(resp, head=head)
-        # The query string is left out on purpose: it may carry `?token=`.
-        log.debug(
-            "http request method=%s path=%s status=%d duration_ms=%.1f",
-            self.command,
-            path,
-            resp.status.value,
-            (time.perf_counter() - start) * 1000,
-        )
-
-    def _send(self, resp: Response, head: bool) -> None:
-        self.send_response(resp.status.value)
-        self.send_header("Content-Type", resp.content_type)
-        self.send_header("Content-Length", str(len(resp.body)))
-        for name, value in SECURITY_HEADERS.items():
-            self.send_header(name, value)
-        for name, value in resp.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if not head:
-            self.wfile.write(resp.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """BaseHTTPRequestHandler logs every request to stderr; route its own errors to logging."""
-        log.debug("http server message=%r", format % args)
-
+# The server on the event loop ----------------------------------------------------------------------
 
 _BUSY_BODY: Final = b"too many open connections\n"
 _BUSY_RESPONSE: Final = (
@@ -503,124 +536,307 @@ _BUSY_RESPONSE: Final = (
 )
 
 
-class _Server(HTTPServer):
-    """An HTTP server whose connections are served by a fixed pool of worker threads.
+class _BodyTooLarge(Exception):
+    pass
 
-    Not ThreadingHTTPServer (a new thread per connection): stores keep one database connection
-    per thread (SQLite readers are thread-local), so fresh threads would leave one connection
-    behind per HTTP connection. A pool of `max_connections` long-lived workers bounds both the
-    threads and the store connections; a connection past the cap gets an immediate 503 instead
-    of waiting in a queue. `server_close` also shuts down connections still open (keep-alive) so
-    no worker outlives the server.
-    """
 
-    allow_reuse_address = True
-    max_connections = MAX_CONNECTIONS
+class _ConnectionGuard:
+    """Counts open connections in all and per client address; event-loop thread only."""
 
-    def server_activate(self) -> None:
-        self._slots = threading.BoundedSemaphore(self.max_connections)
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.max_connections, thread_name_prefix="crashfleet-http"
-        )
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().server_activate()
+    def __init__(self, limits: HttpLimits) -> None:
+        self.limits = limits
+        self.total = 0
+        self.per_client: dict[str, int] = {}
+        self._refused = 0
+        self._logged_at = float("-inf")
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            log.warning("http connection refused reason=busy limit=%d", self.max_connections)
-            with contextlib.suppress(OSError):  # the client may already be gone
-                request.sendall(_BUSY_RESPONSE)
-            self.shutdown_request(request)
-            return
-        with self._open_lock:
-            self._open.add(request)
-        try:
-            self._pool.submit(self._serve_connection, request, client_address)
-        except RuntimeError:  # the pool is shut down: the server is closing
-            self._release(request)
-            self.shutdown_request(request)
+    def admit(self, client: str) -> bool:
+        held = self.per_client.get(client, 0)
+        if self.total >= self.limits.max_connections:
+            self._refuse("busy", client, self.limits.max_connections)
+            return False
+        if held >= self.limits.max_connections_per_client:
+            self._refuse("client_limit", client, self.limits.max_connections_per_client)
+            return False
+        self.total += 1
+        self.per_client[client] = held + 1
+        return True
 
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self._release(request)
-            self.shutdown_request(request)
+    def release(self, client: str) -> None:
+        self.total -= 1
+        held = self.per_client.pop(client) - 1
+        if held:
+            self.per_client[client] = held
 
-    def _release(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        self._slots.release()
+    def _refuse(self, reason: str, client: str, limit: int) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._logged_at >= REFUSAL_LOG_EVERY_S:
+            log.warning(
+                "http connection refused reason=%s client=%s limit=%d refused=%d",
+                reason, client, limit, self._refused,
+            )  # fmt: skip
+            self._logged_at = now
+            self._refused = 0
 
-    def server_close(self) -> None:
-        super().server_close()
-        with self._open_lock:
-            still_open = list(self._open)
-        for conn in still_open:  # wakes workers blocked reading a keep-alive connection
+
+class _GuardedHandler(web.RequestHandler):
+    """aiohttp's connection protocol, admitted by the guard first: a connection over a limit
+    gets the canned 503 and is closed before aiohttp ever sees it."""
+
+    def __init__(self, guard: _ConnectionGuard, manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+        self._client: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if peer else ""
+        if not self._guard.admit(client):
             with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+                transport.write(_BUSY_RESPONSE)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self._client = client
+        super().connection_made(transport)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.warning(
-            "http connection error client=%s", client_address[0] if client_address else "?", exc_info=True
-        )
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """A request the HTTP parser refused (garbage, a line too long) is the client's error,
+        answered with 400 by aiohttp: one line at info, no traceback. Anything else is ours."""
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            log.info("http request unparseable client=%s error=%s", self._client, exc.message.splitlines()[0])
+            return
+        log.error("http connection failed client=%s", self._client, exc_info=exc or True)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._client is None:  # refused: aiohttp never saw it
+            return
+        self._guard.release(self._client)
+        self._client = None
+        super().connection_lost(exc)
 
 
-class HttpHandle:
-    """A running HTTP server: `.port` is the bound port (useful with port 0), `.close()` stops it."""
+class HttpServer:
+    """The running port: `.port` is the bound port (useful with port 0), `await .close()` stops it."""
 
-    def __init__(self, server: _Server, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-        host, port = server.server_address[:2]
-        self.host: str = str(host)
-        self.port: int = int(port)
+    def __init__(self, app: App, limits: HttpLimits, routes: Sequence[Route]) -> None:
+        self.app = app
+        self.limits = limits
+        self.routes = tuple(routes)
+        self.host = ""
+        self.port = 0
+        self._guard = _ConnectionGuard(limits)
+        self._server: web.Server | None = None
+        self._listener: asyncio.AbstractServer | None = None
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def close(self) -> None:
-        """Stop accepting, finish the serve loop and release the socket; idempotent."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
-        self._server.server_close()
+    async def _listen(self, listen: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = server = web.Server(self._handle, loop=loop)
+        limits = self.limits
+        options: dict[str, Any] = {
+            "loop": loop,
+            # aiohttp closes a connection whose next request head has not arrived this long after
+            # it opened or after its previous response: that is the header deadline.
+            "keepalive_timeout": limits.header_timeout,
+            "max_line_size": limits.max_line_bytes,
+            "max_field_size": limits.max_line_bytes,
+            "lingering_time": limits.body_timeout,
+            "access_log": None,  # one debug line per request from _handle instead
+        }
+        family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET  # an IPv6 literal needs AF_INET6
+        sock = socket.create_server(listen, family=family, backlog=256)
+        self._listener = await loop.create_server(
+            lambda: _GuardedHandler(self._guard, server, **options), sock=sock
+        )
+        self.host, self.port = str(listen[0]), int(sock.getsockname()[1])
 
-    def __enter__(self) -> HttpHandle:
+    def _route(self, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self.routes:
+            m = route.pattern.fullmatch(path)
+            if m is not None:
+                return route, m.groupdict()
+        return None
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        """The whole body within body_timeout and max_body_bytes (TimeoutError / _BodyTooLarge)."""
+        if not request.body_exists:
+            return b""
+        limit = self.limits.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async with asyncio.timeout(self.limits.body_timeout):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise _BodyTooLarge
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _respond(self, request: web.BaseRequest) -> Response:
+        path = request.path or "/"
+        found = self._route(path)
+        if found is None:
+            return _json_error(HTTPStatus.NOT_FOUND, "no such route")
+        route, params = found
+        if request.method not in route.allowed:
+            resp = _error(
+                route.html, HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method} not allowed on {route.path}"
+            )
+            allow = ("Allow", ", ".join(route.allowed))
+            return Response(resp.status, resp.body, resp.content_type, (*resp.headers, allow))
+        try:
+            body = await self._read_body(request)
+        except TimeoutError:
+            log.info("http body timed out path=%s timeout_s=%s", path, self.limits.body_timeout)
+            return _error(route.html, HTTPStatus.REQUEST_TIMEOUT, "the request body did not arrive in time")
+        except _BodyTooLarge:
+            return _error(
+                route.html,
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"request body over {self.limits.max_body_bytes} bytes",
+            )
+        req = Request(
+            method=request.method,
+            path=path,
+            query=request.query_string,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            params=params,
+            body=body,
+        )
+        if route.on_loop:
+            try:
+                return self.app.dispatch(route, req)
+            except Exception:
+                log.exception("http handler failed method=%s path=%s", request.method, path)
+                return _error(False, HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+        loop = asyncio.get_running_loop()
+        timeout = HEALTH_STORE_TIMEOUT_S if route.handler is App.healthz else self.limits.request_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await loop.run_in_executor(None, self.app.dispatch, route, req)
+        except TimeoutError:
+            log.warning("http request timed out path=%s timeout_s=%s", path, timeout)
+            if route.handler is App.healthz:
+                return json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "store": "timeout"})
+            return _error(route.html, HTTPStatus.SERVICE_UNAVAILABLE, "the collector did not answer in time")
+        except Exception:
+            log.exception("http handler failed method=%s path=%s", request.method, path)
+            return _error(False, HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        start = time.perf_counter()
+        resp = await self._respond(request)
+        headers = {**SECURITY_HEADERS, "Content-Type": resp.content_type}
+        out = web.Response(status=resp.status.value, body=resp.body, headers=headers)
+        for name, value in resp.headers:
+            out.headers.add(name, value)
+        if resp.status in (HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.REQUEST_ENTITY_TOO_LARGE):
+            out.force_close()  # the rest of the body is still on the wire
+        # The query string is left out on purpose: it may carry `?token=`.
+        log.debug(
+            "http request method=%s path=%s status=%d duration_ms=%.1f",
+            request.method, request.path, resp.status.value, (time.perf_counter() - start) * 1000,
+        )  # fmt: skip
+        return out
+
+    async def close(self) -> None:
+        """Stop accepting, let in-flight responses finish (bounded), close every connection;
+        idempotent."""
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        listener.close()
+        assert self._server is not None
+        self._server.pre_shutdown()
+        await self._server.shutdown(SHUTDOWN_TIMEOUT_S)
+        await listener.wait_closed()
+
+
+async def start_http_server(
+    store: StoreReader,
+    registry: CollectorRegistry,
+    listen: tuple[str, int],
+    token: str | None,
+    *,
+    limits: HttpLimits | None = None,
+    routes: Sequence[Route] = ROUTES,
+) -> HttpServer:
+    """Bind `listen` (port 0 picks a free port) and serve on the running event loop."""
+    server = HttpServer(App(store, registry, token), limits or HttpLimits(), routes)
+    await server._listen(listen)
+    log.info(
+        "http listening address=%s port=%d auth=%s", server.host, server.port, "token" if token else "off"
+    )
+    return server
+
+
+class ThreadedHttpServer:
+    """The port on an event loop of its own in a daemon thread, for callers without a loop (the
+    benchmark, browser tests); the collector itself serves on its own loop (start_http_server)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread, server: HttpServer) -> None:
+        self._loop = loop
+        self._thread = thread
+        self.server = server
+        self.host = server.host
+        self.port = server.port
+        self.url = server.url
+
+    def close(self) -> None:
+        """Stop the server and its loop; idempotent."""
+        if not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self.server.close(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+    def __enter__(self) -> ThreadedHttpServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def start_http_server(
+def serve_in_thread(
     store: StoreReader,
     registry: CollectorRegistry,
     listen: tuple[str, int],
     token: str | None,
     *,
-    max_connections: int = MAX_CONNECTIONS,
-) -> HttpHandle:
-    """Bind `listen` (port 0 picks a free port) and serve in a daemon thread until `.close()`."""
-    app = _App(store, registry, token or None)
-    handler = type("CrashfleetHandler", (_Handler,), {"app": app})
-    family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET  # an IPv6 literal needs AF_INET6
-    server_cls = type(
-        "CrashfleetServer", (_Server,), {"address_family": family, "max_connections": max_connections}
+    limits: HttpLimits | None = None,
+    routes: Sequence[Route] = ROUTES,
+    workers: int = 16,
+) -> ThreadedHttpServer:
+    """`start_http_server` on a new loop in a daemon thread with `workers` handler threads."""
+    loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crashfleet-http")
+    loop.set_default_executor(executor)
+    started = asyncio.run_coroutine_threadsafe(
+        start_http_server(store, registry, listen, token, limits=limits, routes=routes), loop
     )
-    server = server_cls(listen, handler)
-    thread = threading.Thread(
-        target=server.serve_forever, args=(SHUTDOWN_POLL_S,), name="crashfleet-http", daemon=True
-    )
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    thread = threading.Thread(target=run, name="crashfleet-http-loop", daemon=True)
     thread.start()
-    handle = HttpHandle(server, thread)
-    log.info(
-        "http listening address=%s port=%d auth=%s", handle.host, handle.port, "token" if token else "off"
-    )
-    return handle
+    try:
+        server = started.result(timeout=30)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        raise
+    return ThreadedHttpServer(loop, thread, server)

@@ -15,20 +15,17 @@ signature. The signature is stored in the report JSON format (collector.signatur
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import operator
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from analysis import fingerprint as fingerprint_rules
 from analysis.model import CrashRecord, Fingerprint, SystemFacts
+from collector import fields
 from collector import signature as stored_signature
 from collector.groupcommit import LoopGroupCommit
 from collector.metrics import BACKFILL_AGE, Metrics
@@ -52,8 +49,7 @@ log = logging.getLogger(__name__)
 
 
 MAX_EXCERPT_BYTES = convert.MAX_EXCERPT_BYTES
-MAX_STRING_CHARS = 4096  # any other single string field (reason, title, paths ...)
-MAX_REPEATED = 4096  # frames, modules, registers ... per message
+MAX_REPEATED = fields.MAX_REPEATED  # frames, modules, registers ... per list or map
 MIN_KEY_CHARS, MAX_KEY_CHARS = 8, 128
 MAX_HOSTNAME_CHARS = 253
 # The event loop's group commit (collector.groupcommit): under load a batch waits GROUP_LINGER_S
@@ -62,10 +58,8 @@ MAX_HOSTNAME_CHARS = 253
 # heartbeats 4230, 4350, 4390 and 3240 calls/s and reports 1610, 1770, 1810 and 1840.
 GROUP_LINGER_S = 0.004
 GROUP_MAX_BATCH = 64
-# Text fields may carry tabs and newlines (the excerpt, the Code: line) but never NUL or other
-# C0 controls: PostgreSQL TEXT cannot hold NUL, and terminals rendering a title must not be driven.
+# String fields: a bound and a character set each, as a table in collector.fields.
 BUILD_ID = re.compile(r"[0-9a-f]{8,128}")  # a GNU build-id note: sha1 is 40 digits, md5 32, uuid 32
-_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class IngestError(Exception):
@@ -95,158 +89,17 @@ class RateLimited(IngestError):
 
 
 def _check_strings(msg: Message, path: str) -> None:
-    """Walk every string field of a message tree: no control characters, bounded length/count."""
-    for descriptor, value in msg.ListFields():
-        name = f"{path}.{descriptor.name}" if path else descriptor.name
-        if descriptor.is_repeated:
-            if len(value) > MAX_REPEATED:
-                raise ReportTooLarge(name, f"{len(value)} entries, more than {MAX_REPEATED}")
-            if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
-                items = list(value.items())
-                for key, item in items:
-                    _check_text(f"{name}[{key!r}]", str(key), MAX_STRING_CHARS)
-                    if isinstance(item, str):
-                        _check_text(f"{name}[{key!r}]", item, MAX_STRING_CHARS)
-                continue
-            for i, item in enumerate(value):
-                if isinstance(item, Message):
-                    _check_strings(item, f"{name}[{i}]")
-                elif isinstance(item, str):
-                    _check_text(f"{name}[{i}]", item, MAX_STRING_CHARS)
-        elif isinstance(value, Message):
-            _check_strings(value, name)
-        elif isinstance(value, str) and name not in _EXEMPT:
-            _check_text(name, value, MAX_STRING_CHARS)
+    """Every string field of a message tree against its bound and character set
+    (collector.fields.FIELD_RULES); the error names the field."""
+    try:
+        fields.check_strings(msg, path)
+    except fields.FieldError as exc:
+        raise (ReportTooLarge if exc.too_large else InvalidReport)(exc.field, exc.reason) from None
 
 
-# Free-text string fields of a ReportCrashRequest the per-string rules skip, by path: the excerpt
-# (capped and checked for NUL separately) and the raw `Code:` line.
-_EXEMPT = frozenset({"log_excerpt", "signature.code_line"})
-
-
-@dataclass(frozen=True, slots=True)
-class _StringPlan:
-    """Which fields of one message type `_check_strings` looks at, read once from its descriptor.
-
-    Walking a request by this table, field names in hand, costs a fraction of what ListFields()
-    plus an isinstance test per field did, on a path every report takes.
-    """
-
-    read_strings: Callable[[Message], tuple[str, ...]] | None  # singular string fields ("" if unset)
-    string_lists: tuple[str, ...]  # repeated string fields
-    lists: tuple[str, ...]  # other repeated scalar fields: only their length is capped
-    maps: tuple[tuple[str, bool, bool], ...]  # name, whether keys / values are strings
-    messages: tuple[tuple[str, _StringPlan], ...]  # singular message fields with something to check
-    message_lists: tuple[tuple[str, _StringPlan], ...]  # repeated message fields
-
-
-_NOTHING = _StringPlan(None, (), (), (), (), ())  # a message type without strings or lists (Timestamp)
-
-
-def _reader(names: list[str]) -> Callable[[Message], tuple[str, ...]] | None:
-    """Reads the fields `names` of a message as a tuple in one C call; None for no names."""
-    if not names:
-        return None
-    if len(names) == 1:  # attrgetter of one name returns the bare value
-        read_one = operator.attrgetter(names[0])
-        return lambda msg: (read_one(msg),)
-    return operator.attrgetter(*names)
-
-
-@functools.cache
-def _plan(descriptor: Descriptor, exempt: frozenset[str] = frozenset()) -> _StringPlan:
-    """The _StringPlan of a message type; `exempt` are string paths under it to skip (`_EXEMPT`).
-
-    Sub-message plans are built eagerly, which is fine as long as no crashfleet message contains
-    itself (none does; one that did would recurse here on first use, loudly).
-    """
-    strings: list[str] = []
-    string_lists: list[str] = []
-    lists: list[str] = []
-    maps: list[tuple[str, bool, bool]] = []
-    messages: list[tuple[str, _StringPlan]] = []
-    message_lists: list[tuple[str, _StringPlan]] = []
-    for field in descriptor.fields:
-        name, inner = field.name, field.message_type
-        if inner is not None and inner.GetOptions().map_entry:
-            key, value = inner.fields_by_name["key"], inner.fields_by_name["value"]
-            maps.append((name, key.type == field.TYPE_STRING, value.type == field.TYPE_STRING))
-        elif inner is not None:
-            # `_check_strings` names list items `name[i]`, which no exempt path matches
-            below = frozenset(p.removeprefix(f"{name}.") for p in exempt if p.startswith(f"{name}."))
-            plan = _plan(inner, frozenset() if field.is_repeated else below)
-            if field.is_repeated:
-                message_lists.append((name, plan))
-            elif plan != _NOTHING:
-                messages.append((name, plan))
-        elif field.is_repeated:
-            (string_lists if field.type == field.TYPE_STRING else lists).append(name)
-        elif field.type == field.TYPE_STRING and name not in exempt:
-            strings.append(name)
-    return _StringPlan(
-        _reader(strings),
-        tuple(string_lists),
-        tuple(lists),
-        tuple(maps),
-        tuple(messages),
-        tuple(message_lists),
-    )
-
-
-def _strings_clean(msg: ingest_service_pb2.ReportCrashRequest) -> bool:
-    """The fast path of `_check_strings`: True when nothing in the request breaks its rules.
-
-    One regex search over all strings joined by newlines (a character the rules allow) instead
-    of one per field, and no field paths built; only a request that fails is walked again by
-    `_check_strings` to name the field.
-    """
-    strings: list[str] = []
-    if not _gather(msg, _plan(msg.DESCRIPTOR, _EXEMPT), strings):
-        return False
-    text = "\n".join(strings)
-    if len(text) > MAX_STRING_CHARS and max(map(len, strings)) > MAX_STRING_CHARS:  # short in all: no max
-        return False
-    return not _FORBIDDEN.search(text)
-
-
-def _gather(msg: Message, plan: _StringPlan, out: list[str]) -> bool:
-    """Append every string `plan` checks in `msg` to `out`; False at a list over MAX_REPEATED."""
-    if plan.read_strings is not None:
-        out.extend(plan.read_strings(msg))
-    for name in plan.string_lists:
-        values = getattr(msg, name)
-        if len(values) > MAX_REPEATED:
-            return False
-        out.extend(values)
-    for name in plan.lists:
-        if len(getattr(msg, name)) > MAX_REPEATED:
-            return False
-    for name, string_keys, string_values in plan.maps:
-        entries = getattr(msg, name)
-        if len(entries) > MAX_REPEATED:
-            return False
-        if string_keys:  # other keys are numbers or booleans, which pass the rules as text
-            out.extend(entries)
-        if string_values:
-            out.extend(entries.values())
-    for name, inner in plan.messages:
-        if msg.HasField(name) and not _gather(getattr(msg, name), inner, out):
-            return False
-    for name, inner in plan.message_lists:
-        items = getattr(msg, name)
-        if len(items) > MAX_REPEATED:
-            return False
-        for item in items:
-            if not _gather(item, inner, out):
-                return False
-    return True
-
-
-def _check_text(field: str, value: str, limit: int) -> None:
-    if len(value) > limit:
-        raise ReportTooLarge(field, f"{len(value)} characters, more than {limit}")
-    if _FORBIDDEN.search(value):
-        raise InvalidReport(field, "contains control characters")
+def _strings_clean(msg: Message, path: str = "") -> bool:
+    """The fast path of `_check_strings`: True when nothing in the message breaks its rules."""
+    return fields.strings_clean(msg, path)
 
 
 def _check_hostname(field: str, name: str) -> str:
@@ -315,8 +168,6 @@ class Ingestor:
         excerpt_bytes = len(excerpt.encode("utf-8"))
         if excerpt_bytes > MAX_EXCERPT_BYTES:
             raise ReportTooLarge("log_excerpt", f"{excerpt_bytes} bytes, more than {MAX_EXCERPT_BYTES}")
-        if "\x00" in excerpt:
-            raise InvalidReport("log_excerpt", "contains NUL bytes")
         if not request.HasField("signature"):
             raise InvalidReport("signature", "missing")
         if not _strings_clean(request):
@@ -479,7 +330,8 @@ class Ingestor:
     def _host_record(request: ingest_service_pb2.HeartbeatRequest, host: str) -> HostRecord:
         facts = request.host
         hostname = _check_hostname("host.hostname", host)
-        _check_strings(facts, "host")
+        if not _strings_clean(facts, "host"):
+            _check_strings(facts, "host")  # names the offending field
         return convert.host_record_from_proto(facts, hostname)
 
     def refresh_gauges(self) -> None:

@@ -15,6 +15,13 @@ create new values at will. Per-host and per-cluster questions are answered by th
 - `operation`: store operations named by the collector's own code;
 - `version`: the collector's own version (one value).
 
+No `_created` series: prometheus_client would add one per counter and histogram (and per label
+set), holding the process start time, so `crashfleet_clusters_created_total` came with a
+`crashfleet_clusters_created_created` that reads like a metric of its own. Prometheus does not use
+them (it detects counter resets itself), so importing this module turns them off process-wide
+(`prometheus_client.disable_created_metrics`; the environment variable
+`PROMETHEUS_DISABLE_CREATED_SERIES=true` does the same for any Python exporter).
+
 The metric names are constants below (`METRIC_NAMES`) because the Prometheus alert rules and the
 Grafana dashboard under deploy/ reference them; a rename here must be a rename there.
 """
@@ -29,7 +36,7 @@ from datetime import timedelta
 from importlib import metadata
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from analysis.model import CrashKind
 
@@ -100,6 +107,9 @@ RPC_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 STORE_BUCKETS: Final = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
+
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # see the module docstring: no `_created` series in this process
 
 
 def _version() -> str:

@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from collector.api import IngestServicer, QueryServicer, add_servicers
 from collector.config import CollectorConfig, parse_address
-from collector.http import HttpHandle, start_http_server
+from collector.http import HttpLimits, HttpServer, start_http_server
 from collector.ingest import Ingestor
 from collector.limits import ReportLimiter, TokenBuckets
 from collector.metrics import Metrics
@@ -80,7 +80,7 @@ class RunningCollector:
     server: aio.Server
     health: health_aio.HealthServicer
     grpc_port: int
-    http: HttpHandle | None
+    http: HttpServer | None
     _refresher: asyncio.Task[None] | None = None
     resymbolizer: Resymbolizer | None = None  # with --symbols-dir: retroactive symbolization
 
@@ -98,11 +98,23 @@ class RunningCollector:
                 await self._refresher
         await self.server.stop(self.config.grace_seconds if grace is None else grace)
         if self.http is not None:
-            self.http.close()
+            await self.http.close()
         if self.resymbolizer is not None:
             await self.resymbolizer.close()
         self.store.close()
         log.info("collector stopped")
+
+
+def http_limits(config: CollectorConfig) -> HttpLimits:
+    """The HTTP port's deadlines and bounds from the `[http_limits]` settings."""
+    return HttpLimits(
+        header_timeout=config.http_header_timeout,
+        body_timeout=config.http_body_timeout,
+        request_timeout=config.http_request_timeout,
+        max_connections=config.http_max_connections,
+        max_connections_per_client=config.http_max_connections_per_client,
+        max_body_bytes=config.http_max_body_bytes,
+    )
 
 
 async def _refresh_gauges(ingestor: Ingestor) -> None:
@@ -120,6 +132,7 @@ async def start_collector(
     """Open the store, bind the ports and start serving; port 0 in `listen`/`http` picks free ports."""
     store = store if store is not None else open_store(config.db)
     metrics = metrics if metrics is not None else Metrics()
+    http: HttpServer | None = None
     try:
         symbols = CollectorSymbols(Path(config.symbols_dir)) if config.symbols_dir else None
         ingestor = Ingestor(store, metrics, symbolize=symbols.enrich if symbols is not None else None)
@@ -146,12 +159,17 @@ async def start_collector(
         else:
             port = server.add_insecure_port(config.listen)
         await server.start()
-        http = None
         if config.http:
-            http = start_http_server(
-                store, metrics.registry, parse_address(config.http, "http", "http"), config.token
+            http = await start_http_server(
+                store,
+                metrics.registry,
+                parse_address(config.http, "http", "http"),
+                config.token,
+                limits=http_limits(config),
             )
     except BaseException:
+        if http is not None:
+            await http.close()
         store.close()
         raise
     for name in ("", *SERVICE_NAMES):

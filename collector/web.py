@@ -1,27 +1,35 @@
-"""Server-rendered HTML of the collector's web page: pure functions from query results to markup.
+"""The collector's web page: Jinja2 templates (collector/templates/) over query results.
 
 Every string that reaches the page came from a kernel log or an agent, i.e. from a machine an
-attacker may control (a process name, a module name, a hostname). Everything interpolated goes
-through `_e` (html.escape, quotes included) or `_q` (URL path quoting); the page carries no
-script at all and its Content-Security-Policy (`CSP`) forbids scripts outright, so an escaping
-slip still cannot run code. No external assets: the page works on an offline network.
+attacker may control (a process name, a module name, a hostname). The templates run with
+autoescape on and nothing crash-derived is marked safe; ids in links go through the `q` filter
+(URL path quoting). The page carries no script at all and its Content-Security-Policy (`CSP`)
+forbids scripts outright, so an escaping slip still cannot run code. No external assets: the page
+works on an offline network.
+
+Adding a page: a template under collector/templates/ that extends base.html (macros for times,
+badges, tables, pagers and SVG charts are in _macros.html), a function here that computes what it
+shows and calls `render`, and a Route in collector.http (docs/http-api.md, "Adding a route").
+Charts are geometry computed here (`Chart`, pure and testable) drawn by the `svg` filter.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
+import jinja2
+from markupsafe import Markup, escape
+
 from wire.model import (
-    Breakdown,
     ClusterDetail,
     ClusterSummary,
     CrashDetail,
@@ -35,8 +43,13 @@ __all__ = [
     "CRASH_PAGE_SIZE",
     "CSP",
     "LIST_PAGE_SIZE",
+    "NAV",
+    "TEMPLATES",
+    "Chart",
     "FaultView",
+    "Rect",
     "SourceFrame",
+    "bar_chart",
     "cluster_list_page",
     "cluster_page",
     "crash_page",
@@ -44,76 +57,23 @@ __all__ = [
     "fault_view",
     "hosts_page",
     "login_page",
+    "render",
     "signature_document",
     "source_frames",
     "sparkline",
+    "sparkline_chart",
+    "svg",
 ]
 
 LIST_PAGE_SIZE: Final = 50
 CRASH_PAGE_SIZE: Final = 25
 SPARK_DAYS: Final = 14
-MAX_INLINE_VALUES: Final = 3  # kernels/hardware shown in a list row before "+N more"
+TEMPLATES: Final = Path(__file__).parent / "templates"
 
-CSS: Final = """
-:root{--fg:#1f2328;--muted:#656d76;--line:#d0d7de;--bg:#f6f8fa;--card:#fff;--accent:#0969da;
---bad:#cf222e;--warn:#9a6700;--head:#24292f}
-*{box-sizing:border-box}
-body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
-color:var(--fg);background:var(--bg)}
-a{color:var(--accent);text-decoration:none}a:hover{text-decoration:underline}
-header.top{background:var(--head);color:#fff;padding:10px 24px;display:flex;gap:24px;align-items:center}
-header.top .brand{color:#fff;font-weight:600;font-size:16px;letter-spacing:.3px}
-header.top nav a{color:#d0d7de;margin-right:16px}header.top nav a:hover{color:#fff}
-main{max-width:1280px;margin:0 auto;padding:20px 24px 48px}
-h1{font-size:20px;margin:4px 0 4px;word-break:break-word}
-h2{font-size:15px;margin:28px 0 8px;padding-bottom:4px;border-bottom:1px solid var(--line)}
-.sub{color:var(--muted);margin:0 0 16px}
-code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace;font-size:12.5px}
-pre{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:12px;overflow:auto;
-max-height:480px;white-space:pre;margin:0}
-table{border-collapse:collapse;width:100%;background:var(--card);border:1px solid var(--line);border-radius:6px}
-th,td{text-align:left;padding:7px 10px;border-bottom:1px solid var(--line);vertical-align:top}
-th{background:var(--bg);font-weight:600;color:var(--muted);font-size:12px;text-transform:uppercase;
-letter-spacing:.4px;white-space:nowrap}
-tr:last-child td{border-bottom:0}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-td.when{white-space:nowrap;color:var(--muted);font-variant-numeric:tabular-nums}
-.frame{color:var(--muted);font-size:12px;margin-top:2px}
-.badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:11.5px;font-weight:600;
-background:#ddf4ff;color:#0550ae;white-space:nowrap}
-.badge.k-null-deref,.badge.k-paging-request,.badge.k-general-protection-fault,.badge.k-kernel-bug,
-.badge.k-kasan,.badge.k-panic,.badge.k-double-fault,.badge.k-machine-check{background:#ffebe9;color:var(--bad)}
-.badge.k-warning,.badge.k-soft-lockup,.badge.k-hung-task,.badge.k-rcu-stall,.badge.k-lockdep{background:#fff8c5;color:var(--warn)}
-.more{color:var(--muted);font-size:12px}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;margin:16px 0}
-.card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:10px 12px}
-.card .label{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.4px}
-.card .value{font-size:18px;font-weight:600;margin-top:2px;font-variant-numeric:tabular-nums}
-.card .value.small{font-size:13px;font-weight:500}
-.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:16px}
-.grid2>div{min-width:0}.grid2 table{table-layout:fixed}
-.grid2 td.v{word-break:break-word}.grid2 td.n{width:56px}.grid2 td.b{width:96px}
-.kernels{white-space:nowrap}
-.grid2 h3{font-size:13px;margin:0 0 6px;color:var(--muted)}
-dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:6px 16px;margin:0;background:var(--card);
-border:1px solid var(--line);border-radius:6px;padding:12px}
-dl.kv dt{color:var(--muted)}dl.kv dd{margin:0;word-break:break-word}
-.verdict{font-weight:600;color:var(--bad)}
-.note{color:var(--muted);font-style:italic}
-form.filters{display:flex;flex-wrap:wrap;gap:8px;margin:0 0 14px;align-items:end}
-form.filters label{display:flex;flex-direction:column;font-size:11.5px;color:var(--muted)}
-form.filters input{font:inherit;padding:4px 6px;border:1px solid var(--line);border-radius:4px;width:150px}
-form.filters button{font:inherit;padding:5px 12px;border:1px solid var(--line);border-radius:4px;
-background:var(--card);cursor:pointer}
-.pager{margin:12px 0;display:flex;gap:16px}
-svg.spark rect.d{fill:var(--accent)}svg.spark rect.z{fill:var(--line)}
-svg.bar rect.b{fill:var(--accent)}svg.bar rect.t{fill:var(--bg)}
-details summary{cursor:pointer;color:var(--accent);margin:8px 0}
-ol.chain{margin:0;padding-left:18px}ol.chain li{word-break:break-word}ol.chain .loc{color:var(--muted)}
-.empty{padding:24px;text-align:center;color:var(--muted);background:var(--card);border:1px solid var(--line);
-border-radius:6px}
-""".strip()
+# The header's navigation, in order: (href, label). A new top-level page adds its row here.
+NAV: Final[tuple[tuple[str, str], ...]] = (("/", "Clusters"), ("/hosts", "Hosts"))
 
+CSS: Final = (TEMPLATES / "crashfleet.css").read_text(encoding="utf-8").strip()
 _CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 CSP: Final = (
     f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'self' data:; "
@@ -122,16 +82,17 @@ CSP: Final = (
 """No scripts, only the page's own stylesheet (pinned by hash), forms only to this server."""
 
 
-# Escaping and small formatters -------------------------------------------------------------------
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+# Filters the templates use -------------------------------------------------------------------------
 
 
 def _q(segment: str) -> str:
     """One URL path segment (an id) quoted so it cannot change the route or break the attribute."""
     return quote(segment, safe="")
+
+
+def _query(pairs: Iterable[tuple[str, str]]) -> str:
+    """A query string from (name, value) pairs (autoescape then escapes the `&`)."""
+    return urlencode(list(pairs))
 
 
 def _when(ts: datetime | None) -> str:
@@ -150,10 +111,6 @@ def _iso(ts: datetime | None) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _time(ts: datetime | None) -> str:
-    return f'<time datetime="{_e(_iso(ts))}">{_e(_when(ts))}</time>' if ts is not None else "—"
-
-
 def _bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -163,49 +120,120 @@ def _bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _badge(kind: str) -> str:
-    # The class name is restricted to [a-z-] so a hostile kind cannot smuggle attributes.
-    cls = "".join(ch for ch in kind.lower() if ch.isascii() and (ch.isalpha() or ch == "-"))
-    return f'<span class="badge k-{cls}">{_e(kind or "unknown")}</span>'
+def _kind_class(kind: str) -> str:
+    """The badge's CSS class suffix, restricted to [a-z-] so a hostile kind names no other class."""
+    return "".join(ch for ch in kind.lower() if ch.isascii() and (ch.isalpha() or ch == "-"))
 
 
-def _inline_list(values: Sequence[str], limit: int = MAX_INLINE_VALUES) -> str:
-    if not values:
-        return '<span class="more">—</span>'
-    shown = "<br>".join(f'<span class="mono">{_e(v)}</span>' for v in values[:limit])
-    rest = len(values) - limit
-    return shown + (f'<br><span class="more">+{rest} more</span>' if rest > 0 else "")
+# Charts: geometry here, markup in `svg` ----------------------------------------------------------
 
 
-def sparkline(counts: Sequence[int], *, bar: int = 5, gap: int = 2, height: int = 24) -> str:
-    """Inline SVG bars of daily counts, oldest first; zero days show as a thin grey baseline."""
-    days = list(counts)[-SPARK_DAYS:]
-    if not days:
-        days = [0] * SPARK_DAYS
+@dataclass(frozen=True, slots=True)
+class Rect:
+    css_class: str
+    width: int
+    height: int
+    x: int | None = None
+    y: int | None = None
+    rx: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """An inline SVG chart: its class, size, rectangles and (for a labelled chart) the text a
+    screen reader gets plus the raw values in `data-counts`; no label means aria-hidden."""
+
+    css_class: str
+    width: int
+    height: int
+    rects: tuple[Rect, ...]
+    label: str = ""
+    data: str = ""
+
+
+def sparkline_chart(counts: Sequence[int], *, bar: int = 5, gap: int = 2, height: int = 24) -> Chart:
+    """Bars of daily counts, oldest first; zero days show as a thin grey baseline."""
+    days = list(counts)[-SPARK_DAYS:] or [0] * SPARK_DAYS
     peak = max(max(days), 1)
     width = len(days) * (bar + gap) - gap
-    label = f"crashes per day, last {len(days)} days: {', '.join(str(c) for c in days)}"
     rects = []
     for i, count in enumerate(days):
         x = i * (bar + gap)
         if count > 0:
             h = max(2, round(count / peak * (height - 1)))
-            rects.append(f'<rect class="d" x="{x}" y="{height - h}" width="{bar}" height="{h}"/>')
+            rects.append(Rect("d", bar, h, x, height - h))
         else:
-            rects.append(f'<rect class="z" x="{x}" y="{height - 1}" width="{bar}" height="1"/>')
-    return (
-        f'<svg class="spark" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(label)}" '
-        f'data-counts="{_e(",".join(str(c) for c in days))}"><title>{_e(label)}</title>{"".join(rects)}</svg>'
-    )
+            rects.append(Rect("z", bar, 1, x, height - 1))
+    label = f"crashes per day, last {len(days)} days: {', '.join(str(c) for c in days)}"
+    return Chart("spark", width, height, tuple(rects), label, ",".join(str(c) for c in days))
 
 
-def _bar(count: int, peak: int, width: int = 80, height: int = 10) -> str:
+def bar_chart(count: int, peak: int, width: int = 80, height: int = 10) -> Chart:
+    """One horizontal bar: `count` against the largest value `peak` of its table."""
     w = 0 if peak <= 0 else max(1, round(count / peak * width))
-    return (
-        f'<svg class="bar" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" aria-hidden="true">'
-        f'<rect class="t" width="{width}" height="{height}" rx="2"/><rect class="b" width="{w}" height="{height}" rx="2"/></svg>'
+    return Chart("bar", width, height, (Rect("t", width, height, rx=2), Rect("b", w, height, rx=2)))
+
+
+def sparkline(counts: Sequence[int], *, bar: int = 5, gap: int = 2, height: int = 24) -> str:
+    """The sparkline's markup (what the pages embed)."""
+    return str(svg(sparkline_chart(counts, bar=bar, gap=gap, height=height)))
+
+
+def svg(chart: Chart) -> Markup:
+    """A Chart as inline SVG (the templates' `svg` filter). Built here rather than in a macro:
+    a page draws hundreds of rectangles, and every attribute is a number or one of our class
+    names; the only text, the label, is escaped."""
+    rects = "".join(
+        f'<rect class="{r.css_class}"'
+        + (f' x="{r.x}" y="{r.y}"' if r.x is not None else "")
+        + f' width="{r.width}" height="{r.height}"'
+        + (f' rx="{r.rx}"' if r.rx else "")
+        + "/>"
+        for r in chart.rects
     )
+    head = f'<svg class="{chart.css_class}" xmlns="http://www.w3.org/2000/svg" width="{chart.width}" height="{chart.height}"'
+    if chart.label:
+        label = escape(chart.label)
+        head += (
+            f' viewBox="0 0 {chart.width} {chart.height}" role="img" aria-label="{label}"'
+            f' data-counts="{escape(chart.data)}"><title>{label}</title>'
+        )
+    else:
+        head += ' aria-hidden="true">'
+    return Markup(head + rects + "</svg>")
+
+
+# The template environment --------------------------------------------------------------------------
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=True,  # every template, whatever its name: crash text is hostile
+    undefined=jinja2.StrictUndefined,  # a misspelt variable fails loudly, never renders as ""
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+)
+_ENV.filters.update(
+    q=_q,
+    query=_query,
+    when=_when,
+    iso=_iso,
+    size=_bytes,
+    kind_class=_kind_class,
+    sparkline=sparkline_chart,
+    bar_chart=bar_chart,
+    svg=svg,
+)
+_ENV.globals.update(css=Markup(CSS), nav=NAV)  # CSS is ours, never crash text
+
+
+def render(template: str, **context: Any) -> str:
+    """A page: `template` under collector/templates/ with `context` (plus `css` and `nav`)."""
+    return _ENV.get_template(template).render(**context)
+
+
+def _macro(name: str) -> Any:
+    return getattr(_ENV.get_template("_macros.html").module, name)
 
 
 # The faulting instruction, read from the stored signature JSON (docs/report-schema.md) ------------
@@ -385,27 +413,6 @@ def _chain(entry: Any) -> tuple[tuple[str, str], ...]:
     return tuple(chain)
 
 
-def _source_section(frames: Sequence[SourceFrame]) -> str:
-    """The source chains as a table; "" when nothing was symbolized (the section is left out)."""
-    if not frames:
-        return ""
-    rows = []
-    for f in frames:
-        if f.chain:
-            items = "".join(
-                f'<li><code class="fn">{_e(function)}</code> <span class="mono loc">{_e(where)}</span></li>'
-                for function, where in f.chain
-            )
-            chain = f'<ol class="chain">{items}</ol>'
-        else:
-            chain = '<span class="note">no source line</span>'
-        rows.append(f'<tr><td class="mono">{_e(f.label)}</td><td><code>{_e(f.frame)}</code></td><td>{chain}</td></tr>')
-    return (
-        '<h2>Source <span class="more">(debuginfo; inline chains innermost first)</span></h2>'
-        '<table id="source-chains"><thead><tr><th></th><th>Frame</th><th>Source chain</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-
 
 def _display_document(detail: CrashDetail) -> dict[str, Any] | None:
     """The record the pages show: the collector's symbolized copy when it has one (it is the
@@ -413,45 +420,13 @@ def _display_document(detail: CrashDetail) -> dict[str, Any] | None:
     return signature_document(detail.symbolized_json) or signature_document(detail.signature_json)
 
 
-def _fault_section(view: FaultView | None, heading: str = "Faulting instruction") -> str:
-    if view is None:
-        return (
-            f'<h2>{_e(heading)}</h2><p class="note" id="fault-missing">The crash record has no decoded '
-            "instruction (no RIP or <code>Code:</code> line in the log).</p>"
-        )
-    rows: list[tuple[str, str, str]] = []
-    if view.rip:
-        where = f' <span class="more">{_e(view.source)}</span>' if view.source else ""
-        rows.append(("RIP", "fault-rip", f"<code>{_e(view.rip)}</code>{where}"))
-    if view.instruction:
-        rows.append(("Instruction", "fault-instruction", f"<code>{_e(view.instruction)}</code>"))
-    if view.bad_register:
-        value = f" = <code>{_e(view.bad_register_value)}</code>" if view.bad_register_value else ""
-        rows.append(("Bad register", "fault-register", f"<code>{_e(view.bad_register)}</code>{value}"))
-    if view.fault_address:
-        op = f" ({_e(view.operation)})" if view.operation else ""
-        rows.append(("Fault address", "fault-address", f"<code>{_e(view.fault_address)}</code>{op}"))
-    if view.verdict:
-        rows.append(("Verdict", "fault-verdict", f'<span class="verdict">{_e(view.verdict)}</span>'))
-    if view.decode_error:
-        rows.append(("Decode", "fault-error", f'<span class="note">{_e(view.decode_error)}</span>'))
-    body = "".join(f'<dt>{label}</dt><dd id="{ident}">{value}</dd>' for label, ident, value in rows)
-    return f'<h2>{_e(heading)}</h2><dl class="kv" id="fault">{body}</dl>'
+
+def _source_section(frames: Sequence[SourceFrame]) -> str:
+    """The source chains as a table; "" when nothing was symbolized (the section is left out)."""
+    return str(_macro("source_section")(frames))
 
 
-# Page frame ----------------------------------------------------------------------------------------
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="referrer" content="no-referrer"><title>{_e(title)} · crashfleet</title>'
-        f"<style>{CSS}</style></head><body>"
-        '<header class="top"><a class="brand" href="/">crashfleet</a>'
-        '<nav><a href="/">Clusters</a><a href="/hosts">Hosts</a></nav></header>'
-        f"<main>{body}</main></body></html>"
-    )
+# Page data -----------------------------------------------------------------------------------------
 
 
 def _filter_params(flt: QueryFilter) -> list[tuple[str, str]]:
@@ -469,36 +444,42 @@ def _filter_params(flt: QueryFilter) -> list[tuple[str, str]]:
     return pairs
 
 
-def _pager(path: str, base: Iterable[tuple[str, str]], page: Page, next_token: str, default_size: int) -> str:
+def _pager(
+    path: str, base: Iterable[tuple[str, str]], page: Page, next_token: str, default_size: int
+) -> list[tuple[str, str, str]]:
+    """(id, href, label) of the pager's links: back to the newest page, and on to older ones."""
     base = list(base)
     if page.size != default_size:
         base.append(("page_size", str(page.size)))
     links = []
     if page.token:
-        links.append(f'<a href="{_e(path + ("?" + urlencode(base) if base else ""))}">« Newest</a>')
+        links.append(("", path + ("?" + urlencode(base) if base else ""), "« Newest"))
     if next_token:
-        links.append(
-            f'<a id="next-page" href="{_e(path + "?" + urlencode([*base, ("page_token", next_token)]))}">Older »</a>'
-        )
-    return f'<div class="pager">{"".join(links)}</div>' if links else ""
+        links.append(("next-page", path + "?" + urlencode([*base, ("page_token", next_token)]), "Older »"))
+    return links
 
 
-def _filter_form(flt: QueryFilter) -> str:
-    fields = (
-        ("kernel_release", "Kernel release", flt.kernel_release),
-        ("host", "Host", flt.host),
-        ("module", "Module", flt.module),
-        ("kind", "Kind", flt.kind),
-        ("hardware", "Hardware", flt.hardware),
-        ("since", "Since (UTC)", _iso(flt.since) if flt.since else None),
-    )
-    inputs = "".join(
-        f'<label>{_e(label)}<input name="{name}" value="{_e(value or "")}"></label>'
-        for name, label, value in fields
-    )
-    return (
-        f'<form class="filters" method="get" action="/">{inputs}<button type="submit">Filter</button></form>'
-    )
+# The cluster list's filter form: (parameter, label), in order. A new filter adds its row here.
+FILTER_FORM: Final[tuple[tuple[str, str], ...]] = (
+    ("kernel_release", "Kernel release"),
+    ("host", "Host"),
+    ("module", "Module"),
+    ("kind", "Kind"),
+    ("hardware", "Hardware"),
+    ("since", "Since (UTC)"),
+)
+
+
+def _form_values(flt: QueryFilter) -> list[tuple[str, str, str]]:
+    values = {
+        "kernel_release": flt.kernel_release,
+        "host": flt.host,
+        "module": flt.module,
+        "kind": flt.kind,
+        "hardware": flt.hardware,
+        "since": _iso(flt.since) if flt.since else None,
+    }
+    return [(name, label, values[name] or "") for name, label in FILTER_FORM]
 
 
 # Pages ---------------------------------------------------------------------------------------------
@@ -508,78 +489,17 @@ def cluster_list_page(
     clusters: Sequence[ClusterSummary], flt: QueryFilter, page: Page, next_token: str
 ) -> str:
     """`/`: clusters by most recent activity, one row each with counts, sparkline, hosts, kernels."""
-    rows = []
-    for c in clusters:
-        frame = f'<div class="frame mono">{_e(c.guilty_frame)}</div>' if c.guilty_frame else ""
-        rows.append(
-            f'<tr class="cluster" data-cluster-id="{_e(c.id)}">'
-            f'<td><a class="title" href="/clusters/{_e(_q(c.id))}">{_e(c.title or "(untitled)")}</a>{frame}</td>'
-            f"<td>{_badge(c.kind)}</td>"
-            f'<td class="num count">{c.count}</td>'
-            f'<td class="num hosts">{c.hosts}</td>'
-            f"<td>{sparkline(c.daily_counts)}</td>"
-            f'<td class="kernels">{_inline_list(c.kernel_releases)}</td>'
-            f'<td class="when">{_time(c.first_seen)}</td>'
-            f'<td class="when">{_time(c.last_seen)}</td></tr>'
-        )
-    if rows:
-        table = (
-            '<table id="clusters"><thead><tr><th>Cluster</th><th>Kind</th><th class="num">Crashes</th>'
-            '<th class="num">Hosts</th><th>Last 14 days</th><th>Kernels</th><th>First seen</th>'
-            f"<th>Last seen</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        )
-    else:
-        table = '<div class="empty" id="no-clusters">No crash clusters match.</div>'
     filtered = any(
         v is not None
         for v in (flt.since, flt.until, flt.kernel_release, flt.host, flt.module, flt.kind, flt.hardware)
     )
-    sub = (
-        f"{len(clusters)} cluster{'s' if len(clusters) != 1 else ''} on this page, most recent activity first"
-    )
-    if filtered:
-        sub += ' · <a href="/">clear filters</a>'
-    body = (
-        f'<h1>Crash clusters</h1><p class="sub">{sub}</p>{_filter_form(flt)}{table}'
-        f"{_pager('/', _filter_params(flt), page, next_token, LIST_PAGE_SIZE)}"
-    )
-    return _page("Crash clusters", body)
-
-
-def _breakdown_table(ident: str, heading: str, items: Sequence[Breakdown], link: str | None = None) -> str:
-    if not items:
-        return f'<div><h3>{_e(heading)}</h3><p class="note">none recorded</p></div>'
-    peak = max(b.count for b in items)
-    rows = []
-    for b in items:
-        value = f'<span class="mono">{_e(b.value or "(unknown)")}</span>'
-        if link and b.value:
-            value = f'<a href="{_e("/?" + urlencode([(link, b.value)]))}">{value}</a>'
-        rows.append(
-            f'<tr><td class="v">{value}</td><td class="num n">{b.count}</td><td class="b">{_bar(b.count, peak)}</td></tr>'
-        )
-    return f'<div><h3>{_e(heading)}</h3><table id="{ident}"><tbody>{"".join(rows)}</tbody></table></div>'
-
-
-def _crash_rows(crashes: Sequence[CrashSummary], with_cluster: bool = False) -> str:
-    rows = []
-    for c in crashes:
-        cluster = (
-            f'<td class="mono"><a href="/clusters/{_e(_q(c.cluster_id))}">{_e(c.cluster_id)}</a></td>'
-            if with_cluster
-            else ""
-        )
-        rows.append(
-            f'<tr class="crash" data-crash-id="{_e(c.id)}">'
-            f'<td class="when"><a href="/crashes/{_e(_q(c.id))}">{_time(c.received_at)}</a></td>'
-            f'<td class="mono">{_e(c.host)}</td><td class="mono kernels">{_e(c.kernel_release or "—")}</td>'
-            f"{cluster}"
-            f'<td class="mono">{_e(c.source)}</td><td class="when">{_time(c.crash_time)}</td></tr>'
-        )
-    cluster_head = "<th>Cluster</th>" if with_cluster else ""
-    return (
-        '<table id="crashes"><thead><tr><th>Received</th><th>Host</th><th>Kernel</th>'
-        f"{cluster_head}<th>Source</th><th>Crash time</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return render(
+        "clusters.html",
+        title="Crash clusters",
+        clusters=list(clusters),
+        filtered=filtered,
+        form=_form_values(flt),
+        pager=_pager("/", _filter_params(flt), page, next_token, LIST_PAGE_SIZE),
     )
 
 
@@ -592,148 +512,57 @@ def cluster_page(
 ) -> str:
     """`/clusters/<id>`: what the bug is, where it hits, and every occurrence."""
     c = detail.summary
-    frame = f" in <code>{_e(c.guilty_frame)}</code>" if c.guilty_frame else ""
-    cards = (
-        f'<div class="card"><div class="label">Crashes</div><div class="value" id="stat-count">{c.count}</div></div>'
-        f'<div class="card"><div class="label">Hosts</div><div class="value" id="stat-hosts">{c.hosts}</div></div>'
-        f'<div class="card"><div class="label">First seen</div><div class="value small">{_time(c.first_seen)}</div></div>'
-        f'<div class="card"><div class="label">Last seen</div><div class="value small">{_time(c.last_seen)}</div></div>'
-        f'<div class="card"><div class="label">Last 14 days</div><div class="value">{sparkline(c.daily_counts, bar=7, height=28)}</div></div>'
-    )
-    sources = ""
+    fault: FaultView | None = None
+    sources: tuple[SourceFrame, ...] = ()
     if representative is not None:
         shown = _display_document(representative)
-        view = fault_view(shown, representative.summary.fingerprint)
-        sources = _source_section(source_frames(shown, representative.summary.fingerprint))
-        rep_link = (
-            f'<a href="/crashes/{_e(_q(representative.summary.id))}">{_e(representative.summary.host)}</a>'
-        )
-        excerpt = (
-            f'<h2>Representative oops <span class="more">from {rep_link}, '
-            f"{_time(representative.summary.received_at)}</span></h2>"
-            f'<pre id="excerpt">{_e(representative.excerpt)}</pre>'
-        )
-        fault = _fault_section(view)
-    else:
-        excerpt = '<h2>Representative oops</h2><p class="note">The representative crash is not stored.</p>'
-        fault = _fault_section(None)
-    common = (
-        f"<p>Modules loaded in every crash: {', '.join(f'<code>{_e(m)}</code>' for m in c.common_modules)}</p>"
-        if c.common_modules
-        else ""
+        fault = fault_view(shown, representative.summary.fingerprint)
+        sources = source_frames(shown, representative.summary.fingerprint)
+    return render(
+        "cluster.html",
+        title=c.title or c.id,
+        detail=detail,
+        representative=representative,
+        fault=fault,
+        sources=sources,
+        crashes=list(crashes),
+        pager=_pager(f"/clusters/{_q(c.id)}", [], page, next_token, CRASH_PAGE_SIZE),
     )
-    breakdowns = (
-        '<h2>Where it hits</h2><div class="grid2">'
-        f"{_breakdown_table('by-host', 'Hosts', detail.by_host, 'host')}"
-        f"{_breakdown_table('by-kernel', 'Kernel releases', detail.by_kernel_release, 'kernel_release')}"
-        f"{_breakdown_table('by-hardware', 'Hardware', detail.by_hardware, 'hardware')}"
-        f"{_breakdown_table('by-module', 'Modules', detail.by_module, 'module')}"
-        f"</div>{common}"
-    )
-    crash_list = (
-        f'<h2>Crashes <span class="more">({c.count} total)</span></h2>'
-        + (_crash_rows(crashes) if crashes else '<p class="note">No crashes stored.</p>')
-        + _pager(f"/clusters/{_q(c.id)}", [], page, next_token, CRASH_PAGE_SIZE)
-    )
-    fingerprints = "".join(f"<li><code>{_e(fp)}</code></li>" for fp in detail.fingerprints)
-    fp_section = (
-        f"<details><summary>{len(detail.fingerprints)} fingerprint(s) in this cluster</summary><ul>{fingerprints}</ul></details>"
-        if detail.fingerprints
-        else ""
-    )
-    body = (
-        f'<h1 id="cluster-title">{_e(c.title or "(untitled)")}</h1>'
-        f'<p class="sub">{_badge(c.kind)} cluster <code>{_e(c.id)}</code>{frame}</p>'
-        f'<div class="cards">{cards}</div>{fault}{sources}{excerpt}{breakdowns}{crash_list}{fp_section}'
-    )
-    return _page(c.title or c.id, body)
 
 
 def crash_page(detail: CrashDetail) -> str:
     """`/crashes/<id>`: one occurrence with its host facts, decoded fault and log excerpt."""
     s = detail.summary
     signature = signature_document(detail.signature_json)
-    symbolized_doc = signature_document(detail.symbolized_json)
-    shown = symbolized_doc or signature  # as _display_document, each JSON text parsed once
-    facts = [
-        ("Cluster", f'<a href="/clusters/{_e(_q(s.cluster_id))}"><code>{_e(s.cluster_id)}</code></a>'),
-        ("Host", f'<a href="{_e("/?" + urlencode([("host", s.host)]))}"><code>{_e(s.host)}</code></a>'),
-        ("Kind", _badge(s.kind)),
-        ("Kernel", f"<code>{_e(s.kernel_release or '—')}</code>"),
-        ("Hardware", _e(s.hardware or "—")),
-        ("Source", f"<code>{_e(s.source)}</code>"),
-        ("Crash time", _time(s.crash_time)),
-        ("Received", _time(s.received_at)),
-        ("Guilty frame", f"<code>{_e(s.guilty_frame or '—')}</code>"),
-        ("Fingerprint", f"<code>{_e(s.fingerprint)}</code>"),
-    ]
-    facts_html = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in facts)
-    host_facts = "".join(
-        f"<dt>{_e(k)}</dt><dd><code>{_e(v)}</code></dd>" for k, v in sorted(detail.host_facts.items())
+    symbolized = signature_document(detail.symbolized_json)
+    shown = symbolized or signature  # as _display_document, each JSON text parsed once
+    return render(
+        "crash.html",
+        title=s.title or s.id,
+        detail=detail,
+        fault=fault_view(shown, s.fingerprint),
+        sources=source_frames(shown, s.fingerprint),
+        signature_text=_pretty(signature, detail.signature_json),
+        symbolized_text=_pretty(symbolized, detail.symbolized_json) if detail.symbolized_json else "",
     )
-    modules = (
-        ", ".join(f"<code>{_e(m)}</code>" for m in detail.modules) or '<span class="note">none listed</span>'
-    )
-    symbolized = (
-        f'<details><summary>Source lines (symbolized)</summary><pre id="symbolized">{_e(_pretty(symbolized_doc, detail.symbolized_json))}</pre></details>'
-        if detail.symbolized_json
-        else ""
-    )
-    body = (
-        f'<h1 id="crash-title">{_e(s.title or "(untitled)")}</h1>'
-        f'<p class="sub">crash <code>{_e(s.id)}</code></p>'
-        f'<dl class="kv" id="crash-facts">{facts_html}</dl>'
-        f"{_fault_section(fault_view(shown, s.fingerprint))}"
-        f"{_source_section(source_frames(shown, s.fingerprint))}"
-        f'<h2>Log excerpt</h2><pre id="excerpt">{_e(detail.excerpt)}</pre>'
-        f'<h2>Loaded modules</h2><p id="modules">{modules}</p>'
-        + (f'<h2>Host facts</h2><dl class="kv" id="host-facts">{host_facts}</dl>' if host_facts else "")
-        + symbolized
-        + f'<details><summary>Signature (JSON)</summary><pre id="signature">{_e(_pretty(signature, detail.signature_json))}</pre></details>'
-    )
-    return _page(s.title or s.id, body)
 
 
 def hosts_page(hosts: Sequence[HostSummary], flt: QueryFilter, page: Page, next_token: str) -> str:
     """`/hosts`: the inventory from heartbeats, with each host's crash count."""
-    rows = []
-    for h in hosts:
-        crashes = (
-            f'<a href="{_e("/?" + urlencode([("host", h.hostname)]))}">{h.crashes}</a>' if h.crashes else "0"
-        )
-        rows.append(
-            f'<tr class="host"><td class="mono">{_e(h.hostname)}</td><td class="mono kernels">{_e(h.kernel_release)}</td>'
-            f'<td>{_e(h.machine)}</td><td>{_e(h.hardware)}</td><td class="num">{h.cpus}</td>'
-            f'<td class="num">{_e(_bytes(h.memory_bytes))}</td><td class="mono">{_e(h.agent_version)}</td>'
-            f'<td class="when">{_time(h.last_heartbeat)}</td><td class="num">{crashes}</td></tr>'
-        )
-    table = (
-        '<table id="hosts"><thead><tr><th>Host</th><th>Kernel</th><th>Machine</th><th>Hardware</th>'
-        '<th class="num">CPUs</th><th class="num">Memory</th><th>Agent</th><th>Last heartbeat</th>'
-        f'<th class="num">Crashes</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
-        if rows
-        else '<div class="empty">No hosts have sent a heartbeat.</div>'
+    return render(
+        "hosts.html",
+        title="Hosts",
+        hosts=list(hosts),
+        pager=_pager("/hosts", _filter_params(flt), page, next_token, LIST_PAGE_SIZE),
     )
-    body = (
-        f'<h1>Hosts</h1><p class="sub">{len(hosts)} host{"s" if len(hosts) != 1 else ""} on this page</p>{table}'
-        f"{_pager('/hosts', _filter_params(flt), page, next_token, LIST_PAGE_SIZE)}"
-    )
-    return _page("Hosts", body)
 
 
 def error_page(status: HTTPStatus, message: str) -> str:
-    body = f'<h1>{status.value} {_e(status.phrase)}</h1><p class="sub" id="error">{_e(message)}</p><p><a href="/">All clusters</a></p>'
-    return _page(f"{status.value} {status.phrase}", body)
+    return render("error.html", title=f"{status.value} {status.phrase}", status=status, message=message)
 
 
 def login_page(presented: bool) -> str:
-    reason = "The token given is not valid." if presented else "This collector requires a bearer token."
-    body = (
-        f'<h1>401 Unauthorized</h1><p class="sub" id="error">{reason}</p>'
-        "<p>Open this page once with <code>?token=&lt;token&gt;</code> appended to the address; the "
-        "browser then keeps it in a cookie. API clients send <code>Authorization: Bearer &lt;token&gt;</code>.</p>"
-    )
-    return _page("Unauthorized", body)
+    return render("login.html", title="Unauthorized", presented=presented)
 
 
 def _pretty(doc: Mapping[str, Any] | None, text: str) -> str:

@@ -8,7 +8,10 @@ incomplete dump renamed when done, SUSE's README.txt last, pstore files appearin
 the real vmcores and kernel logs of ../shared when present, else the project's own fixtures under
 tests/data/deploy/demo. The agents find, extract and ship them; the collector stores, dedupes and
 clusters. Progress is printed as it happens; at the end, the clusters table (`crashfleet
-clusters`) and the web page's URL.
+clusters`). On a terminal the collector then keeps serving its web page, whose URL is printed,
+until Ctrl-C; otherwise it stops and no URL is printed (it would be dead). The collector listens
+on fixed ports (DEMO_GRPC_PORT, DEMO_HTTP_PORT; `--grpc-port`/`--http-port` change them, 0 picks
+free ones), so the URL stays the same from one run to the next.
 
 In-process agents keep the demo light on two cores (one Python process for sixteen agents); the
 collector is a separate process, exactly as `crashfleet collector` runs in production.
@@ -76,6 +79,10 @@ DROPS_PER_HOST = 2
 STATUS_EVERY = 5.0
 SETTLE_SECONDS = 1.0
 HEARTBEAT_SECONDS = 10.0
+# The collector's ports (docs/operations.md "Try it"): beside, not on, a real collector's defaults
+# (50051, 8080), so the demo runs on a machine that has one.
+DEMO_GRPC_PORT = 50052
+DEMO_HTTP_PORT = 8082
 STARTUP_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 20.0
 
@@ -329,8 +336,24 @@ def _http_json(url: str) -> Any | None:
         return None
 
 
+def _check_free(port: int, flag: str) -> None:
+    """A clear error instead of a collector dying on a port some other process holds."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise DemoError(
+                f"127.0.0.1:{port} is in use ({exc.strerror}): another demo or collector? "
+                f"Pick another port with {flag} PORT (0: any free port)"
+            ) from None
+
+
 def start_collector(workdir: Path, grpc_port: int, http_port: int, verbose: bool) -> Collector:
     """`crashfleet collector` on SQLite in `workdir`, as a child process; waits for /healthz."""
+    for port, flag in ((grpc_port, "--grpc-port"), (http_port, "--http-port")):
+        if port:
+            _check_free(port, flag)
     grpc_port = grpc_port or _free_port()
     http_port = http_port or _free_port()
     log_path = workdir / "collector.log"
@@ -526,8 +549,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--shared", type=Path, default=DEFAULT_SHARED, metavar="DIR",
         help="the shared data directory with vmcores/ and corpora/ (default: ../shared beside the checkout)",
     )  # fmt: skip
-    parser.add_argument("--grpc-port", type=int, default=0, metavar="PORT", help="collector gRPC port (0: free)")
-    parser.add_argument("--http-port", type=int, default=0, metavar="PORT", help="web page port (0: free)")
+    parser.add_argument(
+        "--grpc-port", type=_port, default=DEMO_GRPC_PORT, metavar="PORT",
+        help=f"collector gRPC port on 127.0.0.1 (default {DEMO_GRPC_PORT}; 0: any free port)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--http-port", type=_port, default=DEMO_HTTP_PORT, metavar="PORT",
+        help=f"web page port on 127.0.0.1 (default {DEMO_HTTP_PORT}; 0: any free port)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (store, logs, dumps)")
     parser.add_argument("--verbose", action="store_true", help="agent and collector log lines too")
 
@@ -540,6 +569,12 @@ def _positive(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
     return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, not {text!r}")
+    return int(text)
 
 
 def _host_count(text: str) -> int:
@@ -617,10 +652,29 @@ def _run(args: argparse.Namespace, samples: list[CrashSample], workdir: Path) ->
             _print("\ninterrupted: stopping the fleet")
         stop_agents(hosts)
         _summary(collector, hosts, drops, started)
+        if not interrupted:
+            serve_until_interrupted(collector, interactive=sys.stdout.isatty())
     finally:
         stop_agents(hosts)
         stop_collector(collector)
     return 130 if interrupted else 0
+
+
+def serve_until_interrupted(collector: Collector, interactive: bool, poll: float = 0.5) -> None:
+    """On a terminal: print the web page's URL and keep the collector up until Ctrl-C (or until
+    it exits). Otherwise (a pipe, CI) say it stops: a URL printed now would be dead when read."""
+    if not interactive:
+        _print("the collector stops with the demo (run it on a terminal to keep its web page up)")
+        return
+    _print(f"web page: {collector.web}/  (the collector keeps serving; Ctrl-C stops it)")
+    try:
+        while collector.process.poll() is None:
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown
+        _print("\nstopping the collector")
+        return
+    _print(f"the collector exited with {collector.process.returncode}: {_tail(collector.log_path)}")
 
 
 def _feed(
@@ -672,4 +726,3 @@ def _summary(collector: Collector, hosts: Sequence[Host], drops: Sequence[Drop],
     _print(f"$ crashfleet clusters --collector {collector.grpc}")
     cli.main(["clusters", "--collector", collector.grpc])
     _print()
-    _print(f"web page: {collector.web}/  (served until the demo stops)")

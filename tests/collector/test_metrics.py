@@ -148,3 +148,15 @@ def test_store_timer_observes_failures_too() -> None:
     with pytest.raises(RuntimeError), metrics.time_store("get_cluster"):
         raise RuntimeError("boom")
     assert metrics.registry.get_sample_value(f"{m.STORE_DURATION}_count", {"operation": "get_cluster"}) == 1
+
+
+def test_no_created_series_in_either_format() -> None:
+    """prometheus_client's `_created` companions (`crashfleet_clusters_created_created` ...) are
+    off in the collector: every sample of every family, text and OpenMetrics, is checked."""
+    metrics = m.Metrics(CollectorRegistry())
+    _exercise(metrics)
+    samples = [name for _, _, series in _families(metrics.registry).values() for name, _, _ in series]
+    assert samples and not [name for name in samples if name.endswith("_created")]
+    text = generate_latest(metrics.registry).decode()
+    assert "crashfleet_clusters_created_total 1.0" in text
+    assert not [line for line in text.splitlines() if line.split(" ")[0].split("{")[0].endswith("_created")]

@@ -1,6 +1,6 @@
-"""The request string checks: the fast path (`_strings_clean`, one regex over every string) says
-"clean" exactly when the field-naming walk (`_check_strings`) finds nothing, and a refused report
-still names its field."""
+"""The request string checks (collector.fields): the fast path (`_strings_clean`, one regex per
+rule over the strings it governs) says "clean" exactly when the field-naming walk
+(`_check_strings`) finds nothing, and a refused report still names its field."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
+from collector.fields import rule_for
 from collector.ingest import (
     MAX_REPEATED,
-    MAX_STRING_CHARS,
     IngestError,
     Ingestor,
     InvalidReport,
@@ -25,12 +25,23 @@ from wire import convert
 from wire.v1 import crash_pb2, ingest_service_pb2
 
 Mutation = Callable[[ingest_service_pb2.ReportCrashRequest], None]
+REASON_MAX = rule_for("signature.reason").max_chars
+MODULE_MAX = rule_for("signature.modules").max_chars
 
 CASES: list[tuple[str, Mutation, str | None]] = [
     ("untouched", lambda r: None, None),
-    ("tab and newline in reason", lambda r: setattr(r.signature, "reason", "a\tb\nc"), None),
-    ("escape in excerpt (exempt)", lambda r: setattr(r, "log_excerpt", "x\x1b[0m"), None),
-    ("control bytes in code line (exempt)", lambda r: setattr(r.signature, "code_line", "\x07 <48>"), None),
+    ("tab in reason", lambda r: setattr(r.signature, "reason", "a\tb"), None),
+    ("newline in title", lambda r: setattr(r.signature, "title", "BUG\nforged line"), "signature.title"),
+    ("C1 CSI in hardware", lambda r: setattr(r.signature, "hardware", "QEMU\x9b31m"), "signature.hardware"),
+    ("escape in excerpt (log text is evidence)", lambda r: setattr(r, "log_excerpt", "x\x1b[0m"), None),
+    ("NUL in excerpt", lambda r: setattr(r, "log_excerpt", "x\x00y"), "log_excerpt"),
+    ("control bytes in code line", lambda r: setattr(r.signature, "code_line", "\x07 <48>"), "signature.code_line"),
+    ("terminal escape in code line", lambda r: setattr(r.signature, "code_line", "48 8b \x1b]0;pwned\x07"),
+     "signature.code_line"),
+    ("3 MB code line", lambda r: setattr(r.signature, "code_line", "48 " * 1_000_000), "signature.code_line"),
+    ("non-ASCII in code line", lambda r: setattr(r.signature, "code_line", "48 8b <44> \u00e9"), "signature.code_line"),
+    ("space in kind", lambda r: setattr(r.signature, "kind", "null deref"), "signature.kind"),
+    ("symbol over its bound", lambda r: setattr(r.signature.rip, "function", "f" * 1025), "signature.rip.function"),
     ("NUL in title", lambda r: setattr(r.signature, "title", "BUG\x00"), "signature.title"),
     ("DEL in comm", lambda r: setattr(r.signature, "comm", "a\x7f"), "signature.comm"),
     ("escape in module", lambda r: r.signature.modules.append("\x1b[31m"), "signature.modules[3]"),
@@ -43,11 +54,11 @@ CASES: list[tuple[str, Mutation, str | None]] = [
     ("control in host facts", lambda r: setattr(r.host, "hardware", "QEMU\x0c"), "host.hardware"),
     ("code_line only exempt in the signature", lambda r: setattr(r.signature.code, "instruction", "\x05"),
      "signature.code.instruction"),
-    ("string too long", lambda r: setattr(r.signature, "reason", "r" * (MAX_STRING_CHARS + 1)), "signature.reason"),
+    ("string too long", lambda r: setattr(r.signature, "reason", "r" * (REASON_MAX + 1)), "signature.reason"),
     ("too many modules", lambda r: r.signature.modules.extend(["m"] * MAX_REPEATED), "signature.modules"),
-    ("longest string allowed", lambda r: setattr(r.signature, "reason", "r" * MAX_STRING_CHARS), None),
-    ("long strings, none too long", lambda r: r.signature.modules.extend(["m" * MAX_STRING_CHARS] * 3), None),
-    ("too long among many", lambda r: r.signature.modules.extend(["m" * 9, "m" * (MAX_STRING_CHARS + 1)]),
+    ("longest string allowed", lambda r: setattr(r.signature, "reason", "r" * REASON_MAX), None),
+    ("long strings, none too long", lambda r: r.signature.modules.extend(["m" * MODULE_MAX] * 3), None),
+    ("too long among many", lambda r: r.signature.modules.extend(["m" * 9, "m" * (MODULE_MAX + 1)]),
      "signature.modules[4]"),
     ("control in system facts", lambda r: setattr(r.system, "build_id", "ab\x00"), "system.build_id"),
     ("control in fingerprint skip", lambda r: r.signature.fingerprint.skipped.append(

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from analysis.signature import analyze
-from collector.http import HttpHandle, start_http_server
+from collector.http import ThreadedHttpServer, serve_in_thread
 from collector.ingest import Ingestor
 from collector.metrics import Metrics
 from collector.store.sqlite import SqliteStore
@@ -66,7 +66,7 @@ REPORTS = (
 
 @dataclass
 class Fleet:
-    handle: HttpHandle
+    handle: ThreadedHttpServer
     bug_cluster: str
     warning_cluster: str
     bug_crash: str
@@ -117,7 +117,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             crash_ids[(name, host)] = result.crash_id
             assert ingestor.report(request, host).duplicate  # a resubmission counts once
         ingestor.heartbeat(ingest_service_pb2.HeartbeatRequest(host=facts), host)
-    handle = start_http_server(store, metrics.registry, ("127.0.0.1", 0), TOKEN)
+    handle = serve_in_thread(store, metrics.registry, ("127.0.0.1", 0), TOKEN)
     try:
         yield Fleet(
             handle,

@@ -3,18 +3,20 @@ agent's own layout table), the log variation it relies on, and the real thing en
 
 from __future__ import annotations
 
+import argparse
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from crashfleet.commands import demo
-from tests.conftest import SHARED
+from tests.conftest import REPO, SHARED
 
 FIXTURE_NAMES = {"e1000e-null-deref", "ext4-kernel-bug", "nf-tables-warning", "xfs-soft-lockup"}
 
@@ -154,6 +156,103 @@ def test_writers_produce_what_the_agent_recognises(layout: str, with_dump: bool,
     assert not [p for p in directory.rglob("*") if "incomplete" in p.name or p.name.startswith(".")]
 
 
+# Tests run beside other checkouts' tests on one machine: never on the fixed default ports.
+FREE_PORTS = ("--grpc-port", "0", "--http-port", "0")
+
+
+def test_default_ports_are_fixed_and_documented() -> None:
+    """The demo's URL is the same every run, and the docs say which it is."""
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    args = parser.parse_args([])
+    assert (args.grpc_port, args.http_port) == (demo.DEMO_GRPC_PORT, demo.DEMO_HTTP_PORT) != (0, 0)
+    operations = (REPO / "docs" / "operations.md").read_text()
+    assert f"http://127.0.0.1:{demo.DEMO_HTTP_PORT}/" in operations
+    assert f"127.0.0.1:{demo.DEMO_GRPC_PORT}" in operations and "--http-port" in operations
+
+
+def test_a_busy_port_is_a_plain_error(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(demo.DemoError, match=rf"127\.0\.0\.1:{port} is in use.*--http-port PORT"):
+            demo.start_collector(tmp_path, 0, port, verbose=False)
+
+
+class _Process:
+    """A collector process that runs until `polls` run out, then raises what Ctrl-C raises."""
+
+    def __init__(self, polls: int) -> None:
+        self.polls = polls
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        self.polls -= 1
+        if self.polls < 0:
+            raise KeyboardInterrupt
+        return None
+
+
+def _collector(tmp_path: Path, polls: int) -> demo.Collector:
+    return demo.Collector(_Process(polls), "127.0.0.1:1", "http://127.0.0.1:2", tmp_path / "log")  # type: ignore[arg-type]
+
+
+def test_not_on_a_terminal_no_dead_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    collector = _collector(tmp_path, polls=0)
+    demo.serve_until_interrupted(collector, interactive=False)
+    out = capsys.readouterr().out
+    assert "http://" not in out and "stops with the demo" in out
+
+
+def test_on_a_terminal_the_page_stays_up_until_ctrl_c(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        collector = _collector(tmp_path, polls=3)
+        demo.serve_until_interrupted(collector, interactive=True, poll=0.01)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    out = capsys.readouterr().out
+    assert "web page: http://127.0.0.1:2/  (the collector keeps serving; Ctrl-C stops it)" in out
+    assert collector.process.polls < 0, "it waited until Ctrl-C"  # type: ignore[attr-defined]
+    assert out.rstrip().endswith("stopping the collector")
+
+
+@pytest.mark.slow
+def test_on_a_terminal_the_demo_serves_its_page_until_ctrl_c() -> None:
+    """End to end under a pseudo-terminal: the URL printed at the end answers, Ctrl-C ends it."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crashfleet", "demo", "--duration", "6", "--hosts", "2", *FREE_PORTS],
+        stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    out = b""
+    try:
+        deadline = time.monotonic() + 90
+        while b"Ctrl-C stops it" not in out and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                out += os.read(leader, 65536)
+            except OSError:
+                break
+        text = out.decode(errors="replace")
+        url = re.search(r"web page: (http://127\.0\.0\.1:\d+/)  \(the collector keeps serving", text)
+        assert url, text
+        with urllib.request.urlopen(url[1] + "healthz", timeout=10) as response:
+            assert response.status == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
+    assert not _port_open(url[1].removeprefix("http://").rstrip("/")), "the collector was left running"
+
+
 def _port_open(address: str) -> bool:
     host, port = address.rsplit(":", 1)
     with socket.socket() as sock:
@@ -172,7 +271,7 @@ def _summary_numbers(out: str) -> tuple[int, int, int, int]:
 def test_demo_runs_unattended_and_prints_the_clusters() -> None:
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "crashfleet", "demo", "--duration", "20"],
+        [sys.executable, "-m", "crashfleet", "demo", "--duration", "20", *FREE_PORTS],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     out = result.stdout
@@ -194,8 +293,8 @@ def test_demo_runs_unattended_and_prints_the_clusters() -> None:
     if (SHARED / "README.md").is_file():
         assert "vmcore + log (vmcore.kdump-lzo)" in out, "the real dumps of ../shared were used"
         assert "crashme_napi_pending" in table
-    url = re.search(r"web page: (http://127\.0\.0\.1:\d+/)", out)
-    assert url, out
+    # Not on a terminal: the collector stops with the demo, so no URL is printed after the table.
+    assert "http://" not in table and "the collector stops with the demo" in table
     grpc = re.search(r"gRPC (127\.0\.0\.1:\d+)", out)
     assert grpc and not _port_open(grpc[1]), "the collector was left running"
 
@@ -203,7 +302,7 @@ def test_demo_runs_unattended_and_prints_the_clusters() -> None:
 @pytest.mark.slow
 def test_ctrl_c_stops_everything_cleanly() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "crashfleet", "demo", "--hosts", "5"],
+        [sys.executable, "-m", "crashfleet", "demo", "--hosts", "5", *FREE_PORTS],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None

@@ -99,3 +99,57 @@ def test_tls_recipe_works(tmp_path: Path) -> None:
     tls.server_credentials(
         str(tmp_path / "collector.pem"), str(tmp_path / "collector.key"), str(tmp_path / "ca.pem")
     )
+
+
+# Names the prose uses: config keys, the database file, files of the repository ----------------
+
+PROSE = (*(DOCS / name for name in (*OWN_DOCS, "collector.md", "http-api.md", "agent.md")), REPO / "README.md")
+_SECTION_KEY = re.compile(r"`\[(\w+)\] (\w+)`")  # "`[auth] token_file`"
+_KEY_IN_FILE = re.compile(r"`(\w+)` in (collector|agent)\.toml")  # "`token` in collector.toml"
+_STATE_DB = re.compile(r"/var/lib/crashfleet-collector/([\w.-]+\.db)\b")
+_REPO_PATH = re.compile(r"(?<![\w/.-])((?:deploy|docs|bench|scripts)/[\w/.-]*[\w])")
+
+
+def _config_keys() -> dict[str, set[tuple[str, str]]]:
+    """(section, key) pairs each shipped config accepts, read from the loaders themselves."""
+    collector = pytest.importorskip("collector.config", reason="collector/config.py is not in this checkout")
+    agent = pytest.importorskip("agent.config", reason="agent/config.py is not in this checkout")
+    return {
+        "collector": {(section, key) for section, keys in collector._SECTIONS.items() for key in keys},
+        "agent": {(row[0], row[1]) for row in agent.SCHEMA},
+    }
+
+
+@pytest.mark.parametrize("path", PROSE, ids=lambda p: p.name)
+def test_config_keys_named_in_prose_exist(path: Path) -> None:
+    """A key the docs name (`[auth] token_file`, "`max_age_days` in agent.toml") is one the
+    loaders accept: the guide once said `token` where the key is `[auth] token_file`."""
+    keys = _config_keys()
+    every = keys["collector"] | keys["agent"]
+    text = path.read_text()
+    for section, key in _SECTION_KEY.findall(text):
+        if (section, key) != ("section", "key"):  # the reference tables' own legend
+            assert (section, key) in every, f"{path.name}: `[{section}] {key}` is no config key"
+    for key, which in _KEY_IN_FILE.findall(text):
+        assert key in {k for _, k in keys[which]}, f"{path.name}: `{key}` is no key of {which}.toml"
+
+
+def test_database_file_named_in_docs_is_the_shipped_one() -> None:
+    """Backup and restore commands name the file the shipped config stores in (it once said
+    crashfleet.db while the config writes collector.db)."""
+    import tomllib
+
+    shipped = tomllib.loads((REPO / "deploy" / "config" / "collector.toml").read_text())["db"]
+    assert shipped.startswith("sqlite:////var/lib/crashfleet-collector/"), shipped
+    db_file = shipped.rsplit("/", 1)[1]
+    named = {(p.name, f) for p in PROSE for f in _STATE_DB.findall(p.read_text())}
+    assert named, "the docs name no database file in the state directory"
+    assert {f for _, f in named} == {db_file}, f"the shipped config stores in {db_file}: {sorted(named)}"
+
+
+@pytest.mark.parametrize("path", PROSE, ids=lambda p: p.name)
+def test_repository_paths_in_prose_exist(path: Path) -> None:
+    for ref in _REPO_PATH.findall(path.read_text()):
+        if re.search(r"\b[A-Z]{3,}\b", ref):  # a placeholder: bench/NAME.py
+            continue
+        assert (REPO / ref).exists(), f"{path.name} names {ref}, which is not in the repository"
