@@ -201,12 +201,24 @@ FUNCTION_STEPS: tuple[tuple[str, Callable[[str], str]], ...] = (
 )
 
 
+# One pass of REASON_STEPS can leave work for the next: `0.0` loses its first number to
+# `decimal`, and the `N.0` left over is a clone suffix only then. Passes repeat until nothing
+# changes, so normalizing a normalized reason changes nothing; two passes settle every reason
+# seen so far, the bound only guards against a rule that never settles.
+MAX_REASON_PASSES = 4
+
+
 def normalize_reason(reason: str) -> str:
     """The reason with addresses, numbers, CPU/PID/comm and line numbers taken out (idempotent)."""
     text = reason[:MAX_REASON_CHARS]
-    for step in REASON_STEPS:
-        text = step.apply(text)
-    return text.strip()
+    for _ in range(MAX_REASON_PASSES):
+        before = text
+        for step in REASON_STEPS:
+            text = step.apply(text)
+        text = text.strip()
+        if text == before:
+            break
+    return text
 
 
 def signature_function(name: str) -> str:
