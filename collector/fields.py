@@ -146,6 +146,7 @@ FIELD_RULES: Final[Mapping[str, Rule]] = {
     "signature.fingerprint.skipped.rule": _SHORT,
     "signature.corrupted_reason": _KERNEL_LINE,
     "signature.related": _KERNEL_LINE,
+    "signature.corrupt_fields": _SHORT,  # a field path the parser left out, e.g. call_trace[0].offset
     # HostFacts (ReportCrashRequest.host and HeartbeatRequest.host)
     "host.hostname": Rule(253, LINE),  # a DNS name; collector.ingest checks it further
     "host.kernel_release": _UTS,
