@@ -40,7 +40,7 @@ from prometheus_client.exposition import choose_encoder
 
 from collector import web
 from collector.api_json import cluster_detail_json, cluster_json, crash_json, host_json
-from collector.store.base import InvalidPageToken, StoreReader
+from collector.store.base import AmbiguousId, InvalidPageToken, StoreReader
 from wire.model import (
     CrashDetail,
     Page,
@@ -382,7 +382,7 @@ class _App:
                     return self.unauthorized(route, presented=presented is not None)
             try:
                 return route.handler(self, req, m)
-            except (QueryError, InvalidPageToken) as exc:
+            except (QueryError, InvalidPageToken, AmbiguousId) as exc:
                 if route.html:
                     return _html(HTTPStatus.BAD_REQUEST, web.error_page(HTTPStatus.BAD_REQUEST, str(exc)))
                 return _json_error(HTTPStatus.BAD_REQUEST, str(exc))
