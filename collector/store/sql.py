@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
@@ -1226,26 +1227,31 @@ class SqlStore(ABC):
                 dry_run=True,
             )
         crashes_removed = clusters_removed = 0
+        touched: set[str] = set()
         while True:
-            n, gone = self._retry_write(lambda tx: self._purge_batch_tx(tx, cutoff))
+            n, of_batch = self._retry_write(lambda tx: self._purge_batch_tx(tx, cutoff))
             if n == 0:
                 break
             crashes_removed += n
-            clusters_removed += gone
+            touched |= of_batch
+        # Once per touched cluster, not per batch: its first/last seen and representative come
+        # from a pass over its remaining crashes, which for a large cluster is the costly part.
+        for chunk in _chunks(sorted(touched), 100):
+            clusters_removed += self._retry_write(functools.partial(self._settle_clusters_tx, cluster_ids=chunk))
         swept = self.sweep_module_sets()
         log.info("store purged crashes=%d clusters=%d module_sets=%d", crashes_removed, clusters_removed, swept)
         return PurgeReport(crashes=crashes_removed, clusters=clusters_removed, module_sets=swept)
 
-    def _purge_batch_tx(self, tx: Tx, cutoff: int) -> tuple[int, int]:
+    def _purge_batch_tx(self, tx: Tx, cutoff: int) -> tuple[int, set[str]]:
         """Remove the oldest PURGE_BATCH crashes received before `cutoff` and subtract them from
-        every aggregate they were added to; returns (crashes, clusters removed)."""
+        the counts they were added to; returns (crashes removed, their clusters)."""
         rows = tx.all(
             "SELECT id, cluster_id, host, kernel_release, hardware, modules, occurred_at FROM crashes"
             " WHERE received_at < ? ORDER BY received_at, id LIMIT ?",
             (cutoff, PURGE_BATCH),
         )
         if not rows:
-            return 0, 0
+            return 0, set()
         counts: dict[str, int] = {}
         dims: dict[tuple[str, str, str], int] = {}
         days: dict[tuple[str, int], int] = {}
@@ -1281,9 +1287,14 @@ class SqlStore(ABC):
             "UPDATE hosts SET crashes = CASE WHEN crashes > ? THEN crashes - ? ELSE 0 END WHERE hostname = ?",
             [(n, n, host) for host, n in sorted(hosts.items())],
         )
+        tx.many("UPDATE clusters SET count = count - ? WHERE id = ?", [(n, cid) for cid, n in sorted(counts.items())])
+        return len(rows), set(counts)
+
+    def _settle_clusters_tx(self, tx: Tx, cluster_ids: Sequence[str]) -> int:
+        """After a purge: drop the clusters left empty, recompute the others' distinct hosts,
+        first/last seen and (when it was purged) representative; returns the clusters dropped."""
         removed = 0
-        for cid, n in sorted(counts.items()):
-            tx.run("UPDATE clusters SET count = count - ? WHERE id = ?", (n, cid))
+        for cid in cluster_ids:
             left = tx.one(
                 "SELECT MIN(occurred_at), MAX(occurred_at), MIN(id) FROM crashes WHERE cluster_id = ?", (cid,)
             )
@@ -1292,12 +1303,12 @@ class SqlStore(ABC):
                 continue
             hosts_left = tx.one("SELECT COUNT(*) FROM cluster_dims WHERE cluster_id = ? AND dim = 'host'", (cid,))
             tx.run(
-                "UPDATE clusters SET hosts = ?, first_seen = ?, last_seen = ?,"
-                " representative_crash_id = CASE WHEN representative_crash_id IN"
-                f" ({_marks(len(ids))}) THEN ? ELSE representative_crash_id END WHERE id = ?",
-                (int(hosts_left[0]) if hosts_left else 0, left[0], left[1], *ids, left[2], cid),
+                "UPDATE clusters SET hosts = ?, first_seen = ?, last_seen = ?, representative_crash_id ="
+                " CASE WHEN EXISTS (SELECT 1 FROM crashes k WHERE k.id = clusters.representative_crash_id)"
+                " THEN representative_crash_id ELSE ? END WHERE id = ?",
+                (int(hosts_left[0]) if hosts_left else 0, left[0], left[1], left[2], cid),
             )
-        return len(rows), removed
+        return removed
 
     def _drop_cluster(self, tx: Tx, cluster_id: str) -> int:
         """Remove an empty cluster with its index rows; 0 when it gained a crash meanwhile."""

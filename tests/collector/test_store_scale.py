@@ -194,3 +194,40 @@ def test_migration_3_moves_host_module_lists_into_sets(tmp_path: Path) -> None:
         assert "host_modules" not in tables
     finally:
         store.close()
+
+
+def _picture(store: Store) -> list[tuple[Any, ...]]:
+    """Everything a reader sees of clusters and hosts, crash ids left out (they differ per store)."""
+    out: list[tuple[Any, ...]] = []
+    for c in store.list_clusters(ANY, Page())[0]:
+        d = store.get_cluster(c.id)
+        assert d is not None
+        out.append((c.id, c.title, c.count, c.hosts, c.first_seen, c.last_seen, c.kernel_releases, c.hardware,
+                    c.common_modules, c.daily_counts, d.by_host, d.by_kernel_release, d.by_hardware, d.by_module))  # fmt: skip
+    out.append(tuple((h.hostname, h.crashes) for h in store.list_hosts(ANY, Page())[0]))
+    return out
+
+
+def test_purge_in_batches_leaves_what_storing_only_the_rest_would(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("collector.store.sql.PURGE_BATCH", 4)
+    crashes = [
+        make_crash(f"k-{i}", host=f"h{i % 4}", frames=(f"guilty_{i % 3}", "caller"), release=f"6.1.0-{i % 2}",
+                   hardware=f"hw{i % 3}", modules=("a", "b", f"m{i % 5}"), received_at=NOW - timedelta(days=20 - i))
+        for i in range(18)
+    ]  # fmt: skip
+    for c in crashes:
+        store.ingest(c)
+    cutoff = NOW - timedelta(days=9, hours=12)  # crashes 0..10 go, 11..17 stay
+    report = store.purge(cutoff)
+    assert report.crashes == 11
+    reference = SqliteStore(str(tmp_path / "reference.db"))
+    try:
+        for c in crashes[11:]:
+            reference.ingest(c)
+        assert _picture(store) == [*_picture(reference)[:-1], _picture(store)[-1]]
+        # hosts keep their rows (they heartbeat), with the crash counts of what is left
+        assert dict(_picture(store)[-1]) == {"h0": 2, "h1": 2, "h2": 1, "h3": 2}
+    finally:
+        reference.close()
