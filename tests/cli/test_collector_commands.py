@@ -223,3 +223,23 @@ def test_pages_follow_tokens_and_keep_the_first_total() -> None:
     pages = paginate(fetch, 4)
     assert list(pages) == [0, 1, 2, 3] and pages.total == 7
     assert calls == [("", 4), ("3", 1)]
+
+
+def test_total_count_rides_on_the_first_page_only(collector: tuple[str, str]) -> None:
+    import grpc
+
+    from wire.v1 import query_service_pb2 as q
+    from wire.v1 import query_service_pb2_grpc
+
+    target, db = collector
+    _seed(db, 5)
+    with grpc.insecure_channel(target) as channel:
+        stub = query_service_pb2_grpc.QueryServiceStub(channel)
+        first = stub.ListCrashes(q.ListCrashesRequest(page_size=2), timeout=10)
+        assert (len(first.crashes), first.total_count) == (2, 5) and first.next_page_token
+        second = stub.ListCrashes(q.ListCrashesRequest(page_size=2, page_token=first.next_page_token), timeout=10)
+        assert (len(second.crashes), second.total_count) == (2, 0)
+        hosts = stub.ListHosts(q.ListHostsRequest(filter=q.Filter(host="web-1")), timeout=10)
+        assert (len(hosts.hosts), hosts.total_count) == (1, 1)
+        none = stub.ListClusters(q.ListClustersRequest(filter=q.Filter(kind="oops")), timeout=10)
+        assert (len(none.clusters), none.total_count, none.next_page_token) == (0, 0, "")
