@@ -1143,10 +1143,9 @@ class SqlStore(ABC):
         q.match("kernel_release", "h.kernel_release", flt.kernel_release)
         q.match("hardware", "h.hardware", flt.hardware)
         if flt.module:
-            q.where(
-                "EXISTS (SELECT 1 FROM module_set_members m WHERE m.set_id = h.module_set AND m.module = ?)",
-                flt.module,
-            )
+            # The sets holding the module, then their hosts (hosts_module_set): a count of one
+            # module's hosts reads those hosts' index entries, not every host.
+            q.where("h.module_set IN (SELECT m.set_id FROM module_set_members m WHERE m.module = ?)", flt.module)
         if flt.kind:
             inner = _ListQuery("")
             inner.match("kind", "k.kind", flt.kind)
