@@ -34,7 +34,7 @@ from collector.auth import metadata_credentials, token_matches
 from collector.ingest import IngestError, Ingestor, RateLimited, ReportTooLarge
 from collector.limits import RecentKeys, ReportLimiter, peer_key
 from collector.metrics import Metrics
-from collector.store import InvalidPageToken, StoreError
+from collector.store import AmbiguousId, InvalidPageToken, StoreError
 from collector.store.base import StoreReader
 from wire import convert
 from wire.model import Page, QueryFilter
@@ -82,7 +82,7 @@ async def _observe(
     except _Abort as abort:
         code = abort.code
         message = abort.message
-    except (InvalidPageToken, convert.WireError) as exc:
+    except (InvalidPageToken, AmbiguousId, convert.WireError) as exc:
         code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     except ReportTooLarge as exc:
         code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
@@ -224,8 +224,10 @@ class QueryServicer(query_service_pb2_grpc.QueryServiceServicer):
         self, request: query_service_pb2.ListClustersRequest, context: aio.ServicerContext[Any, Any]
     ) -> query_service_pb2.ListClustersResponse:
         async def body() -> query_service_pb2.ListClustersResponse:
-            rows, token = await _listed(request, self.store.list_clusters, convert.cluster_to_proto)
-            return query_service_pb2.ListClustersResponse(clusters=rows, next_page_token=token)
+            rows, token, total = await _listed(
+                request, self.store.list_clusters, self.store.count_clusters, convert.cluster_to_proto
+            )
+            return query_service_pb2.ListClustersResponse(clusters=rows, next_page_token=token, total_count=total)
 
         return await self._run("ListClusters", context, body)
 
@@ -242,8 +244,10 @@ class QueryServicer(query_service_pb2_grpc.QueryServiceServicer):
         self, request: query_service_pb2.ListCrashesRequest, context: aio.ServicerContext[Any, Any]
     ) -> query_service_pb2.ListCrashesResponse:
         async def body() -> query_service_pb2.ListCrashesResponse:
-            rows, token = await _listed(request, self.store.list_crashes, convert.crash_to_proto)
-            return query_service_pb2.ListCrashesResponse(crashes=rows, next_page_token=token)
+            rows, token, total = await _listed(
+                request, self.store.list_crashes, self.store.count_crashes, convert.crash_to_proto
+            )
+            return query_service_pb2.ListCrashesResponse(crashes=rows, next_page_token=token, total_count=total)
 
         return await self._run("ListCrashes", context, body)
 
@@ -260,8 +264,10 @@ class QueryServicer(query_service_pb2_grpc.QueryServiceServicer):
         self, request: query_service_pb2.ListHostsRequest, context: aio.ServicerContext[Any, Any]
     ) -> query_service_pb2.ListHostsResponse:
         async def body() -> query_service_pb2.ListHostsResponse:
-            rows, token = await _listed(request, self.store.list_hosts, convert.host_to_proto)
-            return query_service_pb2.ListHostsResponse(hosts=rows, next_page_token=token)
+            rows, token, total = await _listed(
+                request, self.store.list_hosts, self.store.count_hosts, convert.host_to_proto
+            )
+            return query_service_pb2.ListHostsResponse(hosts=rows, next_page_token=token, total_count=total)
 
         return await self._run("ListHosts", context, body)
 
@@ -280,12 +286,15 @@ class _ListRequest(Protocol):
 async def _listed(
     request: _ListRequest,
     query: Callable[[QueryFilter, Page], tuple[list[R], str]],
+    count: Callable[[QueryFilter], int],
     to_proto: Callable[[R], M],
-) -> tuple[list[M], str]:
-    """One page of a List* call: validate filter and page, query off the loop, convert the rows."""
+) -> tuple[list[M], str, int]:
+    """One page of a List* call: validate filter and page, query off the loop, convert the rows;
+    on the first page also the store's count of every matching row (0 on later pages)."""
     flt = convert.filter_from_proto(request.filter)
     rows, token = await asyncio.to_thread(query, flt, _page(request.page_size, request.page_token))
-    return [to_proto(r) for r in rows], token
+    total = await asyncio.to_thread(count, flt) if not request.page_token else 0
+    return [to_proto(r) for r in rows], token, total
 
 
 async def _found(value: str, what: str, get: Callable[[str], R | None]) -> R:

@@ -53,7 +53,7 @@ from prometheus_client.exposition import choose_encoder
 from collector import web as pages
 from collector.api_json import cluster_detail_json, cluster_json, crash_json, host_json
 from collector.auth import bearer_credentials, token_matches
-from collector.store.base import InvalidPageToken, StoreReader
+from collector.store.base import AmbiguousId, InvalidPageToken, StoreReader
 from wire.model import CrashDetail, Page, QueryFilter
 
 __all__ = [
@@ -473,7 +473,7 @@ class App:
                 return self.unauthorized(route, presented=presented is not None)
         try:
             return route.handler(self, req)
-        except (QueryError, InvalidPageToken) as exc:
+        except (QueryError, InvalidPageToken, AmbiguousId) as exc:
             return _error(route.html, HTTPStatus.BAD_REQUEST, str(exc))
 
 

@@ -22,8 +22,10 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("clusters", "crashfleet.commands.clusters"),
     ("cluster", "crashfleet.commands.cluster"),
     ("crashes", "crashfleet.commands.crashes"),
+    ("crash", "crashfleet.commands.crash"),
     ("hosts", "crashfleet.commands.hosts"),
     ("recluster", "crashfleet.commands.recluster"),
+    ("purge", "crashfleet.commands.purge"),
     ("demo", "crashfleet.commands.demo"),
     ("symbols", "crashfleet.commands.symbols"),
 )

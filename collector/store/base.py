@@ -25,6 +25,7 @@ from wire.model import (
 )
 
 __all__ = [
+    "AmbiguousId",
     "BuildCrash",
     "ClusterMove",
     "GroupCommit",
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidPageToken",
     "NewCrash",
     "PendingWrite",
+    "PurgeReport",
     "ReclusterReport",
     "Resign",
     "Store",
@@ -47,6 +49,28 @@ class StoreError(Exception):
 
 class InvalidPageToken(ValueError):
     """A page token that this store did not hand out (or that a client edited)."""
+
+
+class AmbiguousId(ValueError):
+    """An id prefix that more than one stored cluster or crash starts with."""
+
+    def __init__(self, what: str, prefix: str, candidates: Sequence[str], shown: int = 10) -> None:
+        self.what = what
+        self.prefix = prefix
+        self.candidates = tuple(candidates)
+        listed = ", ".join(self.candidates[:shown])
+        more = " and more" if len(self.candidates) > shown else ""
+        super().__init__(f"{what} id prefix {prefix!r} is ambiguous: {listed}{more}; give more digits")
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What a purge removed (or, dry run, would remove)."""
+
+    crashes: int
+    clusters: int  # clusters left without crashes, removed with them
+    module_sets: int  # module sets no host used any more
+    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +181,14 @@ class StoreReader(Protocol):
 
     def list_hosts(self, flt: QueryFilter, page: Page) -> tuple[list[HostSummary], str]: ...
 
+    def count_clusters(self, flt: QueryFilter | None = None) -> int:
+        """Clusters the filter matches (all without one): the total beside a first page."""
+        ...
+
+    def count_crashes(self, flt: QueryFilter | None = None) -> int: ...
+
+    def count_hosts(self, flt: QueryFilter | None = None) -> int: ...
+
 
 
 class Store(StoreReader, Protocol):
@@ -168,8 +200,6 @@ class Store(StoreReader, Protocol):
         ...
 
     def heartbeat(self, host: HostRecord, at: datetime) -> None: ...
-
-    def count_clusters(self) -> int: ...
 
     def hosts_by_release(self) -> dict[str, int]:
         """Hosts per kernel release of their last heartbeat (the crashfleet_hosts gauge)."""
@@ -193,6 +223,12 @@ class Store(StoreReader, Protocol):
 
     def builds_to_symbolize(self) -> list[str]:
         """Build-ids of stored crashes not symbolized yet."""
+        ...
+
+    def purge(self, before: datetime, dry_run: bool = False) -> PurgeReport:
+        """Remove crashes received before `before`, then the clusters they leave empty and the
+        module sets no host uses; cluster and host aggregates lose what the crashes added.
+        Batches of their own transactions, so a running collector keeps ingesting."""
         ...
 
     def close(self) -> None: ...

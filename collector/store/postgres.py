@@ -97,7 +97,7 @@ class PostgresStore(SqlStore):
     def _write_tx(self) -> Iterator[Tx]:
         conn = self._conn()
         with conn.transaction(), conn.cursor() as cursor:
-            yield Tx(cursor, _to_psycopg)
+            yield self._tx(cursor, _to_psycopg)
 
     @contextmanager
     def _read_tx(self) -> Iterator[Tx]:
@@ -105,7 +105,7 @@ class PostgresStore(SqlStore):
         try:
             with conn.transaction(), conn.cursor() as cursor:
                 cursor.execute("SET TRANSACTION READ ONLY, ISOLATION LEVEL REPEATABLE READ")
-                yield Tx(cursor, _to_psycopg)
+                yield self._tx(cursor, _to_psycopg)
         except psycopg.OperationalError as exc:
             self._drop_conn()
             raise StoreError(f"postgresql: {exc}") from exc

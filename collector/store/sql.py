@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import hashlib
 import json
 import logging
 import random
@@ -33,12 +35,14 @@ from collector.clustering import (
 )
 from collector.signature import as_report_json
 from collector.store.base import (
+    AmbiguousId,
     BuildCrash,
     ClusterMove,
     HostRecord,
     IngestResult,
     InvalidPageToken,
     NewCrash,
+    PurgeReport,
     ReclusterReport,
     Resign,
     StoredSignature,
@@ -57,12 +61,17 @@ from wire.model import (
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "FILTER_MATCH",
+    "GROWING_TABLES",
+    "HOT_PATHS",
     "MAX_PAGE_SIZE",
     "SPARKLINE_DAYS",
     "Migration",
     "SqlStore",
+    "StatementObserver",
     "Tx",
     "load_migrations",
+    "module_set_id",
     "new_crash_id",
 ]
 
@@ -76,9 +85,13 @@ DAY_US = 86_400_000_000
 CLOCK_SKEW = timedelta(minutes=10)
 DIMENSIONS = ("host", "kernel_release", "hardware", "module")
 RECLUSTER_BATCH = 1000  # crashes read per query while re-signing
+PURGE_BATCH = 500  # crashes removed per transaction: a running collector waits at most one batch
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+# Sees every statement a store runs, `?`-style SQL and its parameters (the first row of an
+# executemany): how the plan tests and benchmarks learn what a request really runs.
+StatementObserver = Callable[[str, tuple[Any, ...]], None]
 
 
 class Cursor(Protocol):
@@ -99,24 +112,35 @@ class Cursor(Protocol):
 class Tx:
     """One transaction's cursor with the placeholder style of its database."""
 
-    def __init__(self, cursor: Cursor, convert: Callable[[str], str]) -> None:
+    def __init__(
+        self, cursor: Cursor, convert: Callable[[str], str], observer: StatementObserver | None = None
+    ) -> None:
         self._cursor = cursor
         self._convert = convert
+        self._observer = observer
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if self._observer is not None:
+            self._observer(sql, tuple(params))
         self._cursor.execute(self._convert(sql), tuple(params))
         return self._cursor.rowcount
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
+            if self._observer is not None:
+                self._observer(sql, tuple(rows[0]))
             self._cursor.executemany(self._convert(sql), [tuple(r) for r in rows])
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        if self._observer is not None:
+            self._observer(sql, tuple(params))
         self._cursor.execute(self._convert(sql), tuple(params))
         row = self._cursor.fetchone()
         return tuple(row) if row is not None else None
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        if self._observer is not None:
+            self._observer(sql, tuple(params))
         self._cursor.execute(self._convert(sql), tuple(params))
         return [tuple(r) for r in self._cursor.fetchall()]
 
@@ -202,6 +226,25 @@ def _page_size(page: Page) -> int:
     return min(page.size, MAX_PAGE_SIZE)
 
 
+# How each filter of QueryFilter matches (docs/collector.md, "Filters"). Exact filters run on an
+# index (a host's crashes, a module's hosts); the others are case-insensitive and are checked
+# row by row while the list walks its order index, stopping when the page is full.
+FILTER_MATCH: dict[str, str] = {
+    "host": "exact",  # hostnames are identities: crashes_host / hosts primary key
+    "module": "exact",  # module names as the kernel spells them: crash_modules / module_set_members
+    "kind": "prefix",  # "null" matches null-deref; case-insensitive
+    "kernel_release": "prefix",  # "6.1" matches 6.1.0-26-amd64; case-insensitive
+    "hardware": "substring",  # "qemu" matches "QEMU Standard PC (i440FX + PIIX, 1996)"
+    # cluster_id: a full id or a unique prefix of at least MIN_ID_PREFIX hex digits (resolve_id)
+}
+MIN_ID_PREFIX = 4
+MAX_ID_CANDIDATES = 10  # candidates an ambiguous prefix lists
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 @dataclass
 class _ListQuery:
     """A List* query: WHERE terms with their parameters (built side by side so they cannot drift)
@@ -221,6 +264,18 @@ class _ListQuery:
             if value:
                 self.where(f"{column} = ?", value)
 
+    def match(self, name: str, column: str, value: str | None) -> None:
+        """`column` against a filter value the way FILTER_MATCH says filter `name` matches."""
+        if not value:
+            return
+        how = FILTER_MATCH[name]
+        if how == "exact":
+            self.where(f"{column} = ?", value)
+        else:
+            pattern = _like_escape(value.lower())
+            pattern = pattern + "%" if how == "prefix" else "%" + pattern + "%"
+            self.where(f"lower({column}) LIKE ? ESCAPE '\\'", pattern)
+
     def between(self, since_column: str, until_column: str, flt: QueryFilter) -> None:
         if flt.since is not None:
             self.where(f"{since_column} >= ?", _us(flt.since))
@@ -232,6 +287,14 @@ class _ListQuery:
         if page.token:
             last, ident = _decode_token(kind, page.token, (int, str))
             self.where(f"({order_column} < ? OR ({order_column} = ? AND {id_column} < ?))", last, last, ident)
+
+    def count(self, tx: Tx) -> int:
+        """How many rows the filter matches (`select` is a COUNT(*) query)."""
+        sql = self.select
+        if self.terms:
+            sql += " WHERE " + " AND ".join(self.terms)
+        row = tx.one(sql, self.params)
+        return int(row[0]) if row is not None else 0
 
     def page(
         self, tx: Tx, order: str, page: Page, kind: str, key: Callable[[Row], list[Any]]
@@ -255,6 +318,38 @@ class _BatchConflict(Exception):
     """A batched ingest met a row its lookups did not predict; redo the batch crash by crash."""
 
 
+# The store's hot paths: every method a collector runs per request or heartbeat, in the forms
+# that run different SQL. tests/collector/test_store_plans.py drives each one against a store of
+# realistic size on SQLite and PostgreSQL, records every statement it runs (statement_observer)
+# and fails on a full scan of a table that grows with the fleet (GROWING_TABLES), and on an
+# index walked end to end without a LIMIT. A statement that reads a whole table or index by
+# design carries a `/* scan: why */` comment, which the test accepts and prints.
+HOT_PATHS: dict[str, str] = {
+    "ingest": "ReportCrash one crash per transaction (PostgreSQL; SQLite's one-by-one fallback)",
+    "ingest_batch": "ReportCrash through SQLite's group commit: many crashes, few statements",
+    "ingest_similar": "a crash with an unseen fingerprint: the similarity candidates by bucket",
+    "ingest_duplicate": "a report whose idempotency key is stored: dedupe",
+    "heartbeat_new": "the first heartbeat of a host (onboarding) with a known module set",
+    "heartbeat_new_set": "a heartbeat introducing a module set nobody reported before",
+    "heartbeat_same": "a known host, inventory unchanged",
+    "list_clusters": "ListClusters, first and next page",
+    "list_clusters_filtered": "ListClusters by host and module",
+    "get_cluster": "GetCluster by id and by unique prefix",
+    "list_crashes": "ListCrashes, first and next page",
+    "list_crashes_of_cluster": "ListCrashes of one cluster (crashfleet cluster ID)",
+    "list_crashes_of_host": "ListCrashes of one host",
+    "get_crash": "GetCrash by id and by unique prefix",
+    "list_hosts": "ListHosts, first and next page",
+    "list_hosts_of_module": "ListHosts running one module",
+    "counts": "the totals a listing's first page carries",
+}
+# Tables whose rows grow with hosts, crashes or clusters; module sets grow with the number of
+# distinct sets a fleet runs, a few hundred at most, and may be read whole.
+GROWING_TABLES = (
+    "hosts", "crashes", "crash_modules", "clusters", "cluster_fingerprints", "cluster_buckets",
+    "cluster_dims", "cluster_days",
+)  # fmt: skip
+
 # Parameters per multi-row statement: under SQLite's (32766) and PostgreSQL's (65535) limits.
 MAX_VARIABLES = 8000
 MAX_IN_LIST = 500
@@ -268,7 +363,7 @@ _CRASH_INSERT = (
 _CRASH_CONFLICT = "ON CONFLICT (idempotency_key) DO NOTHING"
 _HOST_INSERT = (
     "INSERT INTO hosts (hostname, kernel_release, machine, hardware, agent_version, cpus,"
-    " memory_bytes, modules, crashes)"
+    " memory_bytes, crashes)"
 )
 _HOST_CONFLICT = "ON CONFLICT (hostname) DO UPDATE SET crashes = hosts.crashes + excluded.crashes"
 _DIM_INSERT = "INSERT INTO cluster_dims (cluster_id, dim, value, count)"
@@ -323,7 +418,7 @@ def _host_row(c: NewCrash, crashes: int) -> tuple[Any, ...]:
     return (
         c.host, c.host_facts.get("kernel_release", c.kernel_release), c.host_facts.get("machine", ""),
         c.host_facts.get("hardware", c.hardware), c.host_facts.get("agent_version", ""),
-        _int_fact(c.host_facts, "cpus"), _int_fact(c.host_facts, "memory_bytes"), "[]", crashes,
+        _int_fact(c.host_facts, "cpus"), _int_fact(c.host_facts, "memory_bytes"), crashes,
     )  # fmt: skip
 
 
@@ -426,7 +521,7 @@ class _BatchAggregates:
         day_rows = [(cid, day, n) for (cid, day), n in sorted(self.days.items())]
         _insert_values(tx, _DAY_INSERT, 3, day_rows, _DAY_CONFLICT)
         host_rows = [_host_row(first, n) for _host, (first, n) in sorted(self.hosts.items())]
-        _insert_values(tx, _HOST_INSERT, 9, host_rows, _HOST_CONFLICT)
+        _insert_values(tx, _HOST_INSERT, 8, host_rows, _HOST_CONFLICT)
         module_rows = sorted(self.modules)
         _insert_values(tx, "INSERT INTO crash_modules (module, crash_id)", 2, module_rows, "ON CONFLICT DO NOTHING")
         return new_hosts
@@ -434,6 +529,12 @@ class _BatchAggregates:
 
 class SqlStore(ABC):
     """Everything but connections. Subclasses implement `_write_tx`, `_read_tx` and `close`."""
+
+    # Called with every statement this store runs (plan tests and benchmarks set it; None in service).
+    statement_observer: StatementObserver | None = None
+
+    def _tx(self, cursor: Cursor, convert: Callable[[str], str]) -> Tx:
+        return Tx(cursor, convert, self.statement_observer)
 
     # Subclass hooks ---------------------------------------------------------------------------
 
@@ -610,7 +711,7 @@ class SqlStore(ABC):
         )
         occurrence = _Occurrence(crash_id, c.host, c.kernel_release, c.hardware, c.modules, occurred)
         new_host = self._account(tx, assignment.cluster_id, occurrence)
-        _insert_values(tx, _HOST_INSERT, 9, [_host_row(c, 1)], _HOST_CONFLICT)
+        _insert_values(tx, _HOST_INSERT, 8, [_host_row(c, 1)], _HOST_CONFLICT)
         return IngestResult(
             crash_id=crash_id,
             cluster_id=assignment.cluster_id,
@@ -726,25 +827,70 @@ class SqlStore(ABC):
         self._retry_write(lambda tx: self._heartbeat_tx(tx, host, _us(at)))
 
     def _heartbeat_tx(self, tx: Tx, h: HostRecord, at: int) -> None:
-        modules = sorted(set(h.modules))
-        modules_json = json.dumps(modules)
-        row = tx.one("SELECT modules, last_heartbeat FROM hosts WHERE hostname = ?", (h.hostname,))
+        """One host's inventory: a row of its own plus a pointer to its (shared) module set.
+
+        Every statement is a primary-key probe or an insert, whatever the fleet's size: a new
+        host costs what a known one does (tests/collector/test_store_plans.py holds it to that).
+        """
+        modules = tuple(sorted(set(h.modules)))
+        set_id = module_set_id(modules)
+        row = tx.one(
+            "SELECT h.module_set, h.last_heartbeat, s.id FROM hosts h"
+            " LEFT JOIN module_sets s ON s.id = h.module_set WHERE h.hostname = ?",
+            (h.hostname,),
+        )
         if row is not None and row[1] is not None and row[1] > at:
             return  # a late, out-of-order heartbeat must not roll the inventory back
+        if set_id and (row is None or row[0] != set_id or row[2] is None):
+            _put_module_set(tx, set_id, modules, at)
         tx.run(
             "INSERT INTO hosts (hostname, kernel_release, machine, hardware, agent_version, cpus,"
-            " memory_bytes, modules, last_heartbeat, crashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+            " memory_bytes, module_set, last_heartbeat, crashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
             " ON CONFLICT (hostname) DO UPDATE SET kernel_release = excluded.kernel_release,"
             " machine = excluded.machine, hardware = excluded.hardware,"
             " agent_version = excluded.agent_version, cpus = excluded.cpus,"
-            " memory_bytes = excluded.memory_bytes, modules = excluded.modules,"
+            " memory_bytes = excluded.memory_bytes, module_set = excluded.module_set,"
             " last_heartbeat = excluded.last_heartbeat",
             (h.hostname, h.kernel_release, h.machine, h.hardware, h.agent_version, h.cpus,
-             h.memory_bytes, modules_json, at),
+             h.memory_bytes, set_id, at),
         )  # fmt: skip
-        if row is None or row[0] != modules_json:
-            tx.run("DELETE FROM host_modules WHERE hostname = ?", (h.hostname,))
-            tx.many("INSERT INTO host_modules (module, hostname) VALUES (?, ?)", [(m, h.hostname) for m in modules])
+
+    # Module sets: the API for readers of host inventories (analytics joins on these tables) ----
+
+    def module_set(self, set_id: str) -> tuple[str, ...] | None:
+        """The sorted module names of set `set_id` (() for the empty set ""), None if unknown."""
+        if not set_id:
+            return ()
+        with self._read_tx() as tx:
+            row = tx.one("SELECT modules FROM module_sets WHERE id = ?", (set_id,))
+        return tuple(json.loads(row[0])) if row is not None else None
+
+    def host_module_set(self, hostname: str) -> str | None:
+        """The module-set id host `hostname` last reported ("" for none), None for an unknown host."""
+        with self._read_tx() as tx:
+            row = tx.one("SELECT module_set FROM hosts WHERE hostname = ?", (hostname,))
+        return str(row[0]) if row is not None else None
+
+    def sweep_module_sets(self) -> int:
+        """Delete module sets no host points at any more (a fleet that changed modules leaves
+        its old sets behind); returns how many went. Run by purge: storage stays one row per
+        distinct set in use. A heartbeat racing with the sweep re-creates its set on the host's
+        next heartbeat (`_heartbeat_tx` checks the set still exists)."""
+
+        def body(tx: Tx) -> int:
+            unused = [
+                r[0]
+                for r in tx.all(
+                    "SELECT s.id FROM module_sets s WHERE NOT EXISTS"
+                    " (SELECT 1 FROM hosts h WHERE h.module_set = s.id) /* scan: periodic sweep, not per request */"
+                )
+            ]
+            for chunk in _chunks(unused, MAX_IN_LIST):
+                tx.run(f"DELETE FROM module_set_members WHERE set_id IN ({_marks(len(chunk))})", chunk)
+                tx.run(f"DELETE FROM module_sets WHERE id IN ({_marks(len(chunk))})", chunk)
+            return len(unused)
+
+        return self._retry_write(body)
 
     def hosts_by_release(self) -> dict[str, int]:
         with self._read_tx() as tx:
@@ -753,11 +899,6 @@ class SqlStore(ABC):
             )
         return {release: int(count) for release, count in rows}
 
-    def count_clusters(self) -> int:
-        with self._read_tx() as tx:
-            row = tx.one("SELECT COUNT(*) FROM clusters")
-        return int(row[0]) if row is not None else 0
-
     # Queries ----------------------------------------------------------------------------------
 
     _CLUSTER_COLUMNS = (
@@ -765,24 +906,86 @@ class SqlStore(ABC):
         " c.representative_crash_id, c.guilty_frame"
     )
 
-    def list_clusters(self, flt: QueryFilter, page: Page) -> tuple[list[ClusterSummary], str]:
-        q = _ListQuery(f"SELECT {self._CLUSTER_COLUMNS} FROM clusters c")
-        q.equal(("c.kind", flt.kind), ("c.id", flt.cluster_id))
+    class _NoMatch(Exception):
+        """A filter names a cluster that does not exist: the answer is empty without a query."""
+
+    def _resolve_filter_cluster(self, tx: Tx, flt: QueryFilter) -> str | None:
+        """The cluster id a filter's `cluster_id` (an id or a unique prefix) stands for."""
+        if not flt.cluster_id:
+            return None
+        resolved = self._resolve(tx, "clusters", flt.cluster_id)
+        if resolved is None:
+            raise SqlStore._NoMatch
+        return resolved
+
+    def _cluster_query(self, tx: Tx, select: str, flt: QueryFilter) -> _ListQuery:
+        q = _ListQuery(select)
+        q.match("kind", "c.kind", flt.kind)
+        q.equal(("c.id", self._resolve_filter_cluster(tx, flt)))
         for dim, value in (
             ("host", flt.host), ("kernel_release", flt.kernel_release),
             ("hardware", flt.hardware), ("module", flt.module),
         ):  # fmt: skip
-            if value:
-                q.where(
-                    "EXISTS (SELECT 1 FROM cluster_dims d WHERE d.cluster_id = c.id AND d.dim = ? AND d.value = ?)",
-                    dim,
-                    value,
-                )
+            if not value:
+                continue
+            inner = _ListQuery("")
+            inner.match(dim, "d.value", value)
+            q.where(
+                "EXISTS (SELECT 1 FROM cluster_dims d WHERE d.cluster_id = c.id AND d.dim = ? AND "
+                + inner.terms[0] + ")",
+                dim,
+                *inner.params,
+            )
         q.between("c.last_seen", "c.first_seen", flt)
-        q.resume_newest_first("clusters", page, "c.last_seen", "c.id")
+        return q
+
+    def list_clusters(self, flt: QueryFilter, page: Page) -> tuple[list[ClusterSummary], str]:
         with self._read_tx() as tx:
+            try:
+                q = self._cluster_query(tx, f"SELECT {self._CLUSTER_COLUMNS} FROM clusters c", flt)
+            except SqlStore._NoMatch:
+                return [], ""
+            q.resume_newest_first("clusters", page, "c.last_seen", "c.id")
             rows, token = q.page(tx, "c.last_seen DESC, c.id DESC", page, "clusters", lambda r: [r[7], r[0]])
             return self._summaries(tx, rows), token
+
+    def count_clusters(self, flt: QueryFilter | None = None) -> int:
+        """Clusters the filter matches (all of them without one): the total beside a listing's
+        first page. A count reads every matching index entry: once per listing, not per page."""
+        with self._read_tx() as tx:
+            try:
+                q = self._cluster_query(tx, "SELECT COUNT(*) /* scan: a listing's total */ FROM clusters c",
+                                        flt or QueryFilter())  # fmt: skip
+            except SqlStore._NoMatch:
+                return 0
+            return q.count(tx)
+
+    def _resolve(self, tx: Tx, table: str, text: str) -> str | None:
+        """The id in `table` ("clusters" or "crashes") that `text` is, or is the unique prefix of
+        (at least MIN_ID_PREFIX hex digits, any case); None when none is. AmbiguousId lists the
+        candidates when several ids start with it. A range scan of the primary key: no full scan."""
+        ident = text.strip().lower()
+        if tx.one(f"SELECT id FROM {table} WHERE id = ?", (ident,)) is not None:
+            return ident
+        if len(ident) < MIN_ID_PREFIX or any(ch not in "0123456789abcdef" for ch in ident):
+            return None
+        # Ids are lower-case hex, and every hex digit sorts below "g" in any collation.
+        rows = tx.all(
+            f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (ident, ident + "g", MAX_ID_CANDIDATES + 1),
+        )
+        if not rows:
+            return None
+        if len(rows) > 1:
+            raise AmbiguousId("cluster" if table == "clusters" else "crash", ident, [r[0] for r in rows])
+        return str(rows[0][0])
+
+    def resolve_id(self, table: str, text: str) -> str | None:
+        """Public form of `_resolve` for "clusters" and "crashes" (the CLI's `cluster ID`, `crash ID`)."""
+        if table not in ("clusters", "crashes"):
+            raise ValueError(f"no ids to resolve in {table!r}")
+        with self._read_tx() as tx:
+            return self._resolve(tx, table, text)
 
     def _summaries(self, tx: Tx, rows: list[Row]) -> list[ClusterSummary]:
         if not rows:
@@ -844,7 +1047,12 @@ class SqlStore(ABC):
         return result
 
     def get_cluster(self, cluster_id: str) -> ClusterDetail | None:
+        """One cluster by id or unique id prefix (AmbiguousId when the prefix is not unique)."""
         with self._read_tx() as tx:
+            resolved = self._resolve(tx, "clusters", cluster_id)
+            if resolved is None:
+                return None
+            cluster_id = resolved
             rows = tx.all(f"SELECT {self._CLUSTER_COLUMNS} FROM clusters c WHERE c.id = ?", (cluster_id,))
             if not rows:
                 return None
@@ -890,26 +1098,48 @@ class SqlStore(ABC):
             guilty_frame=row[11],
         )
 
-    def list_crashes(self, flt: QueryFilter, page: Page) -> tuple[list[CrashSummary], str]:
-        q = _ListQuery(f"SELECT {self._CRASH_COLUMNS} FROM crashes k")
-        q.equal(
-            ("k.cluster_id", flt.cluster_id), ("k.host", flt.host), ("k.kind", flt.kind),
-            ("k.kernel_release", flt.kernel_release), ("k.hardware", flt.hardware),
-        )  # fmt: skip
+    def _crash_query(self, tx: Tx, select: str, flt: QueryFilter) -> _ListQuery:
+        q = _ListQuery(select)
+        q.equal(("k.cluster_id", self._resolve_filter_cluster(tx, flt)))
+        q.match("host", "k.host", flt.host)
+        q.match("kind", "k.kind", flt.kind)
+        q.match("kernel_release", "k.kernel_release", flt.kernel_release)
+        q.match("hardware", "k.hardware", flt.hardware)
         if flt.module:
             q.where("EXISTS (SELECT 1 FROM crash_modules m WHERE m.module = ? AND m.crash_id = k.id)", flt.module)
         q.between("k.occurred_at", "k.occurred_at", flt)
-        q.resume_newest_first("crashes", page, "k.received_at", "k.id")
+        return q
+
+    def list_crashes(self, flt: QueryFilter, page: Page) -> tuple[list[CrashSummary], str]:
         with self._read_tx() as tx:
+            try:
+                q = self._crash_query(tx, f"SELECT {self._CRASH_COLUMNS} FROM crashes k", flt)
+            except SqlStore._NoMatch:
+                return [], ""
+            q.resume_newest_first("crashes", page, "k.received_at", "k.id")
             rows, token = q.page(tx, "k.received_at DESC, k.id DESC", page, "crashes", lambda r: [r[8], r[0]])
         return [self._crash_summary(r) for r in rows], token
 
-    def get_crash(self, crash_id: str) -> CrashDetail | None:
+    def count_crashes(self, flt: QueryFilter | None = None) -> int:
+        """Crashes the filter matches: the total beside a listing's first page."""
         with self._read_tx() as tx:
+            try:
+                q = self._crash_query(tx, "SELECT COUNT(*) /* scan: a listing's total */ FROM crashes k",
+                                      flt or QueryFilter())  # fmt: skip
+            except SqlStore._NoMatch:
+                return 0
+            return q.count(tx)
+
+    def get_crash(self, crash_id: str) -> CrashDetail | None:
+        """One crash by id or unique id prefix (AmbiguousId when the prefix is not unique)."""
+        with self._read_tx() as tx:
+            resolved = self._resolve(tx, "crashes", crash_id)
+            if resolved is None:
+                return None
             row = tx.one(
                 f"SELECT {self._CRASH_COLUMNS}, k.signature_json, k.excerpt, k.modules, k.host_facts,"
                 " k.symbolized_json FROM crashes k WHERE k.id = ?",
-                (crash_id,),
+                (resolved,),
             )
         if row is None:
             return None
@@ -922,27 +1152,45 @@ class SqlStore(ABC):
             symbolized_json=row[16],
         )
 
-    def list_hosts(self, flt: QueryFilter, page: Page) -> tuple[list[HostSummary], str]:
-        q = _ListQuery(
-            "SELECT h.hostname, h.kernel_release, h.machine, h.hardware, h.agent_version, h.cpus,"
-            " h.memory_bytes, h.modules, h.last_heartbeat, h.crashes FROM hosts h"
-        )
-        q.equal(("h.hostname", flt.host), ("h.kernel_release", flt.kernel_release), ("h.hardware", flt.hardware))
+    def _host_query(self, tx: Tx, select: str, flt: QueryFilter) -> _ListQuery:
+        q = _ListQuery(select)
+        q.match("host", "h.hostname", flt.host)
+        q.match("kernel_release", "h.kernel_release", flt.kernel_release)
+        q.match("hardware", "h.hardware", flt.hardware)
         if flt.module:
-            q.where("EXISTS (SELECT 1 FROM host_modules m WHERE m.module = ? AND m.hostname = h.hostname)", flt.module)
+            # The sets holding the module, then their hosts (hosts_module_set): a count of one
+            # module's hosts reads those hosts' index entries, not every host.
+            q.where("h.module_set IN (SELECT m.set_id FROM module_set_members m WHERE m.module = ?)", flt.module)
         if flt.kind:
-            q.where("EXISTS (SELECT 1 FROM crashes k WHERE k.host = h.hostname AND k.kind = ?)", flt.kind)
-        if flt.cluster_id:
+            inner = _ListQuery("")
+            inner.match("kind", "k.kind", flt.kind)
+            q.where("EXISTS (SELECT 1 FROM crashes k WHERE k.host = h.hostname AND " + inner.terms[0] + ")",
+                    *inner.params)  # fmt: skip
+        cluster_id = self._resolve_filter_cluster(tx, flt)
+        if cluster_id:
             q.where(
                 "EXISTS (SELECT 1 FROM cluster_dims d WHERE d.cluster_id = ? AND d.dim = 'host'"
                 " AND d.value = h.hostname)",
-                flt.cluster_id,
+                cluster_id,
             )
         q.between("h.last_heartbeat", "h.last_heartbeat", flt)
-        if page.token:
-            (hostname,) = _decode_token("hosts", page.token, (str,))
-            q.where("h.hostname > ?", hostname)
+        return q
+
+    def list_hosts(self, flt: QueryFilter, page: Page) -> tuple[list[HostSummary], str]:
         with self._read_tx() as tx:
+            try:
+                q = self._host_query(
+                    tx,
+                    "SELECT h.hostname, h.kernel_release, h.machine, h.hardware, h.agent_version, h.cpus,"
+                    " h.memory_bytes, s.modules, h.last_heartbeat, h.crashes FROM hosts h"
+                    " LEFT JOIN module_sets s ON s.id = h.module_set",
+                    flt,
+                )
+            except SqlStore._NoMatch:
+                return [], ""
+            if page.token:
+                (hostname,) = _decode_token("hosts", page.token, (str,))
+                q.where("h.hostname > ?", hostname)
             rows, token = q.page(tx, "h.hostname", page, "hosts", lambda r: [r[0]])
         hosts = [
             HostSummary(
@@ -953,13 +1201,142 @@ class SqlStore(ABC):
                 agent_version=r[4],
                 cpus=int(r[5]),
                 memory_bytes=int(r[6]),
-                modules=tuple(json.loads(r[7])),
+                modules=tuple(json.loads(r[7])) if r[7] else (),
                 last_heartbeat=_dt(r[8]) if r[8] is not None else None,
                 crashes=int(r[9]),
             )
             for r in rows
         ]
         return hosts, token
+
+    def count_hosts(self, flt: QueryFilter | None = None) -> int:
+        """Hosts the filter matches: the total beside a listing's first page."""
+        with self._read_tx() as tx:
+            try:
+                q = self._host_query(tx, "SELECT COUNT(*) /* scan: a listing's total */ FROM hosts h",
+                                     flt or QueryFilter())  # fmt: skip
+            except SqlStore._NoMatch:
+                return 0
+            return q.count(tx)
+
+    # Retention --------------------------------------------------------------------------------
+
+    def purge(self, before: datetime, dry_run: bool = False) -> PurgeReport:
+        cutoff = _us(before)
+        if dry_run:
+            with self._read_tx() as tx:
+                crashes = tx.one("SELECT COUNT(*) FROM crashes WHERE received_at < ?", (cutoff,))
+                clusters = tx.one(
+                    "SELECT COUNT(*) FROM clusters c WHERE NOT EXISTS"
+                    " (SELECT 1 FROM crashes k WHERE k.cluster_id = c.id AND k.received_at >= ?)",
+                    (cutoff,),
+                )
+                sets = tx.one(
+                    "SELECT COUNT(*) FROM module_sets s WHERE NOT EXISTS (SELECT 1 FROM hosts h WHERE h.module_set = s.id)"
+                )
+            return PurgeReport(
+                crashes=int(crashes[0]) if crashes else 0,
+                clusters=int(clusters[0]) if clusters else 0,
+                module_sets=int(sets[0]) if sets else 0,
+                dry_run=True,
+            )
+        crashes_removed = clusters_removed = 0
+        touched: set[str] = set()
+        while True:
+            n, of_batch = self._retry_write(lambda tx: self._purge_batch_tx(tx, cutoff))
+            if n == 0:
+                break
+            crashes_removed += n
+            touched |= of_batch
+        # Once per touched cluster, not per batch: its first/last seen and representative come
+        # from a pass over its remaining crashes, which for a large cluster is the costly part.
+        for chunk in _chunks(sorted(touched), 100):
+            clusters_removed += self._retry_write(functools.partial(self._settle_clusters_tx, cluster_ids=chunk))
+        swept = self.sweep_module_sets()
+        log.info("store purged crashes=%d clusters=%d module_sets=%d", crashes_removed, clusters_removed, swept)
+        return PurgeReport(crashes=crashes_removed, clusters=clusters_removed, module_sets=swept)
+
+    def _purge_batch_tx(self, tx: Tx, cutoff: int) -> tuple[int, set[str]]:
+        """Remove the oldest PURGE_BATCH crashes received before `cutoff` and subtract them from
+        the counts they were added to; returns (crashes removed, their clusters)."""
+        rows = tx.all(
+            "SELECT id, cluster_id, host, kernel_release, hardware, modules, occurred_at FROM crashes"
+            " WHERE received_at < ? ORDER BY received_at, id LIMIT ?",
+            (cutoff, PURGE_BATCH),
+        )
+        if not rows:
+            return 0, set()
+        counts: dict[str, int] = {}
+        dims: dict[tuple[str, str, str], int] = {}
+        days: dict[tuple[str, int], int] = {}
+        hosts: dict[str, int] = {}
+        modules: list[tuple[str, str]] = []
+        for crash_id, cid, host, release, hardware, modules_json, occurred in rows:
+            counts[cid] = counts.get(cid, 0) + 1
+            names = sorted({m for m in json.loads(modules_json) if isinstance(m, str)})
+            values = [("host", host), ("kernel_release", release), ("hardware", hardware)]
+            for dim, value in values + [("module", m) for m in names]:
+                if value:
+                    dims[(cid, dim, value)] = dims.get((cid, dim, value), 0) + 1
+            days[(cid, occurred // DAY_US)] = days.get((cid, occurred // DAY_US), 0) + 1
+            hosts[host] = hosts.get(host, 0) + 1
+            modules.extend((m, crash_id) for m in names)
+        ids = [r[0] for r in rows]
+        tx.many("DELETE FROM crash_modules WHERE module = ? AND crash_id = ?", modules)
+        for chunk in _chunks(ids, MAX_IN_LIST):
+            tx.run(f"DELETE FROM crashes WHERE id IN ({_marks(len(chunk))})", chunk)
+        tx.many(
+            "UPDATE cluster_dims SET count = count - ? WHERE cluster_id = ? AND dim = ? AND value = ?",
+            [(n, *key) for key, n in sorted(dims.items())],
+        )
+        tx.many(
+            "DELETE FROM cluster_dims WHERE cluster_id = ? AND dim = ? AND value = ? AND count <= 0", sorted(dims)
+        )
+        tx.many(
+            "UPDATE cluster_days SET count = count - ? WHERE cluster_id = ? AND day = ?",
+            [(n, *key) for key, n in sorted(days.items())],
+        )
+        tx.many("DELETE FROM cluster_days WHERE cluster_id = ? AND day = ? AND count <= 0", sorted(days))
+        tx.many(
+            "UPDATE hosts SET crashes = CASE WHEN crashes > ? THEN crashes - ? ELSE 0 END WHERE hostname = ?",
+            [(n, n, host) for host, n in sorted(hosts.items())],
+        )
+        tx.many("UPDATE clusters SET count = count - ? WHERE id = ?", [(n, cid) for cid, n in sorted(counts.items())])
+        return len(rows), set(counts)
+
+    def _settle_clusters_tx(self, tx: Tx, cluster_ids: Sequence[str]) -> int:
+        """After a purge: drop the clusters left empty, recompute the others' distinct hosts,
+        first/last seen and (when it was purged) representative; returns the clusters dropped."""
+        removed = 0
+        for cid in cluster_ids:
+            left = tx.one(
+                "SELECT MIN(occurred_at), MAX(occurred_at), MIN(id) FROM crashes WHERE cluster_id = ?", (cid,)
+            )
+            if left is None or left[0] is None:
+                removed += self._drop_cluster(tx, cid)
+                continue
+            hosts_left = tx.one("SELECT COUNT(*) FROM cluster_dims WHERE cluster_id = ? AND dim = 'host'", (cid,))
+            tx.run(
+                "UPDATE clusters SET hosts = ?, first_seen = ?, last_seen = ?, representative_crash_id ="
+                " CASE WHEN EXISTS (SELECT 1 FROM crashes k WHERE k.id = clusters.representative_crash_id)"
+                " THEN representative_crash_id ELSE ? END WHERE id = ?",
+                (int(hosts_left[0]) if hosts_left else 0, left[0], left[1], left[2], cid),
+            )
+        return removed
+
+    def _drop_cluster(self, tx: Tx, cluster_id: str) -> int:
+        """Remove an empty cluster with its index rows; 0 when it gained a crash meanwhile."""
+        row = tx.one("SELECT kind, normalized_reason, frames FROM clusters WHERE id = ? AND count <= 0", (cluster_id,))
+        if row is None:
+            return 0
+        buckets = bucket_keys(row[0], row[1], tuple(json.loads(row[2])))
+        tx.many("DELETE FROM cluster_buckets WHERE bucket = ? AND cluster_id = ?", [(b, cluster_id) for b in buckets])
+        for table, column in (
+            ("cluster_fingerprints", "cluster_id"), ("cluster_dims", "cluster_id"),
+            ("cluster_days", "cluster_id"), ("clusters", "id"),
+        ):  # fmt: skip
+            tx.run(f"DELETE FROM {table} WHERE {column} = ?", (cluster_id,))
+        return 1
 
     # Symbolization ----------------------------------------------------------------------------
 
@@ -1064,6 +1441,60 @@ class SqlStore(ABC):
         )
 
 
+def module_set_id(modules: Sequence[str]) -> str:
+    """The content address of a module set: 32 hex digits of SHA-256 over the sorted, distinct
+    names ("" for no modules). Equal sets get equal ids on every replica, so a set is stored
+    once however many hosts (or collectors) report it."""
+    names = sorted(set(modules))
+    if not names:
+        return ""
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:32]
+
+
+def _put_module_set(tx: Tx, set_id: str, modules: Sequence[str], at: int) -> None:
+    """Store set `set_id` and its members unless it is stored already (one primary-key probe then)."""
+    names = sorted(set(modules))
+    inserted = tx.run(
+        "INSERT INTO module_sets (id, modules, module_count, created_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (id) DO NOTHING",
+        (set_id, json.dumps(names), len(names), at),
+    )
+    if inserted:
+        tx.many(
+            "INSERT INTO module_set_members (set_id, module) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [(set_id, m) for m in names],
+        )
+
+
+def _host_module_sets(tx: Tx) -> None:
+    """Migration 0003's data step: every host's own module list becomes a pointer to a shared
+    set; then the per-host copies (hosts.modules, host_modules) go."""
+    last = ""
+    moved = 0
+    now = _us(datetime.now(UTC))
+    while True:
+        rows = tx.all("SELECT hostname, modules FROM hosts WHERE hostname > ? ORDER BY hostname LIMIT ?",
+                      (last, RECLUSTER_BATCH))  # fmt: skip
+        if not rows:
+            break
+        updates = []
+        for hostname, text in rows:
+            try:
+                names = [m for m in json.loads(text) if isinstance(m, str)]
+            except ValueError:
+                names = []
+            set_id = module_set_id(names)
+            if set_id:
+                _put_module_set(tx, set_id, names, now)
+                updates.append((set_id, hostname))
+        tx.many("UPDATE hosts SET module_set = ? WHERE hostname = ?", updates)
+        moved += len(updates)
+        last = rows[-1][0]
+    tx.run("DROP TABLE host_modules")
+    tx.run("ALTER TABLE hosts DROP COLUMN modules")
+    log.info("host module sets migrated hosts=%d", moved)
+
+
 def _backfill_build_ids(tx: Tx) -> None:
     """Fill `crashes.build_id` of rows stored before the column from the build-id their
     host_facts recorded (JSON parsing in Python: SQLite and PostgreSQL spell it differently)."""
@@ -1084,7 +1515,10 @@ def _backfill_build_ids(tx: Tx) -> None:
 
 
 # Data migrations run right after the SQL migration of the same name, in its transaction.
-_DATA_STEPS: dict[str, Callable[[Tx], None]] = {"crash_build_id": _backfill_build_ids}
+_DATA_STEPS: dict[str, Callable[[Tx], None]] = {
+    "crash_build_id": _backfill_build_ids,
+    "module_sets": _host_module_sets,
+}
 
 
 def _fact(host_facts: str, name: str) -> str:

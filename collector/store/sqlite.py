@@ -133,7 +133,7 @@ class SqliteStore(SqlStore):
                 else:
                     self._begin_now(cursor)
                 try:
-                    yield Tx(cursor, _identity)
+                    yield self._tx(cursor, _identity)
                 except BaseException:
                     self._writer.execute("ROLLBACK")
                     raise
@@ -346,7 +346,7 @@ class SqliteStore(SqlStore):
         cursor = conn.cursor()
         cursor.execute("BEGIN")  # one snapshot for a multi-statement read
         try:
-            yield Tx(cursor, _identity)
+            yield self._tx(cursor, _identity)
         finally:
             conn.execute("COMMIT")
             cursor.close()

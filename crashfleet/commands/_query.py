@@ -7,6 +7,7 @@ script can move between the two without reshaping anything.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     from wire.model import ClusterSummary, CrashSummary, HostSummary
 
 T = TypeVar("T")
+
+DEFAULT_LIMIT = 100
+PAGE = 1000  # rows per request when following pages (the server's maximum)
+# The filter flags as a user typed them, for "no crashes match filter kernel-release=6.1".
+FILTER_FLAGS = ("cluster", "host", "kernel_release", "kind", "module", "hardware", "since", "until")
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,21 @@ def add_common(parser: argparse.ArgumentParser, filters: bool = True) -> None:
         parser.add_argument("--module", metavar="NAME", help="loaded module")
         parser.add_argument("--kind", metavar="KIND", help="crash kind, e.g. null-deref, warning")
         parser.add_argument("--hardware", metavar="TEXT")
-        parser.add_argument("--limit", type=int, default=100, metavar="N", help="at most N rows (100; 0 = all)")
+        parser.add_argument(
+            "--limit", type=_count, default=DEFAULT_LIMIT, metavar="N",
+            help=f"show N rows ({DEFAULT_LIMIT}); says how many more there are",
+        )  # fmt: skip
+        parser.add_argument("--all", action="store_true", help="every matching row, page after page")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
 
 
 def _time(text: str) -> datetime:
@@ -111,20 +131,56 @@ def filter_message(args: argparse.Namespace, cluster_id: str | None = None) -> A
     )
 
 
-def paginate(fetch: Callable[[str, int], tuple[list[T], str]], limit: int) -> Iterator[T]:
-    """Walk pages until `limit` rows (0: all) or the last page."""
-    token = ""
-    produced = 0
-    while True:
-        want = 1000 if limit <= 0 else min(1000, limit - produced)
-        rows, token = fetch(token, want)
-        for row in rows:
-            yield row
-            produced += 1
-            if 0 < limit <= produced:
+@dataclass
+class Pages(Generic[T]):
+    """The rows of a listing, page after page, and the store's total from its first page."""
+
+    fetch: Callable[[str, int], tuple[list[T], str, int]]
+    limit: int  # rows to show; 0: all
+    total: int = 0
+    shown: int = 0
+
+    def __iter__(self) -> Iterator[T]:
+        token = ""
+        first = True
+        while True:
+            want = PAGE if self.limit <= 0 else min(PAGE, self.limit - self.shown)
+            rows, token, total = self.fetch(token, want)
+            if first:
+                self.total, first = total, False
+            for row in rows:
+                yield row
+                self.shown += 1
+                if 0 < self.limit <= self.shown:
+                    return
+            if not token:
                 return
-        if not token:
-            return
+
+
+def paginate(fetch: Callable[[str, int], tuple[list[T], str, int]], limit: int) -> Pages[T]:
+    """Walk pages until `limit` rows (0: all) or the last page; `.total` after the first page."""
+    return Pages(fetch, limit)
+
+
+def describe_filter(args: argparse.Namespace) -> str:
+    """The filters a user set, as they typed them: "kernel-release=6.1, host=web-1"."""
+    parts = []
+    for name in FILTER_FLAGS:
+        value = getattr(args, name, None)
+        if value:
+            shown = value.isoformat() if isinstance(value, datetime) else str(value)
+            parts.append(f"{name.replace('_', '-')}={shown}")
+    return ", ".join(parts)
+
+
+def closing_note(command: str, args: argparse.Namespace, pages: Pages[Any]) -> str | None:
+    """What stderr says after a listing: nothing matched, or how many rows were left out."""
+    if pages.shown == 0:
+        wanted = describe_filter(args)
+        return f"no {command} match filter {wanted}" if wanted else f"no {command} stored yet"
+    if pages.total > pages.shown:
+        return f"{pages.shown} of {pages.total} shown; --all for more"
+    return None
 
 
 def emit_json(rows: Iterable[dict[str, Any]]) -> None:
@@ -133,9 +189,12 @@ def emit_json(rows: Iterable[dict[str, Any]]) -> None:
 
 
 def emit_table(headers: list[str], rows: Iterable[list[str]]) -> None:
-    table = [headers, *rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
-    for row in table:
+    """Aligned columns, streamed: widths come from the header and the first PAGE rows, so that
+    `--all` over a million rows never holds more than a page (a longer cell later just sticks out)."""
+    it = iter(rows)
+    head = [headers, *itertools.islice(it, PAGE)]
+    widths = [max(len(r[i]) for r in head) for i in range(len(headers))]
+    for row in itertools.chain(head, it):
         line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
         sys.stdout.write(line.rstrip() + "\n")
 
@@ -166,16 +225,20 @@ def run_listing(args: argparse.Namespace, command: str, cluster_id: str | None =
             call = getattr(query_service_pb2_grpc.QueryServiceStub(channel), listing.rpc)
             flt = filter_message(args, cluster_id=cluster_id)
 
-            def fetch(token: str, size: int) -> tuple[list[Any], str]:
+            def fetch(token: str, size: int) -> tuple[list[Any], str, int]:
                 reply = call(request_type(filter=flt, page_size=size, page_token=token), timeout=args.timeout)
                 items = getattr(reply, listing.reply_field)
-                return [listing.from_proto(item) for item in items], str(reply.next_page_token)
+                return [listing.from_proto(item) for item in items], str(reply.next_page_token), int(reply.total_count)
 
-            rows = paginate(fetch, args.limit)
+            pages = paginate(fetch, 0 if args.all else args.limit)
             if args.json:
-                emit_json(listing.to_json(r) for r in rows)
+                emit_json(listing.to_json(r) for r in pages)
             else:
-                emit_table(listing.headers, (listing.row(r) for r in rows))
+                emit_table(listing.headers, (listing.row(r) for r in pages))
+            note = closing_note(command, args, pages)
+            if note is not None:
+                sys.stdout.flush()
+                print(f"crashfleet {command}: {note}", file=sys.stderr)
     except (grpc.RpcError, OSError, ValueError) as exc:
         return rpc_error(command, exc)
     return 0

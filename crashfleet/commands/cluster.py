@@ -11,7 +11,7 @@ HELP = "show one crash cluster: counts, hosts, kernels, hardware, modules, recen
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("cluster_id", metavar="ID")
+    parser.add_argument("cluster_id", metavar="ID", help="cluster id or a unique prefix of it (4+ hex digits)")
     _query.add_common(parser, filters=False)
     parser.add_argument("--crashes", type=int, default=10, metavar="N", help="recent crashes to list (10)")
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
             detail = convert.cluster_detail_from_proto(reply.cluster)
             crashes = stub.ListCrashes(
                 query_service_pb2.ListCrashesRequest(
-                    filter=query_service_pb2.Filter(cluster_id=args.cluster_id), page_size=max(args.crashes, 1)
+                    filter=query_service_pb2.Filter(cluster_id=detail.summary.id), page_size=max(args.crashes, 1)
                 ),
                 timeout=args.timeout,
             )

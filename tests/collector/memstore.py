@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from collector.store.base import InvalidPageToken
 from wire.model import (
@@ -96,6 +96,20 @@ class MemStore:
         self._check()
         self.calls.append(("list_hosts", flt, page))
         return _paginate(sorted(self.hosts, key=lambda h: h.hostname), page)
+
+    def _count(self, listing: Any, flt: QueryFilter | None) -> int:
+        rows, _ = listing(flt or QueryFilter(), Page(size=10**9))
+        self.calls.pop()  # a count is not a listing the tests look for
+        return len(rows)
+
+    def count_clusters(self, flt: QueryFilter | None = None) -> int:
+        return self._count(self.list_clusters, flt)
+
+    def count_crashes(self, flt: QueryFilter | None = None) -> int:
+        return self._count(self.list_crashes, flt)
+
+    def count_hosts(self, flt: QueryFilter | None = None) -> int:
+        return self._count(self.list_hosts, flt)
 
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'

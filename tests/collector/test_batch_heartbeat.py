@@ -95,7 +95,9 @@ def test_a_heartbeat_is_answered_only_after_its_commit(tmp_path: Path) -> None:
     future.result(timeout=10)
     # Acknowledged means committed: a separate connection sees the row at once.
     with sqlite3.connect(path) as other:
-        assert other.execute("SELECT modules FROM hosts WHERE hostname = 'web-9'").fetchone() == ('["nvme"]',)
+        assert other.execute(
+            "SELECT s.modules FROM hosts h JOIN module_sets s ON s.id = h.module_set WHERE h.hostname = 'web-9'"
+        ).fetchone() == ('["nvme"]',)
     store.close()
 
 

@@ -405,8 +405,13 @@ class ListClustersResponse(_message.Message):
 
     CLUSTERS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Empty on the last page."""
+    total_count: _builtins.int
+    """How many rows the filter matches in all, counted by the store; set on the first page
+    (a request without page_token) only, 0 on later pages.
+    """
     @_builtins.property
     def clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterSummary]: ...
     def __init__(
@@ -414,10 +419,11 @@ class ListClustersResponse(_message.Message):
         *,
         clusters: _abc.Iterable[Global___ClusterSummary] | None = ...,
         next_page_token: _builtins.str = ...,
+        total_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters", "next_page_token", b"next_page_token", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -429,6 +435,9 @@ class GetClusterRequest(_message.Message):
 
     CLUSTER_ID_FIELD_NUMBER: _builtins.int
     cluster_id: _builtins.str
+    """A cluster id, or a unique prefix of one (at least 4 hex digits); an ambiguous prefix is
+    INVALID_ARGUMENT with the candidates in the message.
+    """
     def __init__(
         self,
         *,
@@ -494,7 +503,12 @@ class ListCrashesResponse(_message.Message):
 
     CRASHES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    total_count: _builtins.int
+    """How many rows the filter matches in all, counted by the store; set on the first page
+    (a request without page_token) only, 0 on later pages.
+    """
     @_builtins.property
     def crashes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CrashSummary]: ...
     def __init__(
@@ -502,10 +516,11 @@ class ListCrashesResponse(_message.Message):
         *,
         crashes: _abc.Iterable[Global___CrashSummary] | None = ...,
         next_page_token: _builtins.str = ...,
+        total_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["crashes", b"crashes", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crashes", b"crashes", "next_page_token", b"next_page_token", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -517,6 +532,7 @@ class GetCrashRequest(_message.Message):
 
     CRASH_ID_FIELD_NUMBER: _builtins.int
     crash_id: _builtins.str
+    """A crash id, or a unique prefix of one (at least 4 hex digits), as for GetClusterRequest."""
     def __init__(
         self,
         *,
@@ -582,7 +598,12 @@ class ListHostsResponse(_message.Message):
 
     HOSTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    total_count: _builtins.int
+    """How many rows the filter matches in all, counted by the store; set on the first page
+    (a request without page_token) only, 0 on later pages.
+    """
     @_builtins.property
     def hosts(self) -> _containers.RepeatedCompositeFieldContainer[Global___HostSummary]: ...
     def __init__(
@@ -590,10 +611,11 @@ class ListHostsResponse(_message.Message):
         *,
         hosts: _abc.Iterable[Global___HostSummary] | None = ...,
         next_page_token: _builtins.str = ...,
+        total_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hosts", b"hosts", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hosts", b"hosts", "next_page_token", b"next_page_token", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
