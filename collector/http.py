@@ -318,13 +318,19 @@ class Route:
 def _api_list(
     req: Request,
     query: Callable[[QueryFilter, Page], tuple[list[_Row], str]],
+    count: Callable[[QueryFilter], int],
     key: str,
     to_json: Callable[[_Row], dict[str, Any]],
 ) -> Response:
-    """A JSON list endpoint: `{key: [...], "next_page_token": ...}` for the filter and page in the query."""
+    """A JSON list endpoint: `{key: [...], "next_page_token": ..., "total_count": ...}` for the filter
+    and page in the query. The total is the store's count of every matching row, given on the first
+    page only (as the gRPC API does): later pages carry 0 rather than pay for the count again."""
     flt, page = parse_query(req.query)
     rows, nxt = query(flt, page)
-    return json_response(HTTPStatus.OK, {key: [to_json(r) for r in rows], "next_page_token": nxt})
+    total = count(flt) if not page.token else 0
+    return json_response(
+        HTTPStatus.OK, {key: [to_json(r) for r in rows], "next_page_token": nxt, "total_count": total}
+    )
 
 
 def _api_get(
@@ -369,19 +375,19 @@ class App:
     # JSON API ----------------------------------------------------------------------------------
 
     def api_clusters(self, req: Request) -> Response:
-        return _api_list(req, self.store.list_clusters, "clusters", cluster_json)
+        return _api_list(req, self.store.list_clusters, self.store.count_clusters, "clusters", cluster_json)
 
     def api_cluster(self, req: Request) -> Response:
         return _api_get(req, self.store.get_cluster, "cluster", cluster_detail_json)
 
     def api_crashes(self, req: Request) -> Response:
-        return _api_list(req, self.store.list_crashes, "crashes", crash_json)
+        return _api_list(req, self.store.list_crashes, self.store.count_crashes, "crashes", crash_json)
 
     def api_crash(self, req: Request) -> Response:
         return _api_get(req, self.store.get_crash, "crash", crash_detail_json)
 
     def api_hosts(self, req: Request) -> Response:
-        return _api_list(req, self.store.list_hosts, "hosts", host_json)
+        return _api_list(req, self.store.list_hosts, self.store.count_hosts, "hosts", host_json)
 
     # Web page ----------------------------------------------------------------------------------
 

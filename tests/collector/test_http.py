@@ -169,16 +169,19 @@ def test_pagination_walks_every_row_once(client: Client) -> None:
     seen: list[str] = []
     token = ""
     pages = 0
+    totals = []
     while True:
         q = "page_size=2" + (f"&page_token={token}" if token else "")
         body = client.get(f"/api/v1/clusters?{q}").json()
         seen += [c["id"] for c in body["clusters"]]
+        totals.append(body["total_count"])
         pages += 1
         token = body["next_page_token"]
         if not token:
             break
     assert pages == 2
     assert seen == ["c-e1000", "c-ext4", "c-evil"]
+    assert totals == [3, 0], "the store's total on the first page only, as over gRPC"
 
 
 def test_filters_reach_the_store(client: Client, store: MemStore) -> None:
