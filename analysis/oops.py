@@ -29,7 +29,8 @@ import logging
 import re
 from dataclasses import dataclass
 
-from analysis.logtext import MAX_LINE_CHARS, LogLine, decode_log, normalize_line
+from analysis.logforms import LogForm, kernel_lines
+from analysis.logtext import MAX_LINE_CHARS, LogLine, normalize_line
 from analysis.model import (
     CallFrame,
     CrashKind,
@@ -50,8 +51,18 @@ from analysis.title import (
     match_anchor,
     sanitize_title,
 )
+from analysis.userfaults import count_user_faults, user_fault
 
-__all__ = ["ARCH_EVIDENCE", "ARCH_HARDWARE_HINTS", "MAX_EXCERPT_CHARS", "MAX_RECORDS", "MAX_RECORD_LINES", "parse_log"]
+__all__ = [
+    "ARCH_EVIDENCE",
+    "ARCH_HARDWARE_HINTS",
+    "MAX_EXCERPT_CHARS",
+    "MAX_RECORDS",
+    "MAX_RECORD_LINES",
+    "ParsedLog",
+    "parse_kernel_log",
+    "parse_log",
+]
 
 log = logging.getLogger(__name__)
 
@@ -204,19 +215,40 @@ _FAULT_ADDR = (
 _REASON_TAIL = re.compile(r"(?:,? (?:address|at|at virtual address):? ADDR| at ADDR)$")
 
 
+_OTHER_SOURCE = "-"  # the caller id of a line another program wrote: never the same context as a report's
+
+
 @dataclass(slots=True)
 class _Lines:
-    """Lazily normalized view of the raw lines: each line is normalized at most once."""
+    """Lazily normalized view of the raw lines: each line is normalized at most once.
+
+    Lines the kernel did not write (`kernel[i]` False, see analysis.logforms) read as empty
+    lines of a caller no report has, so a report steps over them like over another CPU's lines.
+    """
 
     raw: list[str]
     cache: list[LogLine | None]
+    kernel: list[bool]
 
     def get(self, i: int) -> LogLine:
         line = self.cache[i]
         if line is None:
-            line = normalize_line(self.raw[i], i)
+            if self.kernel[i]:
+                line = normalize_line(self.raw[i], i)
+            else:
+                line = LogLine(index=i, text="", caller=_OTHER_SOURCE)
             self.cache[i] = line
         return line
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedLog:
+    """A log's crash records and what was read to find them."""
+
+    records: list[CrashRecord]
+    form: LogForm  # the input form analysis.logforms detected
+    skipped_lines: int  # lines other programs wrote, not read
+    user_faults: dict[str, int]  # user-space faults the kernel reported, per program (analysis.userfaults)
 
 
 @dataclass(slots=True)
@@ -241,11 +273,23 @@ def _context(line: LogLine) -> tuple[bool, str | None]:
 
 def parse_log(data: bytes | str) -> list[CrashRecord]:
     """Every crash report in a kernel log, in log order. Never raises on any input."""
+    return parse_kernel_log(data).records
+
+
+def parse_kernel_log(data: bytes | str) -> ParsedLog:
+    """`parse_log` with the log's form, the count of other programs' lines skipped and the
+    user-space faults counted. Never raises on any input."""
     try:
-        return _parse(data)
+        view = kernel_lines(data)
+    except Exception:
+        log.exception("event=parse_failed reason=internal-error stage=log-form")
+        return ParsedLog([], LogForm.CONSOLE, 0, {})
+    try:
+        records = _parse_lines(view.lines, view.kernel)
     except Exception:  # a parser bug must not take the agent down; say so and carry on
         log.exception("event=parse_failed reason=internal-error")
-        return []
+        records = []
+    return ParsedLog(records, view.form, view.skipped, count_user_faults(view.lines))
 
 
 def _find_starts(lines: _Lines) -> list[_Start]:
@@ -259,6 +303,8 @@ def _find_starts(lines: _Lines) -> list[_Start]:
         group = match_anchor(text)
         if group is None:
             continue
+        if user_fault(text) is not None:
+            continue  # the kernel reporting a user-space program's fault: not a kernel crash
         if group.confirm is not None and not _confirmed(lines, i, group.confirm):
             continue
         starts.append(_Start(i, group, is_continuation(text)))
@@ -271,9 +317,13 @@ def _confirmed(lines: _Lines, i: int, pattern: re.Pattern[str]) -> bool:
 
 
 def _parse(data: bytes | str) -> list[CrashRecord]:
-    text = decode_log(data)
-    raw = text.splitlines()
-    lines = _Lines(raw, [None] * len(raw))
+    """`parse_log` without its safety net (tests call this to see a parser bug's exception)."""
+    view = kernel_lines(data)
+    return _parse_lines(view.lines, view.kernel)
+
+
+def _parse_lines(raw: list[str], kernel: list[bool]) -> list[CrashRecord]:
+    lines = _Lines(raw, [None] * len(raw), kernel)
     starts = _find_starts(lines)
     if not starts:
         return []
