@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from analysis.logtext import normalize_line
 
 __all__ = [
+    "COMM_LOOKAHEAD",
     "MAX_PROGRAMS",
     "OTHER_PROGRAMS",
     "USER_FAULT_RULES",
     "UserFault",
     "bound_counts",
     "count_user_faults",
+    "register_dump_comm",
     "user_fault",
 ]
 
@@ -59,7 +61,7 @@ USER_FAULT_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
 _HINTS = ("segfault at", " ip:", "unhandled", "fatal signal", " nip ")
 # print_fatal_signal names the program only on the show_regs() line after it (since 2.6.3x).
 _CPU_COMM = re.compile(r"CPU: \d{1,5} (?:UID: \d{1,10} )?PID: (?P<pid>\d{1,10}) Comm: (?P<comm>.{1,16}?) (?:Not tainted|Tainted:)")
-_COMM_LOOKAHEAD = 4
+COMM_LOOKAHEAD = 4  # lines after a fault line that does not name its program where show_regs() names it
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,14 @@ def user_fault(text: str) -> UserFault | None:
     return None
 
 
+def register_dump_comm(text: str) -> str | None:
+    """The program a register dump's `CPU: N PID: N Comm: NAME ...` line names, else None."""
+    if "Comm: " not in text:
+        return None
+    m = _CPU_COMM.search(text)
+    return m.group("comm").strip() if m else None
+
+
 def count_user_faults(lines: Iterable[str]) -> dict[str, int]:
     """User-space faults per program in raw kernel lines (prefixes are stripped here).
 
@@ -97,12 +107,11 @@ def count_user_faults(lines: Iterable[str]) -> dict[str, int]:
     for raw in lines:
         if pending:
             pending -= 1
-            if "Comm: " in raw:
-                cm = _CPU_COMM.search(raw)
-                if cm:
-                    _add(counts, cm.group("comm").strip())
-                    pending = 0
-                    continue
+            comm = register_dump_comm(raw)
+            if comm is not None:
+                _add(counts, comm)
+                pending = 0
+                continue
             if not pending:
                 _add(counts, "?")
         if not any(h in raw for h in _HINTS):
@@ -111,7 +120,7 @@ def count_user_faults(lines: Iterable[str]) -> dict[str, int]:
         if fault is None:
             continue
         if fault.comm is None:
-            pending = _COMM_LOOKAHEAD
+            pending = COMM_LOOKAHEAD
         else:
             _add(counts, fault.comm)
     if pending:

@@ -745,6 +745,18 @@ class SqlStore(ABC):
         if row is None or row[0] != modules_json:
             tx.run("DELETE FROM host_modules WHERE hostname = ?", (h.hostname,))
             tx.many("INSERT INTO host_modules (module, hostname) VALUES (?, ?)", [(m, h.hostname) for m in modules])
+        # The heartbeat carries this boot's counts (a snapshot): they replace the stored ones.
+        tx.run("DELETE FROM host_user_faults WHERE hostname = ?", (h.hostname,))
+        if h.user_faults:
+            tx.many(
+                "INSERT INTO host_user_faults (hostname, program, faults) VALUES (?, ?, ?)",
+                [(h.hostname, program, count) for program, count in dict(h.user_faults).items()],
+            )
+
+    def user_faults(self, hostname: str) -> dict[str, int]:
+        with self._read_tx() as tx:
+            rows = tx.all("SELECT program, faults FROM host_user_faults WHERE hostname = ?", (hostname,))
+        return {str(program): int(faults) for program, faults in rows}
 
     def hosts_by_release(self) -> dict[str, int]:
         with self._read_tx() as tx:
