@@ -68,7 +68,7 @@ REPORTS = [
       "ffff (&mm->mmap_lock){++++}-{3:3}, at: __might_fault+0x8f/0x110",
       "but task is already holding lock:", "ffff (&pipe->mutex/1){+.+.}-{3:3}, at: pipe_lock+0x1/0x2",
       "Call Trace:", " dump_stack+0x1/0x2"], CrashKind.LOCKDEP, "possible deadlock in pipe_lock", "pipe_lock"),
-    (["BUG: MAX_STACK_TRACE_ENTRIES too low!"], CrashKind.BUG, "BUG: MAX_STACK_TRACE_ENTRIES too low!", None),
+    (["BUG: MAX_STACK_TRACE_ENTRIES too low!"], CrashKind.LOCKDEP, "BUG: MAX_STACK_TRACE_ENTRIES too low!", None),
     (["rust_kernel: panicked at drivers/android/binder/process.rs:1211:17:", "attempt to subtract with overflow",
       "Call Trace:", " _RNvCscSpY9Juk0HT_7___rustc17rust_begin_unwind+0x15b/0x160",
       " _RNvNtCs9jEwPDbx20M_4core9panicking9panic_fmt+0x84/0x90",
