@@ -37,7 +37,7 @@ from enum import StrEnum
 
 from analysis.logtext import MAX_LINE_CHARS, decode_log
 
-__all__ = ["FORMS", "KernelLines", "LogForm", "detect_form", "is_console_noise", "kernel_lines"]
+__all__ = ["FORMS", "KernelLines", "LogForm", "detect_form", "header_seconds", "is_console_noise", "kernel_lines"]
 
 
 class LogForm(StrEnum):
@@ -96,6 +96,28 @@ _DMESG_DECODED_KERN = re.compile(r"kern\s{0,3}:(?:emerg|alert|crit|err|warn|noti
 _CONSOLE_LEVEL = re.compile(r"<(\d{1,4})>")
 _PRINTK_STAMP = re.compile(r"\[ {0,12}\d{1,12}\.\d")  # a console line the kernel printed: the fast path
 _SAMPLE_LINES = 200  # form detection reads this many non-empty lines
+_MONTHS = {m: n for n, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))}
+_HEADER_TIME = re.compile(
+    r"(?:<\d{1,3}>1? ?)?(?:[A-Z][a-z]{2} (?=\d{4}))?"
+    r"(?:(?P<mon>[A-Z][a-z]{2}) (?P<day>[ \d]\d) |(?P<y>\d{4})-(?P<m>\d\d)-(?P<d>\d\d)[T ])"
+    r"(?P<H>\d\d):(?P<M>\d\d):(?P<S>\d\d(?:[.,]\d{1,9})?)"
+    r"|\[ {0,12}(?P<mono>\d{1,12}\.\d{1,9})\]"
+)
+
+
+def header_seconds(line: str) -> float | None:
+    """The time a syslog/journal header gives a line, in seconds on a scale where only
+    differences within one log mean something (wall clock, or monotonic for short-monotonic)."""
+    m = _HEADER_TIME.match(line)
+    if m is None:
+        return None
+    if m.group("mono"):
+        return float(m.group("mono"))
+    if m.group("mon"):
+        days = _MONTHS.get(m.group("mon"), 0) * 31 + int(m.group("day"))
+    else:
+        days = (int(m.group("y")) * 12 + int(m.group("m"))) * 31 + int(m.group("d"))
+    return days * 86400.0 + int(m.group("H")) * 3600 + int(m.group("M")) * 60 + float(m.group("S").replace(",", "."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +128,9 @@ class KernelLines:
     lines: list[str]
     kernel: list[bool]
     skipped: int  # lines (messages' lines for journal forms) other sources wrote
+    # Seconds from the transport header (syslog/journal time) per line, None where it has none;
+    # None for forms whose lines carry the printk timestamp in their text.
+    times: list[float | None] | None = None
 
 
 def is_console_noise(line: str) -> str | None:
@@ -218,17 +243,20 @@ def _headed(form: LogForm, raw: list[str]) -> KernelLines:
     """syslog, RFC 5424, journalctl short-*: the header names the writer; unheaded lines continue."""
     lines: list[str] = []
     kernel: list[bool] = []
+    times: list[float | None] = []
     skipped = 0
     previous = False
     for line in raw:
         head = line[:MAX_LINE_CHARS]
         mine = False
         message = ""
+        when: float | None = None
         if form is LogForm.RFC5424:
             r = _RFC5424.match(head)
             if r:
                 mine = r.group("app") == "kernel" and _facility_ok(r.group("pri"))
                 message = head[r.end():]
+                when = header_seconds(head[head.find(" ") + 1:]) if mine else None
             else:
                 mine, message = _unheaded(head, previous)
         else:
@@ -239,6 +267,7 @@ def _headed(form: LogForm, raw: list[str]) -> KernelLines:
                 pri = m.groupdict().get("pri")
                 mine = m.group("ident") == "kernel" and _facility_ok(pri)
                 message = head[m.end():]
+                when = header_seconds(head) if mine else None
             else:
                 mine, message = _unheaded(head, previous)
         previous = mine
@@ -246,7 +275,8 @@ def _headed(form: LogForm, raw: list[str]) -> KernelLines:
             skipped += 1
         lines.append(message if mine else "")
         kernel.append(mine)
-    return KernelLines(form, lines, kernel, skipped)
+        times.append(when)
+    return KernelLines(form, lines, kernel, skipped, times)
 
 
 def _unheaded(line: str, previous: bool) -> tuple[bool, str]:

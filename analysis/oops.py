@@ -70,6 +70,10 @@ MAX_RECORD_LINES = 1500  # a report longer than this is a log, not a report
 MAX_EXCERPT_CHARS = 16 * 1024
 MAX_RECORDS = 2000  # a log with more reports than this is a crash loop; the first ones tell the story
 MAX_FRAMES = 256
+# The kernel prints a report in one burst: a line this long after the report's previous one
+# (printk time, or the syslog/journal header's) belongs to something later.
+QUIET_GAP_SECONDS = 60.0
+_END_OF_TRACE = "---[ end trace"  # after it, only the panic it ends in continues the report
 _TAIL_LINES = 300  # how far past its end a report's caller is read for its title and trace check
 _MAX_FOREIGN_RUN = 400  # consecutive lines of other CPUs after which a report is over
 _TITLE_PANIC_CUT = 22  # syzbot convention: a panic this deep into a report is its aftermath
@@ -285,7 +289,7 @@ def parse_kernel_log(data: bytes | str) -> ParsedLog:
         log.exception("event=parse_failed reason=internal-error stage=log-form")
         return ParsedLog([], LogForm.CONSOLE, 0, {})
     try:
-        records = _parse_lines(view.lines, view.kernel)
+        records = _parse_lines(view.lines, view.kernel, view.times)
     except Exception:  # a parser bug must not take the agent down; say so and carry on
         log.exception("event=parse_failed reason=internal-error")
         records = []
@@ -319,10 +323,10 @@ def _confirmed(lines: _Lines, i: int, pattern: re.Pattern[str]) -> bool:
 def _parse(data: bytes | str) -> list[CrashRecord]:
     """`parse_log` without its safety net (tests call this to see a parser bug's exception)."""
     view = kernel_lines(data)
-    return _parse_lines(view.lines, view.kernel)
+    return _parse_lines(view.lines, view.kernel, view.times)
 
 
-def _parse_lines(raw: list[str], kernel: list[bool]) -> list[CrashRecord]:
+def _parse_lines(raw: list[str], kernel: list[bool], times: list[float | None] | None = None) -> list[CrashRecord]:
     lines = _Lines(raw, [None] * len(raw), kernel)
     starts = _find_starts(lines)
     if not starts:
@@ -345,16 +349,24 @@ def _parse_lines(raw: list[str], kernel: list[bool]) -> list[CrashRecord]:
         end = s.index + 1
         foreign = 0
         limit = min(len(raw), s.index + MAX_RECORD_LINES)
+        last_time = _time_of(header, times)
+        traced_out = False  # the report printed its `---[ end trace` line
         while end < limit and budget > 0:
             budget -= 1
             line = lines.get(end)
             same = _context(line) == ctx
             nxt = start_at.get(end)
-            if nxt is not None and same and not nxt.continues:
-                break
+            if nxt is not None and same and (not nxt.continues or (traced_out and not _PANIC_START.search(line.text))):
+                break  # a new report; a die() header after the end-of-trace line is one too (oops #2)
             if same:
+                when = _time_of(line, times)
+                if when is not None:
+                    if last_time is not None and when - last_time > QUIET_GAP_SECONDS:
+                        break
+                    last_time = when
                 if _TERMINATORS.search(line.text):
                     break
+                traced_out = traced_out or _END_OF_TRACE in line.text
                 members.append(end)
                 if nxt is not None:
                     consumed.add(end)
@@ -385,6 +397,18 @@ def _parse_lines(raw: list[str], kernel: list[bool]) -> list[CrashRecord]:
     records = [_build(lines, w, n, windows) for n, w in enumerate(windows)]
     _relate(records)
     return records
+
+
+_PANIC_START = re.compile(r"Kernel panic - not syncing")
+
+
+def _time_of(line: LogLine, times: list[float | None] | None) -> float | None:
+    """A line's time: its transport header's when the form has one, else its printk timestamp."""
+    if times is not None:
+        when = times[line.index]
+        if when is not None:
+            return when
+    return line.timestamp
 
 
 def _title_lines(lines: _Lines, members: list[int]) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.logforms import LogForm, detect_form, is_console_noise, kernel_lines
+from analysis.logforms import LogForm, detect_form, header_seconds, is_console_noise, kernel_lines
 from analysis.oops import parse_kernel_log, parse_log
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "logforms"
@@ -129,3 +129,44 @@ def test_kmsg_user_facility_is_skipped() -> None:
         "[    0.000100] BUG: kernel NULL pointer dereference"
     ]
     assert view.skipped == 1
+
+
+def test_header_times() -> None:
+    day = 86400.0
+    assert header_seconds("Mar 28 23:50:56 web17 kernel: x") == (2 * 31 + 28) * day + 23 * 3600 + 50 * 60 + 56
+    assert header_seconds("Mar  8 00:00:01.250000 web17 kernel: x") == (2 * 31 + 8) * day + 1.25
+    iso = header_seconds("2026-03-28T23:50:56.5+00:00 web17 kernel: x")
+    assert iso is not None and header_seconds("Sat 2026-03-28 23:50:57 UTC web17 kernel: x") == iso + 0.5
+    assert header_seconds("[ 4.357716] web17 kernel: x") == 4.357716
+    assert header_seconds("BUG: kernel NULL pointer dereference") is None
+
+
+def _report(stamp: str, header: str) -> list[str]:
+    return [
+        f"{stamp} web17 kernel: {header}",
+        f"{stamp} web17 kernel: CPU: 0 PID: 1 Comm: init Not tainted 6.1.0-56-amd64 #1  Debian 6.1.192-2",
+        f"{stamp} web17 kernel: Call Trace:",
+        f"{stamp} web17 kernel:  <TASK>",
+        f"{stamp} web17 kernel:  crashme_write+0x3f/0x60 [crashme]",
+        f"{stamp} web17 kernel:  vfs_write+0xd1/0x3e0",
+        f"{stamp} web17 kernel:  </TASK>",
+    ]
+
+
+def test_a_quiet_gap_ends_a_report_in_a_journal_without_printk_times() -> None:
+    """journalctl prints no printk timestamp: the header's time tells a later report apart,
+    even one whose header would continue an open report (a bare `Kernel panic`)."""
+    log = [
+        *_report("Mar 28 10:00:00", "BUG: scheduling while atomic: init/1/0x00000002"),
+        "Mar 28 10:07:00 web17 kernel: Kernel panic - not syncing: Fatal machine check",
+    ]
+    records = parse_log("\n".join(log) + "\n")
+    assert [r.title for r in records] == [
+        "BUG: scheduling while atomic in crashme_write", "kernel panic: Fatal machine check",
+    ]
+    together = [
+        *_report("Mar 28 10:00:00", "BUG: scheduling while atomic: init/1/0x00000002"),
+        "Mar 28 10:00:01 web17 kernel: Kernel panic - not syncing: Fatal machine check",
+    ]
+    [record] = parse_log("\n".join(together) + "\n")
+    assert record.panic_message == "Fatal machine check"
