@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -95,6 +96,7 @@ _CONSOLE_NOISE: tuple[tuple[str, re.Pattern[str]], ...] = (
 _DMESG_DECODED_KERN = re.compile(r"kern\s{0,3}:(?:emerg|alert|crit|err|warn|notice|info|debug)\s{0,3}: ")
 _CONSOLE_LEVEL = re.compile(r"<(\d{1,4})>")
 _PRINTK_STAMP = re.compile(r"\[ {0,12}\d{1,12}\.\d")  # a console line the kernel printed: the fast path
+_UNSTAMPED = re.compile(r"\n(?=[^\r\n])(?!\[ {0,12}\d{1,12}\.\d)")  # a line break before a line without one
 _SAMPLE_LINES = 200  # form detection reads this many non-empty lines
 _MONTHS = {m: n for n, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))}
 _HEADER_TIME = re.compile(
@@ -203,36 +205,50 @@ def kernel_lines(data: bytes | str) -> KernelLines:
     if form is LogForm.KMSG:
         return _kmsg(raw)
     if form is LogForm.CONSOLE:
-        return _console(raw)
+        return _console(text, raw)
     return _headed(form, raw)
 
 
-def _console(raw: list[str]) -> KernelLines:
-    lines: list[str] = []
-    kernel: list[bool] = []
+def _console(text: str, raw: list[str]) -> KernelLines:
+    """Every line is the kernel's but the console noise; `raw` is rewritten in place (blanked lines,
+    `dmesg -x` prefixes cut). Lines with a printk timestamp, nearly all of a console log, are
+    passed over by one scan of the text; only the others are looked at."""
+    kernel = [True] * len(raw)
     skipped = 0
-    for line in raw:
-        mine = True
-        head = line[:MAX_LINE_CHARS]
-        if head.startswith("[") and _PRINTK_STAMP.match(head):
-            lines.append(line)
-            kernel.append(True)
+    newlines = text.count("\n")
+    if len(raw) == newlines + (1 if text and not text.endswith("\n") else 0):
+        # Line i starts after the i-th "\n": find the unstamped lines without a Python loop per line.
+        candidates: Iterable[int] = _unstamped_lines(text)
+    else:  # other separators (lone \r, \x0b ...) split lines too: look at every line
+        candidates = range(len(raw))
+    stamp = _PRINTK_STAMP.match
+    for i in candidates:
+        line = raw[i]
+        if line[:1] == "[" and stamp(line):
             continue
-        d = _DMESG_DECODED_KERN.match(head) if head.startswith("kern") else None
+        head = line[:MAX_LINE_CHARS]
+        d = _DMESG_DECODED_KERN.match(head) if head[:4] == "kern" else None
         if d is not None:  # `dmesg -x`: the facility and level decoded in front of the line
-            lines.append(line[d.end():])
-            kernel.append(True)
+            raw[i] = line[d.end():]
             continue
         m = _SYSLOG_HEADER.match(head)
-        if m and m.group("ident") != "kernel":
-            mine = False  # a syslog line pasted into a console log
-        elif m is None and is_console_noise(head) is not None:
-            mine = False
-        if not mine:
+        if (m is not None and m.group("ident") != "kernel") or (m is None and is_console_noise(head) is not None):
+            raw[i] = ""  # a syslog line of another program pasted in, a prompt, an echo
+            kernel[i] = False
             skipped += 1
-        lines.append(line if mine else "")
-        kernel.append(mine)
-    return KernelLines(LogForm.CONSOLE, lines, kernel, skipped)
+    return KernelLines(LogForm.CONSOLE, raw, kernel, skipped)
+
+
+def _unstamped_lines(text: str) -> Iterator[int]:
+    """Indexes of the non-empty lines that do not start with a printk timestamp."""
+    if text and not _PRINTK_STAMP.match(text):
+        yield 0
+    index = 0
+    last = 0
+    for m in _UNSTAMPED.finditer(text):
+        index += text.count("\n", last, m.end())
+        last = m.end()
+        yield index
 
 
 def _facility_ok(pri: str | None) -> bool:

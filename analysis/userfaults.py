@@ -14,10 +14,10 @@ of a normalized line (analysis.logtext), anchored and bounded.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from analysis.logtext import normalize_line
+from analysis.logtext import MAX_LINE_CHARS, normalize_line
 
 __all__ = [
     "COMM_LOOKAHEAD",
@@ -96,35 +96,50 @@ def register_dump_comm(text: str) -> str | None:
     return m.group("comm").strip() if m else None
 
 
-def count_user_faults(lines: Iterable[str]) -> dict[str, int]:
+def count_user_faults(lines: Sequence[str]) -> dict[str, int]:
     """User-space faults per program in raw kernel lines (prefixes are stripped here).
 
-    Pure and linear; a fault line that does not name its program takes the name from the
-    `CPU: ... Comm:` line right after it, else counts under "?".
+    Pure and linear: each rule's cheap hint is searched in the joined text (a C-speed substring
+    search), and only the lines that hold one are matched. A fault line that does not name its
+    program takes the name from the `CPU: ... Comm:` line right after it, else counts under "?".
     """
     counts: dict[str, int] = {}
-    pending = 0  # lines left to find the comm of a fault that did not name it
-    for raw in lines:
-        if pending:
-            pending -= 1
-            comm = register_dump_comm(raw)
-            if comm is not None:
-                _add(counts, comm)
-                pending = 0
-                continue
-            if not pending:
-                _add(counts, "?")
-        if not any(h in raw for h in _HINTS):
+    text = "\n".join(lines)
+    starts: set[int] = set()
+    for hint in _HINTS:
+        pos = text.find(hint)
+        while pos >= 0:
+            start = text.rfind("\n", 0, pos) + 1
+            starts.add(start)
+            end = text.find("\n", pos)
+            if end < 0:
+                break
+            pos = text.find(hint, end)
+    resume = 0  # lines before this offset were already read as the lines after a fault
+    for start in sorted(starts):
+        if start < resume:
             continue
-        fault = user_fault(normalize_line(raw).text)
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        fault = user_fault(normalize_line(text[start:min(end, start + MAX_LINE_CHARS)]).text)
         if fault is None:
             continue
-        if fault.comm is None:
-            pending = COMM_LOOKAHEAD
-        else:
+        if fault.comm is not None:
             _add(counts, fault.comm)
-    if pending:
-        _add(counts, "?")
+            continue
+        comm = None
+        pos = end + 1
+        for _ in range(COMM_LOOKAHEAD):
+            if pos > len(text):
+                break
+            nxt = text.find("\n", pos)
+            nxt = len(text) if nxt < 0 else nxt
+            comm = register_dump_comm(text[pos:min(nxt, pos + MAX_LINE_CHARS)])
+            pos = nxt + 1
+            if comm is not None:
+                resume = pos
+                break
+        _add(counts, comm or "?")
     return counts
 
 
