@@ -1029,9 +1029,10 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
         kind=K.WARNING,
     ),
     OopsGroup(
-        ": nobody cared (try booting with",  # kernel/irq/spurious.c:__report_bad_irq
+        ": nobody cared",  # kernel/irq/spurious.c:__report_bad_irq
         (TitleRule("irq-nobody-cared", _re(r"irq \d+: nobody cared"), K.BUG, "irq: nobody cared in {0}", frame_arg=0,
                    follow=(re.compile(r"^handlers:"), _re(r"{{PC}} +([A-Za-z0-9_.]+)")), needs_stack=False),),
+        suppressions=(re.compile(r"^(?!irq \d+: nobody cared \(try booting)"),),  # only the kernel's own sentence
         kind=K.BUG,
     ),
     OopsGroup(
@@ -1040,7 +1041,7 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
         kind=K.MACHINE_CHECK,
     ),
     OopsGroup(
-        "NMI: PCI system error (SERR)",  # arch/x86/kernel/nmi.c:pci_serr_error
+        "NMI: PCI system error",  # arch/x86/kernel/nmi.c:pci_serr_error
         (TitleRule("nmi-serr", _re(r"NMI: PCI system error"), K.MACHINE_CHECK, "NMI: PCI system error (SERR)",
                    needs_stack=False),),
         kind=K.MACHINE_CHECK,
