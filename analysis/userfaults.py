@@ -104,7 +104,7 @@ def count_user_faults(lines: Sequence[str]) -> dict[str, int]:
     program takes the name from the `CPU: ... Comm:` line right after it, else counts under "?".
     """
     counts: dict[str, int] = {}
-    text = "\n".join(lines)
+    text = "\n".join(line[:MAX_LINE_CHARS] for line in lines)  # a fault line is short; a huge one is not read whole
     starts: set[int] = set()
     for hint in _HINTS:
         pos = text.find(hint)
