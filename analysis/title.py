@@ -1079,4 +1079,24 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
     ),
 )  # fmt: skip
 
-ANCHORS = re.compile("|".join(re.escape(g.anchor) for g in OOPS_GROUPS))  # any group's anchor, one pass
+def _anchor_trie(words: Sequence[str]) -> str:
+    """An alternation of `words` factored by common prefixes: the regex engine tries one branch
+    per first character instead of every anchor at every candidate position (only presence is
+    asked of ANCHORS, so a word that extends another is dropped)."""
+    by_first: dict[str, list[str]] = {}
+    for word in words:
+        by_first.setdefault(word[:1], []).append(word[1:])
+    parts = []
+    for first, rests in sorted(by_first.items()):
+        if not first:
+            continue
+        if "" in rests:
+            parts.append(re.escape(first))
+        elif len(rests) == 1:
+            parts.append(re.escape(first + rests[0]))
+        else:
+            parts.append(re.escape(first) + "(?:" + _anchor_trie(rests) + ")")
+    return "|".join(parts)
+
+
+ANCHORS = re.compile(_anchor_trie([g.anchor for g in OOPS_GROUPS]))  # any group's anchor, one pass

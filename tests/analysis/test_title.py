@@ -166,3 +166,17 @@ def test_rule_table_is_well_formed() -> None:
             assert all(int(f) < captured for f in positional), f"{rule.name}: title uses a group it does not capture"
             if "frame" in fields:
                 assert rule.parts or rule.header_frame is not None, f"{rule.name}: titles a frame it never looks for"
+
+
+def test_the_anchor_scan_finds_exactly_the_lines_holding_an_anchor() -> None:
+    """ANCHORS is a prefix-factored alternation of the group anchors: same lines as a plain one."""
+    import re
+
+    from analysis.title import ANCHORS, OOPS_GROUPS
+
+    plain = re.compile("|".join(re.escape(g.anchor) for g in OOPS_GROUPS))
+    lines = [g.anchor for g in OOPS_GROUPS] + [f"[ 1.0] x {g.anchor[:-1]}" for g in OOPS_GROUPS] + [
+        "BUG kmalloc-64: Object already free", "BUG: x", "Kernel BUG at", "Kernel panic - not syncing: x",
+        "kernel BUG at mm/slub.c:1", "Oops: 0000", "Oops", "NMI: PCI system error (SERR)", "plain line",
+    ]
+    assert [bool(ANCHORS.search(line)) for line in lines] == [bool(plain.search(line)) for line in lines]
