@@ -40,6 +40,8 @@ class HostInventory:
     memory_bytes: int
     agent_version: str
     boot_id: str  # "" when unknown
+    # (program, count) of user-space faults in this boot's kernel log, as the daemon counted them
+    user_faults: tuple[tuple[str, int], ...] = ()
 
 
 def _read(path: Path, limit: int = 1 << 20) -> str:

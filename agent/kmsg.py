@@ -2,7 +2,9 @@
 
 A WARNING, a non-fatal oops, a soft lockup or a hung task never produces a dump; the only place
 it exists is the kernel log of the running boot. `parse_record` is a pure function over one
-record (`prio,seq,usec,flags;message` plus ` KEY=value` continuation lines); `BlockCollector`
+record (`prio,seq,usec,flags;message` plus ` KEY=value` continuation lines); records of a
+facility other than 0 were written by user space and are never read as kernel text, and
+user-space fault lines (analysis.userfaults) are counted per program, not collected; `BlockCollector`
 is a pure state machine that turns a record stream into report-sized text blocks (a trigger line
 starts one; an end marker, a quiet gap or a size cap ends it); `KmsgReader` is the thin thread
 that feeds it from the device. The analyzer, not this module, decides what the block contains.
@@ -21,6 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from analysis.userfaults import COMM_LOOKAHEAD, register_dump_comm, user_fault
 
 __all__ = [
     "END_MARKERS",
@@ -178,15 +182,19 @@ class KmsgReader:
         *,
         quiet_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        on_user_fault: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
         self._on_block = on_block
+        self._on_user_fault = on_user_fault
         self._collector = BlockCollector(quiet_seconds)
         self._clock = clock
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kmsg", daemon=True)
         self.records = 0
+        self.foreign_records = 0  # records user space wrote (facility != 0): never read as kernel text
+        self._fault_wait = 0  # records left to find the program of a fault line that did not name it
 
     def start(self) -> None:
         self._thread.start()
@@ -272,9 +280,37 @@ class KmsgReader:
             self._feed(b"\n".join(record))
         return rest
 
+    def _count_user_fault(self, text: str) -> None:
+        """Report each user-space fault's program; `potentially unexpected fatal signal` names it
+        only on the register dump's `Comm:` line a few records later."""
+        assert self._on_user_fault is not None
+        if self._fault_wait:
+            self._fault_wait -= 1
+            comm = register_dump_comm(text)
+            if comm is not None:
+                self._fault_wait = 0
+                self._on_user_fault(comm)
+                return
+            if not self._fault_wait:
+                self._on_user_fault("?")
+        fault = user_fault(text)
+        if fault is None:
+            return
+        if fault.comm is None:
+            self._fault_wait = COMM_LOOKAHEAD
+        else:
+            self._on_user_fault(fault.comm)
+
     def _feed(self, raw: bytes) -> None:
         parsed = parse_record(raw)
         if parsed is None:
             return
         self.records += 1
+        if parsed.facility != 0:
+            # Anything may write /dev/kmsg, but the kernel turns facility 0 from user space into
+            # LOG_USER (devkmsg_write): only facility 0 is the kernel's own text.
+            self.foreign_records += 1
+            return
+        if self._on_user_fault is not None:
+            self._count_user_fault(parsed.text)
         self._emit(self._collector.feed(parsed, self._clock()))

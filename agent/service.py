@@ -47,12 +47,14 @@ from agent.spool import (
     EXIT_DISK_FULL,
     HEARTBEAT_SUGGESTED,
     PAUSED_UNTIL,
+    USER_FAULTS,
     Backoff,
     Spool,
     SpoolFull,
     open_spool,
 )
 from agent.watch import CaptureWatcher
+from analysis.userfaults import bound_counts
 from wire.sdnotify import Notifier, watchdog_interval
 
 __all__ = ["AgentService", "SubprocessWorker", "WorkerHandle", "WorkerLauncher", "configure_logging"]
@@ -140,6 +142,9 @@ class AgentService:
         self.started = threading.Event()  # set once start() finished: READY=1 was sent
         self._kmsg_blocks: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._kmsg: KmsgReader | None = None
+        self._user_faults: dict[str, int] = {}  # program -> faults this boot (kmsg thread writes, lock)
+        self._user_faults_lock = threading.Lock()
+        self._user_faults_saved: dict[str, int] = {}
         self._worker: WorkerHandle | None = None
         self._worker_started = 0.0
         self._worker_heartbeat = False  # the running worker sends a heartbeat
@@ -291,6 +296,7 @@ class AgentService:
             self._add_job(key, "capture", data)
         self._queue_kmsg_blocks()
         self._retry_full()
+        self._save_user_faults()
         self._reap_worker()
         self._start_worker_if_needed()
         self._watchdog_if_due()
@@ -461,9 +467,31 @@ class AgentService:
 
     def _start_kmsg(self) -> None:
         self._kmsg = KmsgReader(
-            self.config.kmsg_path, self._on_kmsg_block, quiet_seconds=self.config.kmsg_quiet_seconds
+            self.config.kmsg_path,
+            self._on_kmsg_block,
+            quiet_seconds=self.config.kmsg_quiet_seconds,
+            on_user_fault=self._on_user_fault,
         )
         self._kmsg.start()
+
+    def _on_user_fault(self, program: str) -> None:
+        with self._user_faults_lock:
+            self._user_faults[program] = self._user_faults.get(program, 0) + 1
+
+    def _save_user_faults(self) -> None:
+        """Leave the bounded counts in the spool for the worker's next heartbeat (when they changed).
+
+        The reader starts at the ring buffer's oldest record, so after a restart the counts are
+        rebuilt from the kernel log rather than added to the saved ones: the saved value is replaced."""
+        with self._user_faults_lock:
+            if self._user_faults == self._user_faults_saved:
+                return
+            counts = dict(self._user_faults)
+        try:
+            self.spool.set_meta(USER_FAULTS, json.dumps(bound_counts(counts), sort_keys=True))
+        except SpoolFull:
+            return  # kept in memory; saved on a later step, once there is room
+        self._user_faults_saved = counts
 
     def _on_kmsg_block(self, block: str) -> None:
         self._kmsg_blocks.put(block)

@@ -67,6 +67,7 @@ PAUSED_UNTIL = "paused_until"  # the collector is down or throttling: no shippin
 STREAK = "failure_streak"  # consecutive unreachable/throttled answers: the backoff exponent
 COLLECTOR_UP = "collector_up"
 HEARTBEAT_SUGGESTED = "heartbeat_suggested_seconds"  # the collector's interval from its last heartbeat reply
+USER_FAULTS = "user_faults"  # JSON {program: count}: user-space faults this boot, for the heartbeat (bounded)
 
 
 class DropReason(StrEnum):

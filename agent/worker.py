@@ -47,6 +47,7 @@ from agent.spool import (
     HEARTBEAT_SUGGESTED,
     PAUSED_UNTIL,
     STREAK,
+    USER_FAULTS,
     DropReason,
     Job,
     NewReport,
@@ -56,6 +57,7 @@ from agent.spool import (
     open_spool,
 )
 from analysis.model import CrashRecord, SystemFacts
+from analysis.userfaults import bound_counts
 from wire.retry import throttle_delay
 
 if TYPE_CHECKING:
@@ -501,9 +503,25 @@ class Worker:
             log.warning("report not accepted yet key=%s code=%s retry_in=%.1fs", item.key, result.code, delay)
         return True
 
+    def _saved_user_faults(self) -> tuple[tuple[str, int], ...]:
+        """The daemon's user-fault counts from the spool (agent.service); () when none or unreadable."""
+        text = self.spool.get_meta(USER_FAULTS)
+        if not text:
+            return ()
+        try:
+            data = json.loads(text)
+        except ValueError:
+            log.warning("user fault counts unreadable in spool reason=bad-json")
+            return ()
+        if not isinstance(data, dict):
+            return ()
+        counts = {str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+        return tuple(sorted(bound_counts(counts).items()))
+
     def _heartbeat(self) -> bool:
         """Send the inventory; True when the collector answered (then a pause is over)."""
-        result = self.shipper.heartbeat(self.inventory)
+        inventory = dataclasses.replace(self.inventory, user_faults=self._saved_user_faults())
+        result = self.shipper.heartbeat(inventory)
         if result.outcome == Outcome.ACKED:
             self.counts["heartbeats"] += 1
             # The daemon schedules the next one from this (bounded by [heartbeat] min/max).

@@ -30,7 +30,8 @@ import re
 from dataclasses import dataclass
 
 from analysis.bounds import decimal, fit_record
-from analysis.logtext import MAX_LINE_CHARS, LogLine, decode_log, normalize_line
+from analysis.logforms import LogForm, kernel_lines
+from analysis.logtext import MAX_LINE_CHARS, LogLine, normalize_line
 from analysis.model import (
     CallFrame,
     CrashKind,
@@ -51,8 +52,18 @@ from analysis.title import (
     match_anchor,
     sanitize_title,
 )
+from analysis.userfaults import count_user_faults, user_fault
 
-__all__ = ["ARCH_EVIDENCE", "ARCH_HARDWARE_HINTS", "MAX_EXCERPT_CHARS", "MAX_RECORDS", "MAX_RECORD_LINES", "parse_log"]
+__all__ = [
+    "ARCH_EVIDENCE",
+    "ARCH_HARDWARE_HINTS",
+    "MAX_EXCERPT_CHARS",
+    "MAX_RECORDS",
+    "MAX_RECORD_LINES",
+    "ParsedLog",
+    "parse_kernel_log",
+    "parse_log",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +71,10 @@ MAX_RECORD_LINES = 1500  # a report longer than this is a log, not a report
 MAX_EXCERPT_CHARS = 16 * 1024
 MAX_RECORDS = 2000  # a log with more reports than this is a crash loop; the first ones tell the story
 MAX_FRAMES = 256
+# The kernel prints a report in one burst: a line this long after the report's previous one
+# (printk time, or the syslog/journal header's) belongs to something later.
+QUIET_GAP_SECONDS = 60.0
+_END_OF_TRACE = "---[ end trace"  # after it, only the panic it ends in continues the report
 _TAIL_LINES = 300  # how far past its end a report's caller is read for its title and trace check
 _MAX_FOREIGN_RUN = 400  # consecutive lines of other CPUs after which a report is over
 _TITLE_PANIC_CUT = 22  # syzbot convention: a panic this deep into a report is its aftermath
@@ -207,19 +222,40 @@ _FAULT_ADDR = (
 _REASON_TAIL = re.compile(r"(?:,? (?:address|at|at virtual address):? ADDR| at ADDR)$")
 
 
+_OTHER_SOURCE = "-"  # the caller id of a line another program wrote: never the same context as a report's
+
+
 @dataclass(slots=True)
 class _Lines:
-    """Lazily normalized view of the raw lines: each line is normalized at most once."""
+    """Lazily normalized view of the raw lines: each line is normalized at most once.
+
+    Lines the kernel did not write (`kernel[i]` False, see analysis.logforms) read as empty
+    lines of a caller no report has, so a report steps over them like over another CPU's lines.
+    """
 
     raw: list[str]
     cache: list[LogLine | None]
+    kernel: list[bool]
 
     def get(self, i: int) -> LogLine:
         line = self.cache[i]
         if line is None:
-            line = normalize_line(self.raw[i], i)
+            if self.kernel[i]:
+                line = normalize_line(self.raw[i], i)
+            else:
+                line = LogLine(index=i, text="", caller=_OTHER_SOURCE)
             self.cache[i] = line
         return line
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedLog:
+    """A log's crash records and what was read to find them."""
+
+    records: list[CrashRecord]
+    form: LogForm  # the input form analysis.logforms detected
+    skipped_lines: int  # lines other programs wrote, not read
+    user_faults: dict[str, int]  # user-space faults the kernel reported, per program (analysis.userfaults)
 
 
 @dataclass(slots=True)
@@ -244,11 +280,23 @@ def _context(line: LogLine) -> tuple[bool, str | None]:
 
 def parse_log(data: bytes | str) -> list[CrashRecord]:
     """Every crash report in a kernel log, in log order. Never raises on any input."""
+    return parse_kernel_log(data).records
+
+
+def parse_kernel_log(data: bytes | str) -> ParsedLog:
+    """`parse_log` with the log's form, the count of other programs' lines skipped and the
+    user-space faults counted. Never raises on any input."""
     try:
-        return _parse(data)
+        view = kernel_lines(data)
+    except Exception:
+        log.exception("event=parse_failed reason=internal-error stage=log-form")
+        return ParsedLog([], LogForm.CONSOLE, 0, {})
+    try:
+        records = _parse_lines(view.lines, view.kernel, view.times)
     except Exception:  # a parser bug must not take the agent down; say so and carry on
         log.exception("event=parse_failed reason=internal-error")
-        return []
+        records = []
+    return ParsedLog(records, view.form, view.skipped, count_user_faults(view.lines))
 
 
 def _find_starts(lines: _Lines) -> list[_Start]:
@@ -262,6 +310,8 @@ def _find_starts(lines: _Lines) -> list[_Start]:
         group = match_anchor(text)
         if group is None:
             continue
+        if user_fault(text) is not None:
+            continue  # the kernel reporting a user-space program's fault: not a kernel crash
         if group.confirm is not None and not _confirmed(lines, i, group.confirm):
             continue
         starts.append(_Start(i, group, is_continuation(text)))
@@ -274,9 +324,13 @@ def _confirmed(lines: _Lines, i: int, pattern: re.Pattern[str]) -> bool:
 
 
 def _parse(data: bytes | str) -> list[CrashRecord]:
-    text = decode_log(data)
-    raw = text.splitlines()
-    lines = _Lines(raw, [None] * len(raw))
+    """`parse_log` without its safety net (tests call this to see a parser bug's exception)."""
+    view = kernel_lines(data)
+    return _parse_lines(view.lines, view.kernel, view.times)
+
+
+def _parse_lines(raw: list[str], kernel: list[bool], times: list[float | None] | None = None) -> list[CrashRecord]:
+    lines = _Lines(raw, [None] * len(raw), kernel)
     starts = _find_starts(lines)
     if not starts:
         return []
@@ -298,16 +352,24 @@ def _parse(data: bytes | str) -> list[CrashRecord]:
         end = s.index + 1
         foreign = 0
         limit = min(len(raw), s.index + MAX_RECORD_LINES)
+        last_time = _time_of(header, times)
+        traced_out = False  # the report printed its `---[ end trace` line
         while end < limit and budget > 0:
             budget -= 1
             line = lines.get(end)
             same = _context(line) == ctx
             nxt = start_at.get(end)
-            if nxt is not None and same and not nxt.continues:
-                break
+            if nxt is not None and same and (not nxt.continues or (traced_out and not _PANIC_START.search(line.text))):
+                break  # a new report; a die() header after the end-of-trace line is one too (oops #2)
             if same:
+                when = _time_of(line, times)
+                if when is not None:
+                    if last_time is not None and when - last_time > QUIET_GAP_SECONDS:
+                        break
+                    last_time = when
                 if _TERMINATORS.search(line.text):
                     break
+                traced_out = traced_out or _END_OF_TRACE in line.text
                 members.append(end)
                 if nxt is not None:
                     consumed.add(end)
@@ -338,6 +400,18 @@ def _parse(data: bytes | str) -> list[CrashRecord]:
     records = [_build(lines, w, n, windows) for n, w in enumerate(windows)]
     _relate(records)
     return records
+
+
+_PANIC_START = re.compile(r"Kernel panic - not syncing")
+
+
+def _time_of(line: LogLine, times: list[float | None] | None) -> float | None:
+    """A line's time: its transport header's when the form has one, else its printk timestamp."""
+    if times is not None:
+        when = times[line.index]
+        if when is not None:
+            return when
+    return line.timestamp
 
 
 def _title_lines(lines: _Lines, members: list[int]) -> list[str]:

@@ -186,16 +186,27 @@ def capture_to_json(
     *,
     format: str | None = None,
     source: str | None = None,
+    log_form: str | None = None,
+    skipped_lines: int | None = None,
+    user_faults: dict[str, int] | None = None,
 ) -> JSON:
     """One input of `crashfleet inspect --json`: its path, its crashes and, for dumps, the `sys` facts.
 
-    `format` and `source` (what `open_capture` found and where the log came from) are added when given.
+    `format` and `source` (what `open_capture` found and where the log came from), `log_form`,
+    `skipped_lines` (other programs' lines not read) and `user_faults` (user-space faults per
+    program, analysis.userfaults) are added when given.
     """
     out: JSON = {"path": path}
     if format is not None:
         out["format"] = format
     if source is not None:
         out["source"] = source
+    if log_form is not None:
+        out["log_form"] = log_form
+    if skipped_lines is not None:
+        out["skipped_lines"] = skipped_lines
+    if user_faults is not None:
+        out["user_faults"] = dict(sorted(user_faults.items()))
     out["crashes"] = [record_to_json(r) for r in records]
     if system is not None:
         out["system"] = system_to_json(system)

@@ -19,9 +19,9 @@ import logging
 from analysis.decode import decode_code
 from analysis.fingerprint import compute
 from analysis.model import CrashKind, CrashRecord
-from analysis.oops import parse_log
+from analysis.oops import ParsedLog, parse_kernel_log, parse_log
 
-__all__ = ["INTERRUPTED_KINDS", "analyze", "finish_record"]
+__all__ = ["INTERRUPTED_KINDS", "analyze", "analyze_log", "finish_record"]
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +52,12 @@ def finish_record(record: CrashRecord) -> CrashRecord:
 def analyze(data: bytes | str) -> list[CrashRecord]:
     """Every crash in a kernel log, in log order, decoded and fingerprinted."""
     return [finish_record(record) for record in parse_log(data)]
+
+
+def analyze_log(data: bytes | str) -> ParsedLog:
+    """`analyze` with what the parse also learnt: the log's form, the other programs' lines it
+    skipped and the user-space faults it counted (what `crashfleet inspect` reports)."""
+    parsed = parse_kernel_log(data)
+    for record in parsed.records:
+        finish_record(record)
+    return parsed

@@ -443,6 +443,9 @@ def describe(group: OopsGroup, lines: Sequence[str], check_lines: Sequence[str] 
 REPORT_CONTINUATIONS = re.compile(
     r"invalid opcode: 0000|Kernel panic - not syncing|unregister_netdevice: waiting for|PANIC: double fault"
     r"|Internal error:|^Oops(?::| -)|kernel BUG at rust/helpers/bug\.c"  # a Rust panic ends in BUG()
+    # Reports that other reports print inside themselves: an allocation failing while a stall is
+    # dumped, the kmemleak objects under syzkaller's own "BUG: memory leak" header.
+    r"|: page allocation failure: order:|: vmalloc error: size|^unreferenced object 0x"
 )
 
 
@@ -639,6 +642,10 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
                 "invalid-wait-context", _re(r"BUG: Invalid wait context"), K.LOCKDEP,
                 "WARNING: locking bug in {frame}", TRACE_ONLY, skip=("lock_sock", "release_sock"),
             ),
+            TitleRule("nr-pgtables", _re(r"BUG: non-zero pgtables_bytes on freeing mm"), K.BUG,
+                      "BUG: non-zero pgtables_bytes on freeing mm", needs_stack=False),  # kernel/fork.c:check_mm
+            TitleRule("lockdep-limit", _re(r"BUG: (MAX_[A-Z_]+) too low!"), K.LOCKDEP, "BUG: {0} too low!",
+                      needs_stack=False),  # kernel/locking/lockdep.c: a lockdep table ran full
             TitleRule("bug-empty", _re(r"BUG:\s*$"), K.BUG, "BUG: corrupted", corrupted=True),
         ),
         suppressions=(
@@ -678,6 +685,10 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
             _warning("zero-vmalloc", r"WARNING: .*mm/vmalloc.c.*__vmalloc_node", "WARNING: zero-size vmalloc in {frame}"),
             _warning("usb-submit-urb", r"WARNING: .* usb_submit_urb", "WARNING in {frame}/usb_submit_urb",
                      "usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg", "usb_interrupt_msg", "usb_control_msg"),
+            TitleRule(  # lib/list_debug.c without CONFIG_BUG_ON_DATA_CORRUPTION: a WARN, not a BUG
+                "list-corruption-warn", _re(r"WARNING: .*lib/list_debug\.c"), K.LIST_CORRUPTION,
+                "BUG: corrupted list in {frame}", _WARN_PARTS, TRACE_ONLY, ("list_", "__list"),
+            ),
             _warning("warn-src-cpu", r"WARNING: {{SRC}} at 0x\d+, CPU#\d+", "WARNING in {frame}"),
             _warning("warn-at", r"WARNING: .* at {{SRC}} {{FUNC}}", "WARNING in {frame}"),
             _warning("warn-src-at", r"WARNING: {{SRC}} at {{FUNC}}", "WARNING in {frame}"),
@@ -812,6 +823,12 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
                 "arm-unable-to-handle", _re(r"Unable to handle kernel (paging request|access to user memory)"),
                 K.PAGING_REQUEST, "BUG: unable to handle kernel {0} in {frame}", RIP_TRACE,
             ),
+            TitleRule(  # arch/arm64/mm/fault.c:die_kernel_fault, the other messages of __do_kernel_fault
+                "arm-unable-to-handle-perm",
+                _re(r"Unable to handle kernel (execute from non-executable memory|write to read-only memory"
+                    r"|execution of user memory)"),
+                K.PAGING_REQUEST, "BUG: unable to handle kernel {0} in {frame}", RIP_TRACE,
+            ),
         ),
         kind=K.OOPS,
     ),
@@ -858,6 +875,14 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
                       "kernel panic: panic_on_warn set", corrupted=True),
             TitleRule("hung-task-panic", _re(r"Kernel panic - not syncing: hung_task: blocked tasks"), K.PANIC,
                       "kernel panic: hung_task: blocked tasks", corrupted=True),
+            TitleRule(  # arch/x86/kernel/cpu/mce/core.c:mce_panic, arm64_serror_panic: the hardware said so
+                "mce-panic",
+                _re(r"Kernel panic - not syncing: (Fatal (?:local )?machine check|Machine check.*"
+                    r"|Timeout: Not all CPUs entered broadcast exception handler|Some CPUs didn't answer in synchronization"
+                    r"|.*[Hh]ardware memory error.*|Memory error not recovered|Asynchronous SError Interrupt"
+                    r"|NMI IOCK error: Not continuing|NMI: Not continuing)"),
+                K.MACHINE_CHECK, "kernel panic: {0}", needs_stack=False,
+            ),
             TitleRule("oom-panic", _re(r"Kernel panic - not syncing: (Out of memory.*|System is deadlocked on memory)"),
                       K.OUT_OF_MEMORY, "kernel panic: {0}"),
             TitleRule("panic", _re(r"Kernel panic - not syncing: (.*)"), K.PANIC, "kernel panic: {0}"),
@@ -983,6 +1008,67 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
         suppressions=(re.compile(r"^(?!fatal error: )"),),
         confirm=re.compile(r"^(?:goroutine \d+ \[|runtime stack:)"),
     ),
+    # Reports found by reading the kernel's printers (docs/log-parsing.md, "Every report the
+    # kernel prints"); analysis.printers lists each printer with its fixture.
+    OopsGroup(
+        "Watchdog detected hard LOCKUP on cpu",  # kernel/watchdog_hld.c (6.1), kernel/watchdog.c (6.12)
+        (TitleRule("hard-lockup", _re(r"Watchdog detected hard LOCKUP on cpu"), K.HARD_LOCKUP,
+                   "BUG: hard lockup in {frame}", RIP_TRACE, extractor=Extractor.STALL),),
+        kind=K.HARD_LOCKUP,
+    ),
+    OopsGroup(
+        ": page allocation failure: order:",  # mm/page_alloc.c:warn_alloc
+        (TitleRule("page-alloc-failure", _re(r": page allocation failure: order:"), K.WARNING,
+                   "page allocation failure in {frame}", TRACE_ONLY,
+                   skip=("^warn_alloc", "alloc_pages", "^_*kv?malloc", "^kmem_cache", "^__kmem", "slab_alloc",
+                         "^(?:new|allocate|alloc)_slab", "^dump_stack", "__get_free_pages", "get_zeroed_page")),),
+        kind=K.WARNING,
+    ),
+    OopsGroup(
+        ": vmalloc error: size",  # mm/vmalloc.c:__vmalloc_area_node -> warn_alloc
+        (TitleRule("vmalloc-failure", _re(r": vmalloc error: size"), K.WARNING, "vmalloc failure in {frame}",
+                   TRACE_ONLY, skip=("^warn_alloc", "vmalloc", "^_*kvmalloc", "alloc_pages", "^dump_stack")),),
+        kind=K.WARNING,
+    ),
+    OopsGroup(
+        ": nobody cared",  # kernel/irq/spurious.c:__report_bad_irq
+        (TitleRule("irq-nobody-cared", _re(r"irq \d+: nobody cared"), K.BUG, "irq: nobody cared in {0}", frame_arg=0,
+                   follow=(re.compile(r"^handlers:"), _re(r"{{PC}} +([A-Za-z0-9_.]+)")), needs_stack=False),),
+        suppressions=(re.compile(r"^(?!irq \d+: nobody cared \(try booting)"),),  # only the kernel's own sentence
+        kind=K.BUG,
+    ),
+    OopsGroup(
+        "NMI: IOCK error",  # arch/x86/kernel/nmi.c:io_check_error
+        (TitleRule("nmi-iock", _re(r"NMI: IOCK error"), K.MACHINE_CHECK, "NMI: IOCK error", needs_stack=False),),
+        kind=K.MACHINE_CHECK,
+    ),
+    OopsGroup(
+        "NMI: PCI system error",  # arch/x86/kernel/nmi.c:pci_serr_error
+        (TitleRule("nmi-serr", _re(r"NMI: PCI system error"), K.MACHINE_CHECK, "NMI: PCI system error (SERR)",
+                   needs_stack=False),),
+        kind=K.MACHINE_CHECK,
+    ),
+    OopsGroup(
+        "NMI received for unknown reason",  # arch/x86/kernel/nmi.c:unknown_nmi_error
+        (TitleRule("nmi-unknown", _re(r"NMI received for unknown reason"), K.MACHINE_CHECK,
+                   "NMI received for unknown reason", needs_stack=False),),
+        kind=K.MACHINE_CHECK,
+    ),
+    OopsGroup(
+        "SError Interrupt on CPU",  # arch/arm64/kernel/traps.c:arm64_serror_panic
+        (TitleRule("arm64-serror", _re(r"SError Interrupt on CPU"), K.MACHINE_CHECK, "SError Interrupt",
+                   needs_stack=False),),
+        kind=K.MACHINE_CHECK,
+    ),
+    OopsGroup(
+        "unreferenced object 0x",  # mm/kmemleak.c:print_unreferenced (debugfs, or the console when verbose)
+        (TitleRule("kmemleak-object", _re(r"unreferenced object 0x"), K.MEMORY_LEAK, "memory leak in {frame}",
+                   (re.compile(r"backtrace(?: \(crc [0-9a-fA-F]*\))?:"), TRACE),
+                   skip=("kmemleak", "mmap", "kmem", "slab", "alloc", "create_object", "idr_get", "list_lru_init",
+                         "kasprintf", "kvasprintf", "pcpu_create", "strdup", "strndup", "memdup"),
+                   needs_stack=False),),
+        kind=K.MEMORY_LEAK,
+    ),
     # A bare "Oops:" (no BUG:/Unable to handle line before it: powerpc, old i386, truncated
     # logs). Inside a report it is that report's own oops line, never a new one.
     OopsGroup(
@@ -995,4 +1081,24 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
     ),
 )  # fmt: skip
 
-ANCHORS = re.compile("|".join(re.escape(g.anchor) for g in OOPS_GROUPS))  # any group's anchor, one pass
+def _anchor_trie(words: Sequence[str]) -> str:
+    """An alternation of `words` factored by common prefixes: the regex engine tries one branch
+    per first character instead of every anchor at every candidate position (only presence is
+    asked of ANCHORS, so a word that extends another is dropped)."""
+    by_first: dict[str, list[str]] = {}
+    for word in words:
+        by_first.setdefault(word[:1], []).append(word[1:])
+    parts = []
+    for first, rests in sorted(by_first.items()):
+        if not first:
+            continue
+        if "" in rests:
+            parts.append(re.escape(first))
+        elif len(rests) == 1:
+            parts.append(re.escape(first + rests[0]))
+        else:
+            parts.append(re.escape(first) + "(?:" + _anchor_trie(rests) + ")")
+    return "|".join(parts)
+
+
+ANCHORS = re.compile(_anchor_trie([g.anchor for g in OOPS_GROUPS]))  # any group's anchor, one pass

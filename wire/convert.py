@@ -33,6 +33,7 @@ from analysis.model import (
     StackContext,
     SystemFacts,
 )
+from analysis.userfaults import MAX_PROGRAMS, bound_counts
 from wire.model import (
     Breakdown,
     ClusterDetail,
@@ -73,6 +74,7 @@ __all__ = [
     "system_from_proto",
     "system_to_proto",
     "timestamp_from_datetime",
+    "user_faults_from_proto",
 ]
 
 # The log excerpt cap. The collector refuses larger excerpts (INVALID_ARGUMENT is wrong for a
@@ -421,6 +423,8 @@ class HostFactsSource(Protocol):
     def memory_bytes(self) -> int: ...
     @property
     def agent_version(self) -> str: ...
+    @property
+    def user_faults(self) -> tuple[tuple[str, int], ...]: ...
 
 
 def host_facts_to_proto(host: HostFactsSource) -> crash_pb2.HostFacts:
@@ -434,7 +438,22 @@ def host_facts_to_proto(host: HostFactsSource) -> crash_pb2.HostFacts:
         cpus=host.cpus,
         memory_bytes=host.memory_bytes,
         agent_version=host.agent_version,
+        user_faults=[crash_pb2.UserFaultCount(binary=name, count=count) for name, count in host.user_faults],
     )
+
+
+MAX_PROGRAM_CHARS = 64  # a comm is at most 15 characters; anything longer is cut
+
+
+def user_faults_from_proto(msg: crash_pb2.HostFacts) -> tuple[tuple[str, int], ...]:
+    """The user-fault counts a host sent, bounded as the agent bounds them (analysis.userfaults):
+    at most MAX_PROGRAMS programs, names cut, counts summed per name, zero counts dropped."""
+    counts: dict[str, int] = {}
+    for entry in msg.user_faults[: MAX_PROGRAMS * 2]:
+        name = entry.binary[:MAX_PROGRAM_CHARS]
+        if entry.count > 0 and name:
+            counts[name] = min(counts.get(name, 0) + entry.count, 2**63 - 1)
+    return tuple(sorted(bound_counts(counts).items()))
 
 
 def host_record_from_proto(msg: crash_pb2.HostFacts, hostname: str) -> HostRecord:
@@ -449,6 +468,7 @@ def host_record_from_proto(msg: crash_pb2.HostFacts, hostname: str) -> HostRecor
         cpus=msg.cpus,
         memory_bytes=msg.memory_bytes,
         modules=tuple(msg.modules),
+        user_faults=user_faults_from_proto(msg),
     )
 
 

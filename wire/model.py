@@ -125,3 +125,5 @@ class HostRecord:
     cpus: int = 0
     memory_bytes: int = 0
     modules: tuple[str, ...] = ()
+    # (program, count) of the user-space faults the host's kernel reported this boot (analysis.userfaults)
+    user_faults: tuple[tuple[str, int], ...] = ()

@@ -201,6 +201,10 @@ class Store(StoreReader, Protocol):
 
     def heartbeat(self, host: HostRecord, at: datetime) -> None: ...
 
+    def user_faults(self, hostname: str) -> dict[str, int]:
+        """User-space faults per program the host's last heartbeat counted this boot ({} when none)."""
+        ...
+
     def hosts_by_release(self) -> dict[str, int]:
         """Hosts per kernel release of their last heartbeat (the crashfleet_hosts gauge)."""
         ...

@@ -854,6 +854,15 @@ class SqlStore(ABC):
             (h.hostname, h.kernel_release, h.machine, h.hardware, h.agent_version, h.cpus,
              h.memory_bytes, set_id, at),
         )  # fmt: skip
+        # The heartbeat carries this boot's user-space fault counts (a snapshot): they replace the
+        # stored ones. Primary-key probes only; a new host has nothing to delete.
+        if row is not None:
+            tx.run("DELETE FROM host_user_faults WHERE hostname = ?", (h.hostname,))
+        if h.user_faults:
+            tx.many(
+                "INSERT INTO host_user_faults (hostname, program, faults) VALUES (?, ?, ?)",
+                [(h.hostname, program, count) for program, count in dict(h.user_faults).items()],
+            )
 
     # Module sets: the API for readers of host inventories (analytics joins on these tables) ----
 
@@ -891,6 +900,11 @@ class SqlStore(ABC):
             return len(unused)
 
         return self._retry_write(body)
+
+    def user_faults(self, hostname: str) -> dict[str, int]:
+        with self._read_tx() as tx:
+            rows = tx.all("SELECT program, faults FROM host_user_faults WHERE hostname = ?", (hostname,))
+        return {str(program): int(faults) for program, faults in rows}
 
     def hosts_by_release(self) -> dict[str, int]:
         with self._read_tx() as tx:

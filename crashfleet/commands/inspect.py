@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from analysis.model import CallFrame, CrashRecord, SourceLocation, SystemFacts
+    from analysis.oops import ParsedLog
     from analysis.sources import Capture
     from analysis.symbolize.debuginfo import DebuginfoSearch
 
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from analysis.errors import CrashfleetInputError
     from analysis.report import capture_to_json
-    from analysis.signature import analyze
+    from analysis.signature import analyze_log
     from analysis.sources import open_capture
 
     failed = False
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"crashfleet inspect: {exc.path}: {exc.reason}", file=sys.stderr)
             failed = True
             continue
-        records = analyze(capture.log)
+        parsed = analyze_log(capture.log)
+        records = parsed.records
         if capture.system is not None:  # a dump: the RIP address the text lacked is on its stack
             from analysis.vmcore.faultframe import fill_rip_addresses
 
@@ -86,12 +88,15 @@ def run(args: argparse.Namespace) -> int:
                 records, listings = _symbolize(records, capture, args)
             capture = _with_dwarf_facts(capture, args)
         if args.json:
-            doc = capture_to_json(path, records, capture.system, format=capture.format, source=capture.source)
+            doc = capture_to_json(
+                path, records, capture.system, format=capture.format, source=capture.source,
+                log_form=str(parsed.form), skipped_lines=parsed.skipped_lines, user_faults=parsed.user_faults,
+            )
             out.write(json.dumps(doc) + "\n")
         else:
             if index:
                 out.write("\n")
-            out.writelines(line + "\n" for line in render(capture, records, listings))
+            out.writelines(line + "\n" for line in render(capture, records, listings, parsed))
         out.flush()
     return 1 if failed else 0
 
@@ -307,14 +312,25 @@ def _record_lines(record: CrashRecord) -> Iterator[str]:
 
 
 def render(
-    capture: Capture, records: list[CrashRecord], listings: dict[int, list[str]] | None = None
+    capture: Capture,
+    records: list[CrashRecord],
+    listings: dict[int, list[str]] | None = None,
+    parsed: ParsedLog | None = None,
 ) -> Iterator[str]:
     """The human summary of one input: the `sys`-style header, then each crash (with, where
-    debuginfo was found, crash's `dis -rl` view of the faulting function from `listings`)."""
+    debuginfo was found, crash's `dis -rl` view of the faulting function from `listings`).
+    `parsed` adds the log form, the other programs' lines skipped and the user-space faults."""
     yield _field("PATH", capture.path)
     if capture.source != capture.path:
         yield _field("SOURCE", capture.source)
     yield _field("FORMAT", capture.format)
+    if parsed is not None:
+        yield _field("LOG FORM", f"{parsed.form}, {parsed.skipped_lines} lines of other programs skipped")
+        if parsed.user_faults:
+            faults = sorted(parsed.user_faults.items(), key=lambda kv: (-kv[1], kv[0]))
+            shown = ", ".join(f"{name} {count}" for name, count in faults[:8])
+            more = f" (+{len(faults) - 8} more programs)" if len(faults) > 8 else ""
+            yield _field("USER FAULTS", f"{sum(parsed.user_faults.values())}: {shown}{more}")
     if capture.dump_error:
         yield _field("DUMP UNUSED", capture.dump_error)
     if capture.system is not None:

@@ -155,3 +155,22 @@ def test_handler_errors_do_not_stop_the_reader(tmp_path: Path, caplog: pytest.Lo
     reader._run()
     reader.stop()
     assert caplog.text.count("kmsg block handler failed") == 2
+
+
+def test_records_user_space_wrote_are_never_kernel_text() -> None:
+    """Facility != 0 is user space writing /dev/kmsg: its BUG:/WARNING:/Call Trace: lines neither
+    start a block nor land inside the kernel's; user-space faults are counted per program."""
+    blocks: list[str] = []
+    faults: list[str] = []
+    done = threading.Event()
+    reader = KmsgReader(DATA / "user-facility-and-faults.kmsg", blocks.append, quiet_seconds=0.2,
+                        on_user_fault=faults.append)  # fmt: skip
+    reader._thread = threading.Thread(target=lambda: (reader._run(), done.set()), daemon=True)
+    reader.start()
+    assert done.wait(10), "kmsg reader did not finish the file"
+    reader.stop()
+    assert reader.records == 25 and reader.foreign_records == 6
+    assert len(blocks) == 1
+    assert "WARNING: CPU: 1 PID: 242 at drivers/net/example.c:120" in blocks[0]
+    assert "appd" not in blocks[0] and " dev_hard_start_xmit+0x8e/0x1e0" in blocks[0]
+    assert sorted(faults) == ["java", "java", "node", "python3", "qemu-kvm"]

@@ -398,3 +398,20 @@ def test_heartbeat_keeps_the_configured_interval_without_a_suggestion(tmp_path: 
         time.sleep(1.0)
         assert len(collector.heartbeats) == 1  # the next one is 60 s away
         assert service.heartbeat_interval() == 60.0
+
+
+def test_user_space_faults_from_kmsg_ride_on_the_heartbeat(tmp_path: Path) -> None:
+    """The daemon counts user-space faults per program as it reads /dev/kmsg; the worker ships
+    the counts with the heartbeat; user space's own records (facility != 0) make no report."""
+    config = replace(
+        make_config(tmp_path, kmsg="true"), heartbeat_min_interval_seconds=0.3, heartbeat_max_interval_seconds=5.0
+    )
+    (tmp_path / "kmsg").write_bytes((DATA / "kmsg" / "user-facility-and-faults.kmsg").read_bytes())
+    collector = SuggestingCollector(1)
+    service = service_for(config, collector)
+    with Running(service):
+        wait_for(lambda: any(h.user_faults for h in collector.heartbeats), "a heartbeat with user faults", timeout=15)
+        wait_for(lambda: len(collector.received) == 1, "the kernel's WARNING from kmsg")
+    shipped = next(h.user_faults for h in collector.heartbeats if h.user_faults)
+    assert dict(shipped) == {"java": 2, "node": 1, "python3": 1, "qemu-kvm": 1}
+    assert [r.signature.kind for r in collector.received.values()] == ["warning"]

@@ -104,3 +104,33 @@ def test_null_deref_facts() -> None:
     assert rec.registers["rdi"] == 0 and rec.registers["rsp"] == 0xFFFFD0AFC07C7A38
     assert rec.code_line is not None and rec.code_line.startswith("de 5b 48 89 05")
     assert (rec.cpu, rec.pid) == (1, 100)
+
+
+def test_a_die_header_after_the_end_of_trace_is_a_new_oops() -> None:
+    """6.12 prefixes every die() header with `Oops: `, which inside a report continues it; after
+    the report's `---[ end trace` line it is the next oops (`[#2]`), only a panic still attaches."""
+    first = [
+        "[  100.000000] WARNING: CPU: 0 PID: 1 at drivers/misc/crashme.c:10 crashme_warn+0x5/0x10 [crashme]",
+        "[  100.000001] CPU: 0 UID: 0 PID: 1 Comm: sh Not tainted 6.12.43+deb13-amd64 #1  Debian 6.12.43-1",
+        "[  100.000002] RIP: 0010:crashme_warn+0x5/0x10 [crashme]",
+        "[  100.000003] Call Trace:",
+        "[  100.000004]  crashme_write+0x3f/0x60 [crashme]",
+        "[  100.000005]  vfs_write+0xd1/0x3e0",
+        "[  100.000006] ---[ end trace 0000000000000000 ]---",
+    ]
+    second = [
+        "[  100.500000] Oops: general protection fault, probably for non-canonical address 0xdead000000000122: 0000 [#2] PREEMPT SMP NOPTI",
+        "[  100.500001] CPU: 0 UID: 0 PID: 1 Comm: sh Not tainted 6.12.43+deb13-amd64 #1  Debian 6.12.43-1",
+        "[  100.500002] RIP: 0010:crashme_release+0x1b/0x60 [crashme]",
+        "[  100.500003] Call Trace:",
+        "[  100.500004]  __fput+0x91/0x280",
+        "[  100.500005]  task_work_run+0x56/0x90",
+        "[  100.500006] ---[ end trace 0000000000000000 ]---",
+        "[  100.500007] Kernel panic - not syncing: Fatal exception",
+    ]
+    records = parse_log("\n".join(first + second) + "\n")
+    assert [(r.kind, r.title) for r in records] == [
+        (CrashKind.WARNING, "WARNING in crashme_warn"),
+        (CrashKind.GPF, "general protection fault in crashme_release"),
+    ]
+    assert records[0].panic_message is None and records[1].panic_message == "Fatal exception"

@@ -77,9 +77,9 @@ def test_report_alphabet_soup_never_raises(text: str) -> None:
 
 
 def test_an_internal_error_is_logged_not_raised(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    def broken(data: bytes | str) -> list[object]:
+    def broken(raw: list[str], kernel: list[bool]) -> list[object]:
         raise ValueError("parser bug")
 
-    monkeypatch.setattr(analysis.oops, "_parse", broken)
+    monkeypatch.setattr(analysis.oops, "_parse_lines", broken)
     assert parse_log(b"BUG: kernel NULL pointer dereference") == []
     assert "event=parse_failed" in caplog.text

@@ -68,7 +68,7 @@ REPORTS = [
       "ffff (&mm->mmap_lock){++++}-{3:3}, at: __might_fault+0x8f/0x110",
       "but task is already holding lock:", "ffff (&pipe->mutex/1){+.+.}-{3:3}, at: pipe_lock+0x1/0x2",
       "Call Trace:", " dump_stack+0x1/0x2"], CrashKind.LOCKDEP, "possible deadlock in pipe_lock", "pipe_lock"),
-    (["BUG: MAX_STACK_TRACE_ENTRIES too low!"], CrashKind.BUG, "BUG: MAX_STACK_TRACE_ENTRIES too low!", None),
+    (["BUG: MAX_STACK_TRACE_ENTRIES too low!"], CrashKind.LOCKDEP, "BUG: MAX_STACK_TRACE_ENTRIES too low!", None),
     (["rust_kernel: panicked at drivers/android/binder/process.rs:1211:17:", "attempt to subtract with overflow",
       "Call Trace:", " _RNvCscSpY9Juk0HT_7___rustc17rust_begin_unwind+0x15b/0x160",
       " _RNvNtCs9jEwPDbx20M_4core9panicking9panic_fmt+0x84/0x90",
@@ -166,3 +166,17 @@ def test_rule_table_is_well_formed() -> None:
             assert all(int(f) < captured for f in positional), f"{rule.name}: title uses a group it does not capture"
             if "frame" in fields:
                 assert rule.parts or rule.header_frame is not None, f"{rule.name}: titles a frame it never looks for"
+
+
+def test_the_anchor_scan_finds_exactly_the_lines_holding_an_anchor() -> None:
+    """ANCHORS is a prefix-factored alternation of the group anchors: same lines as a plain one."""
+    import re
+
+    from analysis.title import ANCHORS, OOPS_GROUPS
+
+    plain = re.compile("|".join(re.escape(g.anchor) for g in OOPS_GROUPS))
+    lines = [g.anchor for g in OOPS_GROUPS] + [f"[ 1.0] x {g.anchor[:-1]}" for g in OOPS_GROUPS] + [
+        "BUG kmalloc-64: Object already free", "BUG: x", "Kernel BUG at", "Kernel panic - not syncing: x",
+        "kernel BUG at mm/slub.c:1", "Oops: 0000", "Oops", "NMI: PCI system error (SERR)", "plain line",
+    ]
+    assert [bool(ANCHORS.search(line)) for line in lines] == [bool(plain.search(line)) for line in lines]

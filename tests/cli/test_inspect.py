@@ -215,3 +215,18 @@ def test_vmcore_with_debug_vmlinux_fills_the_sys_facts() -> None:
     assert "      UPTIME: 00:00:04\n" in human and "       TASKS: 57\n" in human
     without = inspect("--json", "--no-symbolize", path)
     assert json.loads(without.stdout)["system"]["tasks"] is None
+
+
+@pytest.mark.parametrize("name", ["journal-short.log", "journal-export.export", "kmsg.txt"])
+def test_kernel_lines_only_and_the_skipped_count(name: str) -> None:
+    """`journalctl -b -1 > lastboot.log` on a busy host: the daemons' WARNING:/BUG:/panic: lines
+    make no record, inspect says how many lines it skipped and counts the user-space faults."""
+    path = REPO / "tests" / "data" / "logforms" / name
+    (doc,) = inspect_json(str(path))
+    assert [c["title"] for c in doc["crashes"]] == [
+        "BUG: unable to handle kernel NULL pointer dereference in ixgbe_clean_rx_irq"
+    ]
+    assert doc["skipped_lines"] > 0 and doc["user_faults"] == {"java": 1, "node": 1, "python3": 1}
+    human = inspect(str(path))
+    assert f"{doc['skipped_lines']} lines of other programs skipped" in human.stdout
+    assert "USER FAULTS: 3: java 1, node 1, python3 1" in human.stdout

@@ -98,7 +98,10 @@ def test_report_then_query_everything(tmp_path: Path) -> None:
             assert stored.registers["cr2"] == 0x60 and stored.code is not None
             assert crash.crash.excerpt.startswith("BUG: kernel NULL pointer dereference")
 
-            await ingest.Heartbeat(ingest_service_pb2.HeartbeatRequest(host=host("web-3")))
+            facts = host("web-3")
+            facts.user_faults.add(binary="java", count=3)
+            await ingest.Heartbeat(ingest_service_pb2.HeartbeatRequest(host=facts))
+            assert c.store.user_faults("web-3") == {"java": 3}  # for the bad-host score
             hosts = await query.ListHosts(query_service_pb2.ListHostsRequest(page_size=2))
             assert [h.hostname for h in hosts.hosts] == ["web-1", "web-2"] and hosts.next_page_token
             rest = await query.ListHosts(query_service_pb2.ListHostsRequest(page_token=hosts.next_page_token))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -199,6 +200,20 @@ def test_heartbeats_and_hosts(store: Store) -> None:
     page1, token = store.list_hosts(ANY, Page(size=1))
     page2, last = store.list_hosts(ANY, Page(size=1, token=token))
     assert [h.hostname for h in page1 + page2] == ["web-1", "web-2"] and last == ""
+
+
+def test_heartbeat_user_faults_replace_the_previous_counts(store: Store) -> None:
+    base = HostRecord("web-1", "6.1.0-27-amd64", "x86_64", "QEMU", "0.1.0", 4, 4 << 30, ())
+    assert store.user_faults("web-1") == {}
+    store.heartbeat(replace(base, user_faults=(("java", 3), ("node", 1))), at(-10))
+    store.heartbeat(replace(base, hostname="web-2", user_faults=(("sshd", 1),)), at(-10))
+    assert store.user_faults("web-1") == {"java": 3, "node": 1}
+    # The next heartbeat carries this boot's counts again: a snapshot, not a delta.
+    store.heartbeat(replace(base, user_faults=(("java", 4), ("python3", 2))), at(-5))
+    assert store.user_faults("web-1") == {"java": 4, "python3": 2}
+    store.heartbeat(base, NOW)  # a new boot without faults
+    assert store.user_faults("web-1") == {}
+    assert store.user_faults("web-2") == {"sshd": 1}
 
 
 def test_unknown_ids_read_as_none(store: Store) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from analysis.model import CallFrame, CodeDecode, CrashKind, CrashRecord, Rip, SystemFacts
+from analysis.userfaults import MAX_PROGRAMS, OTHER_PROGRAMS
 from collector.store import HostRecord
 from tests.collector.records import null_deref
 from wire import convert
@@ -142,11 +143,28 @@ def test_query_types_round_trip() -> None:
 
 
 def test_host_facts_round_trip_keeps_the_vouched_hostname() -> None:
-    record = HostRecord("web-1", "6.1.0-26-amd64", "x86_64", "QEMU", "0.1", 4, 8 << 30, ("ext4", "e1000"))
+    record = HostRecord(
+        "web-1", "6.1.0-26-amd64", "x86_64", "QEMU", "0.1", 4, 8 << 30, ("ext4", "e1000"), (("java", 2), ("node", 1))
+    )
     msg = convert.host_facts_to_proto(record)
     assert convert.host_record_from_proto(msg, "web-1") == record
     # The stored hostname is the one the collector checked, whatever the message claims.
     assert convert.host_record_from_proto(msg, "cert-name").hostname == "cert-name"
+
+
+def test_user_fault_counts_are_bounded_on_receipt() -> None:
+    """A host sending more than the agent would (a bug or a forged heartbeat) is cut to the
+    agent's own bound: MAX_PROGRAMS names, long names cut, zero counts dropped, totals kept."""
+    msg = crash_pb2.HostFacts(hostname="web-1")
+    msg.user_faults.add(binary="x" * 500, count=1000)
+    for n in range(200):
+        msg.user_faults.add(binary=f"prog{n:03d}", count=n)
+    faults = dict(convert.user_faults_from_proto(msg))
+    assert len(faults) == MAX_PROGRAMS and OTHER_PROGRAMS in faults
+    assert faults["x" * convert.MAX_PROGRAM_CHARS] == 1000
+    assert "prog000" not in faults  # a zero count is no fault
+    # Entries past twice the bound are not read; what was read is all counted.
+    assert sum(faults.values()) == 1000 + sum(range(2 * MAX_PROGRAMS - 1))
 
 
 def test_stored_json_of_the_received_message_equals_the_records() -> None:

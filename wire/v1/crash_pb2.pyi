@@ -597,6 +597,7 @@ class HostFacts(_message.Message):
     CPUS_FIELD_NUMBER: _builtins.int
     MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    USER_FAULTS_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
     """Ignored when the collector runs with mTLS: the client certificate names the host."""
     kernel_release: _builtins.str
@@ -609,6 +610,14 @@ class HostFacts(_message.Message):
     agent_version: _builtins.str
     @_builtins.property
     def modules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def user_faults(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserFaultCount]:
+        """User-space faults the kernel reported this boot (segfault, traps, arm64 unhandled
+        exception, fatal signal: analysis.userfaults), per program; at most 64 entries, the rest
+        summed under "(other)". Many unrelated programs faulting on one host hints at bad memory.
+        Numbered apart from the other HostFacts additions of this release.
+        """
+
     def __init__(
         self,
         *,
@@ -620,14 +629,39 @@ class HostFacts(_message.Message):
         cpus: _builtins.int = ...,
         memory_bytes: _builtins.int = ...,
         agent_version: _builtins.str = ...,
+        user_faults: _abc.Iterable[Global___UserFaultCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cpus", b"cpus", "hardware", b"hardware", "hostname", b"hostname", "kernel_release", b"kernel_release", "machine", b"machine", "memory_bytes", b"memory_bytes", "modules", b"modules"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cpus", b"cpus", "hardware", b"hardware", "hostname", b"hostname", "kernel_release", b"kernel_release", "machine", b"machine", "memory_bytes", b"memory_bytes", "modules", b"modules", "user_faults", b"user_faults"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HostFacts: _TypeAlias = HostFacts  # noqa: Y015
+
+@_typing.final
+class UserFaultCount(_message.Message):
+    """How many user-space faults one program (its comm, as the kernel prints it) had."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BINARY_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    binary: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        binary: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binary", b"binary", "count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserFaultCount: _TypeAlias = UserFaultCount  # noqa: Y015
 
 @_typing.final
 class SystemFacts(_message.Message):
