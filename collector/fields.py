@@ -154,6 +154,7 @@ FIELD_RULES: Final[Mapping[str, Rule]] = {
     "host.hardware": _KERNEL_LINE,
     "host.modules": _MODULE,
     "host.agent_version": _SHORT,
+    "host.user_faults.binary": _SHORT,  # a program's comm (TASK_COMM_LEN 16) or "(other)"
     # SystemFacts (a dump's header)
     "system.format": _NAME,
     "system.release": _UTS,
