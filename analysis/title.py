@@ -69,7 +69,7 @@ class Extractor(enum.Enum):
     """How the guilty frame is chosen among the frames the parts collected."""
 
     FIRST = "first"  # the first frame not skipped
-    STALL = "stall"  # the caller of the first dispatch anchor (syscall entry, workqueue ...)
+    STALL = "stall"  # the caller of the first dispatch anchor (syscall entry, workqueue ...), or STALL_RIP_RULE
     HUNG = "hung"  # rtnl_lock / synchronize_rcu buckets, else the first non-scheduler frame
 
 
@@ -180,6 +180,39 @@ STALL_ANCHORS = re.compile(
         )
     )
 )  # fmt: skip
+
+# Stalls and lockups: the frame that was running when the watchdog fired is the guilty frame when
+# it is a module's code in task context and no skip list claims it: the loop is that module's
+# own (a driver spinning on its hardware, `crashme_softlockup [crashme]`), and naming the generic
+# file-operation dispatcher it was reached through (proc_reg_write, vfs_write ...) would put
+# every module's lockup into one cluster. Core-kernel RIPs keep syzbot's rule (the caller of
+# the dispatch anchor): a loop in d_walk or memcpy is spun by whoever called it, and syzbot's
+# titles for those name the system call. An interrupt marker after the RIP line (`<IRQ>`
+# opening the trace, or `</IRQ>` closing the block the RIP was printed in) before any `<TASK>`
+# means the RIP is the interrupt's, not the stalled task's; kernels without markers (< 5.10,
+# arm64) print the task's RIP after the watchdog's `</IRQ>`.
+_STALL_RIP_MODULE = re.compile(r"(?:RIP: (?:[0-9a-f]{4}:)?|pc ?: )(?:\[<[0-9a-f]+>\] +)?([a-zA-Z0-9_.]+)\+0x[0-9a-f]+/0x[0-9a-f]+ \[[\w-]+\]")
+_CONTEXT_MARK = re.compile(r"^\s*<(/?)(IRQ|NMI|SOFTIRQ|TASK)>")
+STALL_RIP_RULE = "module code in task context at the RIP"
+
+
+def _stall_rip_frame(lines: Sequence[str], rule: TitleRule) -> str | None:
+    """The RIP function when STALL_RIP_RULE applies to this stall report, else None."""
+    rip: str | None = None
+    for line in lines:
+        if rip is None:
+            m = _STALL_RIP_MODULE.search(line)
+            if m:
+                rip = _strip_prefix(frame_name(m.group(1)))
+                continue
+        elif (c := _CONTEXT_MARK.match(line)) is not None and c.group(2) != "TASK":
+            return None  # an interrupt's stack follows the RIP, or the RIP was inside one (`</IRQ>`)
+        elif c is not None and not c.group(1):
+            break  # `<TASK>`
+    if rip is None or _skipped(rip, rule):
+        return None
+    return rip
+
 
 # A hung task waits somewhere generic; these buckets group hangs by what they wait for.
 _HUNG_ANCHORS: tuple[tuple[str, str], ...] = (
@@ -407,6 +440,8 @@ def describe(group: OopsGroup, lines: Sequence[str], check_lines: Sequence[str] 
         frame: str | None = None
         if rule.parts:
             frame, injected = _run_parts(lines, rule.parts, rule)
+            if rule.extractor is Extractor.STALL and frame is not None:
+                frame = _stall_rip_frame(lines, rule) or frame
             if frame is None and rule.parts2:
                 frame, injected2 = _run_parts(lines, rule.parts2, rule)
                 injected = injected or injected2
