@@ -94,6 +94,7 @@ class TitleRule:
     needs_stack: bool = True  # a report of this kind without a call trace is corrupted
     header_frame: re.Pattern[str] | None = None  # reports without a trace name the function in the header
     frame_arg: int | None = None  # the title names this captured group's function: it is the guilty frame
+    parts3: tuple[Part, ...] = ()  # tried when `parts2` found no frame either
     skip_re: re.Pattern[str] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -440,11 +441,12 @@ def describe(group: OopsGroup, lines: Sequence[str], check_lines: Sequence[str] 
         frame: str | None = None
         if rule.parts:
             frame, injected = _run_parts(lines, rule.parts, rule)
+            for fallback in (rule.parts2, rule.parts3):
+                if frame is None and fallback:
+                    frame, injected2 = _run_parts(lines, fallback, rule)
+                    injected = injected or injected2
             if rule.extractor is Extractor.STALL and frame is not None:
                 frame = _stall_rip_frame(lines, rule) or frame
-            if frame is None and rule.parts2:
-                frame, injected2 = _run_parts(lines, rule.parts2, rule)
-                injected = injected or injected2
             if frame is None:
                 corrupted = "no guilty frame found in the report"
             elif injected:
@@ -805,6 +807,8 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
                 (re.compile(r"apic_timer_interrupt"), _RIP_FRAME, TRACE),
                 (re.compile(r"(?:apic_timer_interrupt|Exception stack|el1h_64_irq)"), TRACE),
                 skip=("apic_timer_interrupt", "rcu"), extractor=Extractor.STALL,
+                # arm64 6.1 prints the stalled CPU's own `pc :` and trace, no interrupt frame
+                parts3=(_re(r"^pc ?: {{FUNC}}"), _CALL_TRACE, TRACE),
             ),
             TitleRule(
                 "non-static-key", _re(r"INFO: trying to register non-static key"), K.LOCKDEP,
