@@ -466,10 +466,11 @@ def describe(group: OopsGroup, lines: Sequence[str], check_lines: Sequence[str] 
         return TitleResult(rule.kind, title, frame, corrupted, rule.name)
     at = header.find(group.anchor)
     title = sanitize_title(header[at:] if at >= 0 else header)
+    kind = title_kind(title)  # a header already in title form ("INFO: task hung in f") keeps its rule's kind
     corrupted = "header matched, report body did not" if matched_header else None
     if corrupted is None and _CORRUPTED_TITLE.search(title):
         corrupted = "a timestamp is glued into the title line"
-    return TitleResult(group.kind, title, None, corrupted, None)
+    return TitleResult(kind if kind is not None else group.kind, title, None, corrupted, None)
 
 
 # Headers that, printed inside a report, continue it instead of starting another one: the
@@ -506,8 +507,8 @@ RIP_ONLY: tuple[Part, ...] = (_RIP_FRAME,)
 _WARN_PARTS: tuple[Part, ...] = (_re(r"(?:" + _RIP_FRAME.pattern + r"|--- interrupt: [0-9]+ at {{FUNC}})"), TRACE)
 
 
-def _warning(name: str, header: str, title: str, *skip: str) -> TitleRule:
-    return TitleRule(name, _re(header), K.WARNING, title, _WARN_PARTS, TRACE_ONLY, skip)
+def _warning(name: str, header: str, title: str, *skip: str, kind: CrashKind = CrashKind.WARNING) -> TitleRule:
+    return TitleRule(name, _re(header), kind, title, _WARN_PARTS, TRACE_ONLY, skip)
 
 
 _AT_FUNC = _re(r"at: (?:{{PC}} +)?{{FUNC}}")
@@ -697,7 +698,7 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
             _warning("refcount", r"WARNING: .*lib/refcount\.c.* (?:refcount_|at)", "WARNING: refcount bug in {frame}",
                      "refcount", "kobject_"),
             _warning("lockdep-warn", r"WARNING: .*kernel/locking/lockdep\.c.*lock_", "WARNING: locking bug in {frame}",
-                     "lock_sock", "release_sock"),
+                     "lock_sock", "release_sock", kind=K.LOCKDEP),  # lockdep's own warning, as invalid-wait-context
             TitleRule(
                 "warn-locks-held", _re(r"WARNING: .*still has locks held!"), K.LOCKDEP,
                 "WARNING: still has locks held in {0}", frame_arg=0, follow=(_re(r"at: {{FUNC}}"),),
@@ -842,8 +843,8 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
         "Unable to handle kernel",
         (
             TitleRule(
-                "arm-null-deref", _re(r"Unable to handle kernel (NULL pointer dereference)"), K.NULL_DEREF,
-                "BUG: unable to handle kernel {0} in {frame}", RIP_TRACE,
+                "arm-null-deref", _re(r"Unable to handle kernel NULL pointer dereference"), K.NULL_DEREF,
+                "BUG: unable to handle kernel NULL pointer dereference in {frame}", RIP_TRACE,
             ),
             TitleRule(
                 "arm-unable-to-handle", _re(r"Unable to handle kernel (paging request|access to user memory)"),
@@ -895,8 +896,10 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
                       "kernel panic: panic_on_warn set", corrupted=True),
             TitleRule("hung-task-panic", _re(r"Kernel panic - not syncing: hung_task: blocked tasks"), K.PANIC,
                       "kernel panic: hung_task: blocked tasks", corrupted=True),
-            TitleRule("oom-panic", _re(r"Kernel panic - not syncing: (Out of memory.*|System is deadlocked on memory)"),
-                      K.OUT_OF_MEMORY, "kernel panic: {0}"),
+            TitleRule("oom-panic", _re(r"Kernel panic - not syncing: Out of memory(.*)"),
+                      K.OUT_OF_MEMORY, "kernel panic: Out of memory{0}"),
+            TitleRule("oom-deadlock", _re(r"Kernel panic - not syncing: System is deadlocked on memory"),
+                      K.OUT_OF_MEMORY, "kernel panic: System is deadlocked on memory"),
             TitleRule("panic", _re(r"Kernel panic - not syncing: (.*)"), K.PANIC, "kernel panic: {0}"),
         ),
         kind=K.PANIC,
@@ -1033,3 +1036,32 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
 )  # fmt: skip
 
 ANCHORS = re.compile("|".join(re.escape(g.anchor) for g in OOPS_GROUPS))  # any group's anchor, one pass
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """A title template as a pattern over finished titles: each `{...}` field is any text."""
+    parts = re.split(r"\{[^{}]*\}", template)
+    return re.compile("^" + ".*".join(re.escape(p) for p in parts) + "$")
+
+
+# Title -> kind, one table for the whole parser: a row per rule title template, the most
+# literal template first (`BUG: bad unlock balance in {frame}` before `BUG: {0} {1} in {frame}`).
+# A rule's own report always gets the rule's kind; a report no rule recognises (the group's
+# fallback: the header line itself as the title) is looked up here, so that a title written in
+# a rule's form gets that rule's kind whoever produced it (tests/analysis/test_title_kinds.py
+# checks every title the rules can produce and every title of the corpora).
+TITLE_KINDS: tuple[tuple[re.Pattern[str], CrashKind, str], ...] = tuple(
+    (_template_pattern(rule.title), rule.kind, rule.name)
+    for rule in sorted(
+        (rule for group in OOPS_GROUPS for rule in group.rules if rule.title),
+        key=lambda rule: -len(re.sub(r"\{[^{}]*\}", "", rule.title)),
+    )
+)
+
+
+def title_kind(title: str) -> CrashKind | None:
+    """The kind TITLE_KINDS gives `title` (first row whose template matches), or None."""
+    for pattern, kind, _name in TITLE_KINDS:
+        if pattern.match(title):
+            return kind
+    return None
