@@ -156,7 +156,8 @@ if [ "$needs_module" = 1 ]; then
   needs_libc=0
   for f in $(find "$KB" -type f -perm -u+x); do
     file "$f" | grep -q ELF || continue
-    timeout 10 "$f" </dev/null 2>&1 | grep -q "GLIBC_[0-9.]*' not found" && needs_libc=1
+    out="$(timeout 10 "$f" </dev/null 2>&1 || true)"
+    case "$out" in *GLIBC_*"not found"*) needs_libc=1 ;; esac
   done
   if [ "$needs_libc" = 1 ]; then
     libelf=libelf1t64; apt-cache "${APT[@]}" show "$libelf:$HOST_ARCH" >/dev/null 2>&1 || libelf=libelf1

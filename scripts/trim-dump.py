@@ -8,7 +8,8 @@ tables); reading the log and the system facts needs a few dozen pages. This read
 `analysis.vmcore` (the log and the system facts), records every physical page touched, and writes
 OUT as the same kdump-compressed file with only those pages: headers, VMCOREINFO, notes and the
 RAM bitmap byte for byte, the dumped-pages bitmap and the page descriptors rewritten, each kept
-page's compressed bytes copied unchanged.
+page's compressed bytes copied unchanged. An ELF dump (QEMU's, when makedumpfile cannot read
+it) becomes an ELF core with the same notes and one PT_LOAD per run of kept pages.
 
 With `--keep-oracle CMD` (e.g. `makedumpfile` or `qemu-aarch64-static -L ROOT .../makedumpfile`)
 the pages makedumpfile itself reads (it names each excluded pfn it misses) are kept as well,
@@ -26,12 +27,14 @@ import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.vmcore import open_dump
 from analysis.vmcore.dump import Dump
+from analysis.vmcore.elf import ElfDump
 from analysis.vmcore.kdump import KdumpDump
 
 _HEADER = struct.Struct("<8si" + "65s" * 6 + "6xqqIiiIIIIIIi")
@@ -43,22 +46,64 @@ def touched_pages(path: str) -> set[int]:
     from analysis.vmcore import read_dump
 
     seen: set[int] = set()
-    original = KdumpDump._read_page
+    originals = {cls: cls._read_page for cls in (KdumpDump, ElfDump)}
 
-    def recording(self: KdumpDump, pfn: int) -> bytes | None:
-        seen.add(pfn)
-        return original(self, pfn)
+    def recorder(cls: type[Dump]) -> Callable[[Dump, int], bytes | None]:
+        def recording(self: Dump, pfn: int) -> bytes | None:
+            seen.add(pfn)
+            return originals[cls](self, pfn)  # type: ignore[index]
 
-    KdumpDump._read_page = recording  # type: ignore[method-assign]
+        return recording
+
+    for cls in originals:
+        cls._read_page = recorder(cls)  # type: ignore[method-assign]
     try:
         read_dump(path)
     finally:
-        KdumpDump._read_page = original  # type: ignore[method-assign]
+        for cls, original in originals.items():
+            cls._read_page = original  # type: ignore[method-assign]
     return seen
+
+
+def trim_elf(dump: ElfDump, src: str, dst: str, keep: set[int]) -> int:
+    """An ELF64 core holding the original notes and only the kept pages (runs become segments)."""
+    data = Path(src).read_bytes()
+    phoff, phentsize, phnum = struct.unpack_from("<Q", data, 32)[0], *struct.unpack_from("<HH", data, 54)
+    notes = b""
+    for i in range(phnum):
+        p_type, _flags, p_offset, _v, _p, p_filesz = struct.unpack_from("<IIQQQQ", data, phoff + i * phentsize)
+        if p_type == 4:  # PT_NOTE
+            notes += data[p_offset : p_offset + p_filesz]
+    pages = sorted(pfn for pfn in keep if dump._read_page(pfn) is not None)
+    runs: list[list[int]] = []
+    for pfn in pages:
+        if runs and runs[-1][-1] + 1 == pfn:
+            runs[-1].append(pfn)
+        else:
+            runs.append([pfn])
+    ps = dump.page_size
+    count = 1 + len(runs)
+    body_start = 64 + 56 * count
+    headers = [struct.pack("<IIQQQQQQ", 4, 0, body_start, 0, 0, len(notes), len(notes), 0)]
+    body = bytearray(notes)
+    for run in runs:
+        offset = body_start + len(body)
+        size = len(run) * ps
+        headers.append(struct.pack("<IIQQQQQQ", 1, 7, offset, run[0] * ps, run[0] * ps, size, size, 0))
+        for pfn in run:
+            page = dump._read_page(pfn)
+            assert page is not None
+            body += page
+    machine = struct.unpack_from("<H", data, 18)[0]
+    ehdr = data[:16] + struct.pack("<HHIQQQIHHHHHH", 4, machine, 1, 0, 64, 0, 0, 64, 56, count, 64, 0, 0)
+    Path(dst).write_bytes(ehdr + b"".join(headers) + bytes(body))
+    return len(pages)
 
 
 def trim(src: str, dst: str, keep: set[int]) -> int:
     dump: Dump = open_dump(src)
+    if isinstance(dump, ElfDump) and not dump.format.count("+"):
+        return trim_elf(dump, src, dst, keep)
     if not isinstance(dump, KdumpDump) or dump.format.count("+"):
         sys.exit(f"{src}: only plain kdump-compressed dumps can be trimmed (got {dump.format})")
     data = Path(src).read_bytes()
