@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,9 @@ import pytest
 from analysis.esr import decode_esr
 from analysis.signature import analyze
 from analysis.vmcore import read_dump
+from tests.conftest import shared_path
 
+_TS = re.compile(rb"^\[ *[0-9]+\.[0-9]+\] ")
 REAL = Path(__file__).resolve().parents[1] / "data" / "vmcore" / "real"
 CASES = sorted(p.name for p in REAL.iterdir() if (p / "expected.json").is_file())
 
@@ -46,13 +49,14 @@ def test_every_case_has_an_oracle_or_says_why_not() -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_console_lines_are_in_the_extracted_log(case: str) -> None:
-    log = read_dump(str(_dump(case))).log.split(b"\n")
+    # A record's second line is `[ts] text` on the console and indented in the log: compare texts.
+    log = [_TS.sub(b"", line).strip() for line in read_dump(str(_dump(case))).log.split(b"\n")]
     console = [line.rstrip(b"\r") for line in (REAL / case / "serial.log").read_bytes().split(b"\n")]
-    console = [line for line in console if line.startswith(b"[")]
-    assert len(console) > 100
+    texts = [_TS.sub(b"", line).strip() for line in console if _TS.match(line)]
+    assert len(texts) > 100
     pos = 0
-    for line in console:  # in order: each console line after the previous one
-        pos = log.index(line, pos) + 1
+    for text in texts:  # in order: each console line after the previous one
+        pos = log.index(text, pos) + 1
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if (REAL / c / "dmesg.txt").is_file()])
@@ -99,3 +103,16 @@ def test_crashes_match_expected_and_console(case: str) -> None:
             assert (record.code.instruction, record.code.bad_register, record.code.access) == (
                 w["instruction"], w["bad_register"], w["verdict"],
             )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "same_bug_as_shared" in _expected(c)])
+def test_same_bug_on_another_kernel_has_the_same_fingerprint(case: str) -> None:
+    """The crashme NULL dereference on Debian 13's 6.12 and on Debian 12's 6.1 (../shared) is one bug:
+    one fingerprint, although the 6.12 oops header reads `Oops: Oops: 0000` and addresses differ."""
+    other = shared_path(*_expected(case)["same_bug_as_shared"].split("/"))
+    (mine,) = analyze(read_dump(str(_dump(case))).log)
+    (theirs,) = analyze(read_dump(str(other)).log)
+    assert mine.kernel_release != theirs.kernel_release
+    assert mine.fingerprint is not None and theirs.fingerprint is not None
+    assert mine.fingerprint.value == theirs.fingerprint.value
+    assert mine.title == theirs.title
