@@ -1038,6 +1038,9 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
 ANCHORS = re.compile("|".join(re.escape(g.anchor) for g in OOPS_GROUPS))  # any group's anchor, one pass
 
 
+_LITERAL_START = re.compile(r"^[^{]{3}")
+
+
 def _template_pattern(template: str) -> re.Pattern[str]:
     """A title template as a pattern over finished titles: each `{...}` field is any text."""
     parts = re.split(r"\{[^{}]*\}", template)
@@ -1046,6 +1049,8 @@ def _template_pattern(template: str) -> re.Pattern[str]:
 
 # Title -> kind, one table for the whole parser: a row per rule title template, the most
 # literal template first (`BUG: bad unlock balance in {frame}` before `BUG: {0} {1} in {frame}`).
+# Templates that start with a field (`{0} in {frame}`: a Rust panic's message) say nothing about
+# a title's kind and are left out.
 # A rule's own report always gets the rule's kind; a report no rule recognises (the group's
 # fallback: the header line itself as the title) is looked up here, so that a title written in
 # a rule's form gets that rule's kind whoever produced it (tests/analysis/test_title_kinds.py
@@ -1053,7 +1058,7 @@ def _template_pattern(template: str) -> re.Pattern[str]:
 TITLE_KINDS: tuple[tuple[re.Pattern[str], CrashKind, str], ...] = tuple(
     (_template_pattern(rule.title), rule.kind, rule.name)
     for rule in sorted(
-        (rule for group in OOPS_GROUPS for rule in group.rules if rule.title),
+        (rule for group in OOPS_GROUPS for rule in group.rules if _LITERAL_START.match(rule.title)),
         key=lambda rule: -len(re.sub(r"\{[^{}]*\}", "", rule.title)),
     )
 )

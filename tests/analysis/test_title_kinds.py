@@ -25,13 +25,17 @@ def _render(rule: TitleRule) -> str:
     return _FIELD.sub(lambda m: "crashme_frame" if m.group(1) == "frame" else "qzx", rule.title)
 
 
-@pytest.mark.parametrize("rule", RULES, ids=[r.name for r in RULES])
+TABLED = [rule for rule in RULES if not rule.title.startswith("{")]
+
+
+@pytest.mark.parametrize("rule", TABLED, ids=[r.name for r in TABLED])
 def test_every_rule_title_maps_to_its_rule_kind(rule: TitleRule) -> None:
     assert title_kind(_render(rule)) is rule.kind
 
 
-def test_table_has_a_row_per_rule() -> None:
-    assert sorted(name for _, _, name in TITLE_KINDS) == sorted(r.name for r in RULES)
+def test_table_has_a_row_per_rule_with_a_literal_start() -> None:
+    assert sorted(name for _, _, name in TITLE_KINDS) == sorted(r.name for r in TABLED)
+    assert title_kind("Unable to handle kernel pointer dereference in virtual kernel address space") is None
 
 
 @pytest.mark.parametrize(
