@@ -236,8 +236,9 @@ def main() -> int:
         print("missed: " + ("; ".join(misses) if misses else "none"))
         print("(*) makedumpfile cannot read the file itself: its reference is the pipeline kdump users run")
         print(
-            "    (gzip -dc to a file, or makedumpfile -R to reassemble a flattened stream, then --dump-dmesg)"
+            "    (gzip -dc or xz -dc to a file, or makedumpfile -R to reassemble a flattened stream, then --dump-dmesg)"
         )
+        print("(emu) arm64 makedumpfile under qemu-aarch64-static: its wall time is emulated; in/6.1 is the fair column")
     return 0
 
 
