@@ -23,7 +23,9 @@ nest of ifs, and every step is data a reader can audit:
    RIP function repeated as the first trace line), and `depth` for frames after the first
    FRAME_DEPTH kept ones.
 4. A reason ending in ` in <guilty function>` drops that suffix: the guilty function is hashed
-   on its own, and a copy whose reason line named a helper instead is the same bug.
+   on its own, and a copy whose reason line named a helper instead is the same bug. In a
+   stackless report, frames of the guilty function's name are not listed as skipped
+   (`reason-only`): the provenance names each input once.
 
 The hash covers FINGERPRINT_ALGORITHM (bumped by hand when what is hashed changes);
 FINGERPRINT_VERSION adds a digest of every rule above and of the skip lists, so any rule edit
@@ -357,6 +359,8 @@ def compute(record: CrashRecord) -> Fingerprint:
         # `KASAN: ... in f` with f the guilty function says it twice; a copy whose reason
         # line lost the ` in f` (or named a generic helper instead) is the same bug.
         reason = reason.removesuffix(f" in {guilty}")
+        if stackless:  # the guilty function went in: it is not also "skipped" as reason-only
+            skipped = tuple(s for s in skipped if signature_function(s.function.strip()) != guilty)
     else:
         guilty = kept[0] if kept else ""
     kind = str(record.kind)

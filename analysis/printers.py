@@ -53,7 +53,7 @@ PRINTERS: tuple[Printer, ...] = (
     Printer("arch/x86/kernel/traps.c:exc_double_fault", K.DOUBLE_FAULT, "PANIC: double fault in crashme_recurse",
             "double-fault", "x86-6.1-double-fault", True),
     Printer("arch/x86/kernel/traps.c:handle_stack_overflow", K.STACK_GUARD_PAGE,
-            "BUG: stack guard page was hit in crashme_write", "stack-guard-page", "x86-6.1-stack-guard", True),
+            "BUG: stack guard page was hit in crashme_recurse", "stack-guard-page", "x86-6.1-stack-guard", True),
     # arm64 traps and stack dumps
     Printer("arch/arm64/mm/fault.c:die_kernel_fault", K.NULL_DEREF,
             "BUG: unable to handle kernel NULL pointer dereference in crashme_write", "arm-null-deref",
@@ -89,15 +89,15 @@ PRINTERS: tuple[Printer, ...] = (
     Printer("kernel/locking/lockdep.c:register_lock_class (print_lockdep_off)", K.LOCKDEP,
             "BUG: MAX_LOCKDEP_KEYS too low!", "lockdep-limit", "lockdep-6.1-keys-too-low", True),
     # stalls, hangs, lockups, NMI
-    Printer("kernel/rcu/tree_stall.h:print_cpu_stall", K.RCU_STALL, "INFO: rcu detected stall in proc_reg_write",
+    Printer("kernel/rcu/tree_stall.h:print_cpu_stall", K.RCU_STALL, "INFO: rcu detected stall in crashme_spin",
             "rcu-stall", "rcu-6.1-self-detected-stall", True),
     Printer("kernel/hung_task.c:check_hung_task", K.HUNG_TASK, "INFO: task hung in crashme_flush", "hung-task",
             "hung-6.1-task-blocked", True),
-    Printer("kernel/watchdog.c:watchdog_timer_fn", K.SOFT_LOCKUP, "BUG: soft lockup in proc_reg_write", "soft-lockup",
+    Printer("kernel/watchdog.c:watchdog_timer_fn", K.SOFT_LOCKUP, "BUG: soft lockup in crashme_spin", "soft-lockup",
             "watchdog-6.1-soft-lockup", True),
     Printer("kernel/watchdog_hld.c:watchdog_overflow_callback (6.1)", K.HARD_LOCKUP,
-            "BUG: hard lockup in proc_reg_write", "hard-lockup", "watchdog-6.1-hard-lockup", False),
-    Printer("kernel/watchdog.c:watchdog_hardlockup_check (6.12)", K.HARD_LOCKUP, "BUG: hard lockup in proc_reg_write",
+            "BUG: hard lockup in crashme_spin_irqoff", "hard-lockup", "watchdog-6.1-hard-lockup", False),
+    Printer("kernel/watchdog.c:watchdog_hardlockup_check (6.12)", K.HARD_LOCKUP, "BUG: hard lockup in crashme_spin_irqoff",
             "hard-lockup", "watchdog-6.12-hard-lockup", False),
     Printer("arch/x86/kernel/nmi.c:io_check_error", K.MACHINE_CHECK, "NMI: IOCK error", "nmi-iock", "nmi-6.1-iock",
             False),
@@ -126,6 +126,6 @@ PRINTERS: tuple[Printer, ...] = (
     Printer("kernel/fork.c:check_mm (page tables, 6.12)", K.BUG, "BUG: non-zero pgtables_bytes on freeing mm",
             "nr-pgtables", "mm-6.12-pgtables-bytes", True),
     # machine checks
-    Printer("arch/x86/kernel/cpu/mce/core.c:mce_panic", K.MACHINE_CHECK, "kernel panic: Fatal machine check",
+    Printer("arch/x86/kernel/cpu/mce/core.c:mce_panic", K.MACHINE_CHECK, "kernel panic: hardware error: Fatal machine check",
             "mce-panic", "mce-6.1-fatal", False),
 )  # fmt: skip

@@ -70,7 +70,7 @@ class Extractor(enum.Enum):
     """How the guilty frame is chosen among the frames the parts collected."""
 
     FIRST = "first"  # the first frame not skipped
-    STALL = "stall"  # the caller of the first dispatch anchor (syscall entry, workqueue ...)
+    STALL = "stall"  # the caller of the first dispatch anchor (syscall entry, workqueue ...), or STALL_RIP_RULE
     HUNG = "hung"  # rtnl_lock / synchronize_rcu buckets, else the first non-scheduler frame
 
 
@@ -95,6 +95,7 @@ class TitleRule:
     needs_stack: bool = True  # a report of this kind without a call trace is corrupted
     header_frame: re.Pattern[str] | None = None  # reports without a trace name the function in the header
     frame_arg: int | None = None  # the title names this captured group's function: it is the guilty frame
+    parts3: tuple[Part, ...] = ()  # tried when `parts2` found no frame either
     skip_re: re.Pattern[str] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -181,6 +182,39 @@ STALL_ANCHORS = re.compile(
         )
     )
 )  # fmt: skip
+
+# Stalls and lockups: the frame that was running when the watchdog fired is the guilty frame when
+# it is a module's code in task context and no skip list claims it: the loop is that module's
+# own (a driver spinning on its hardware, `crashme_softlockup [crashme]`), and naming the generic
+# file-operation dispatcher it was reached through (proc_reg_write, vfs_write ...) would put
+# every module's lockup into one cluster. Core-kernel RIPs keep syzbot's rule (the caller of
+# the dispatch anchor): a loop in d_walk or memcpy is spun by whoever called it, and syzbot's
+# titles for those name the system call. An interrupt marker after the RIP line (`<IRQ>`
+# opening the trace, or `</IRQ>` closing the block the RIP was printed in) before any `<TASK>`
+# means the RIP is the interrupt's, not the stalled task's; kernels without markers (< 5.10,
+# arm64) print the task's RIP after the watchdog's `</IRQ>`.
+_STALL_RIP_MODULE = re.compile(r"(?:RIP: (?:[0-9a-f]{4}:)?|pc ?: )(?:\[<[0-9a-f]+>\] +)?([a-zA-Z0-9_.]+)\+0x[0-9a-f]+/0x[0-9a-f]+ \[[\w-]+\]")
+_CONTEXT_MARK = re.compile(r"^\s*<(/?)(IRQ|NMI|SOFTIRQ|TASK)>")
+STALL_RIP_RULE = "module code in task context at the RIP"
+
+
+def _stall_rip_frame(lines: Sequence[str], rule: TitleRule) -> str | None:
+    """The RIP function when STALL_RIP_RULE applies to this stall report, else None."""
+    rip: str | None = None
+    for line in lines:
+        if rip is None:
+            m = _STALL_RIP_MODULE.search(line)
+            if m:
+                rip = _strip_prefix(frame_name(m.group(1)))
+                continue
+        elif (c := _CONTEXT_MARK.match(line)) is not None and c.group(2) != "TASK":
+            return None  # an interrupt's stack follows the RIP, or the RIP was inside one (`</IRQ>`)
+        elif c is not None and not c.group(1):
+            break  # `<TASK>`
+    if rip is None or _skipped(rip, rule):
+        return None
+    return rip
+
 
 # A hung task waits somewhere generic; these buckets group hangs by what they wait for.
 _HUNG_ANCHORS: tuple[tuple[str, str], ...] = (
@@ -409,9 +443,12 @@ def describe(group: OopsGroup, lines: Sequence[str], check_lines: Sequence[str] 
         frame: str | None = None
         if rule.parts:
             frame, injected = _run_parts(lines, rule.parts, rule)
-            if frame is None and rule.parts2:
-                frame, injected2 = _run_parts(lines, rule.parts2, rule)
-                injected = injected or injected2
+            for fallback in (rule.parts2, rule.parts3):
+                if frame is None and fallback:
+                    frame, injected2 = _run_parts(lines, fallback, rule)
+                    injected = injected or injected2
+            if rule.extractor is Extractor.STALL and frame is not None:
+                frame = _stall_rip_frame(lines, rule) or frame
             if frame is None:
                 corrupted = "no guilty frame found in the report"
             elif injected:
@@ -431,10 +468,11 @@ def describe(group: OopsGroup, lines: Sequence[str], check_lines: Sequence[str] 
         return TitleResult(rule.kind, title, frame, corrupted, rule.name)
     at = header.find(group.anchor)
     title = sanitize_title(header[at:] if at >= 0 else header)
+    kind = title_kind(title)  # a header already in title form ("INFO: task hung in f") keeps its rule's kind
     corrupted = "header matched, report body did not" if matched_header else None
     if corrupted is None and _CORRUPTED_TITLE.search(title):
         corrupted = "a timestamp is glued into the title line"
-    return TitleResult(group.kind, title, None, corrupted, None)
+    return TitleResult(kind if kind is not None else group.kind, title, None, corrupted, None)
 
 
 # Headers that, printed inside a report, continue it instead of starting another one: the
@@ -474,8 +512,8 @@ RIP_ONLY: tuple[Part, ...] = (_RIP_FRAME,)
 _WARN_PARTS: tuple[Part, ...] = (_re(r"(?:" + _RIP_FRAME.pattern + r"|--- interrupt: [0-9]+ at {{FUNC}})"), TRACE)
 
 
-def _warning(name: str, header: str, title: str, *skip: str) -> TitleRule:
-    return TitleRule(name, _re(header), K.WARNING, title, _WARN_PARTS, TRACE_ONLY, skip)
+def _warning(name: str, header: str, title: str, *skip: str, kind: CrashKind = CrashKind.WARNING) -> TitleRule:
+    return TitleRule(name, _re(header), kind, title, _WARN_PARTS, TRACE_ONLY, skip)
 
 
 _AT_FUNC = _re(r"at: (?:{{PC}} +)?{{FUNC}}")
@@ -669,7 +707,7 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
             _warning("refcount", r"WARNING: .*lib/refcount\.c.* (?:refcount_|at)", "WARNING: refcount bug in {frame}",
                      "refcount", "kobject_"),
             _warning("lockdep-warn", r"WARNING: .*kernel/locking/lockdep\.c.*lock_", "WARNING: locking bug in {frame}",
-                     "lock_sock", "release_sock"),
+                     "lock_sock", "release_sock", kind=K.LOCKDEP),  # lockdep's own warning, as invalid-wait-context
             TitleRule(
                 "warn-locks-held", _re(r"WARNING: .*still has locks held!"), K.LOCKDEP,
                 "WARNING: still has locks held in {0}", frame_arg=0, follow=(_re(r"at: {{FUNC}}"),),
@@ -783,6 +821,8 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
                 (re.compile(r"apic_timer_interrupt"), _RIP_FRAME, TRACE),
                 (re.compile(r"(?:apic_timer_interrupt|Exception stack|el1h_64_irq)"), TRACE),
                 skip=("apic_timer_interrupt", "rcu"), extractor=Extractor.STALL,
+                # arm64 6.1 prints the stalled CPU's own `pc :` and trace, no interrupt frame
+                parts3=(_re(r"^pc ?: {{FUNC}}"), _CALL_TRACE, TRACE),
             ),
             TitleRule(
                 "non-static-key", _re(r"INFO: trying to register non-static key"), K.LOCKDEP,
@@ -816,8 +856,8 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
         "Unable to handle kernel",
         (
             TitleRule(
-                "arm-null-deref", _re(r"Unable to handle kernel (NULL pointer dereference)"), K.NULL_DEREF,
-                "BUG: unable to handle kernel {0} in {frame}", RIP_TRACE,
+                "arm-null-deref", _re(r"Unable to handle kernel NULL pointer dereference"), K.NULL_DEREF,
+                "BUG: unable to handle kernel NULL pointer dereference in {frame}", RIP_TRACE,
             ),
             TitleRule(
                 "arm-unable-to-handle", _re(r"Unable to handle kernel (paging request|access to user memory)"),
@@ -881,10 +921,14 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
                     r"|Timeout: Not all CPUs entered broadcast exception handler|Some CPUs didn't answer in synchronization"
                     r"|.*[Hh]ardware memory error.*|Memory error not recovered|Asynchronous SError Interrupt"
                     r"|NMI IOCK error: Not continuing|NMI: Not continuing)"),
-                K.MACHINE_CHECK, "kernel panic: {0}", needs_stack=False,
+                # Not "kernel panic: {0}": the title alone must tell its kind (TITLE_KINDS), and a
+                # generic panic's title has that form.
+                K.MACHINE_CHECK, "kernel panic: hardware error: {0}", needs_stack=False,
             ),
-            TitleRule("oom-panic", _re(r"Kernel panic - not syncing: (Out of memory.*|System is deadlocked on memory)"),
-                      K.OUT_OF_MEMORY, "kernel panic: {0}"),
+            TitleRule("oom-panic", _re(r"Kernel panic - not syncing: Out of memory(.*)"),
+                      K.OUT_OF_MEMORY, "kernel panic: Out of memory{0}"),
+            TitleRule("oom-deadlock", _re(r"Kernel panic - not syncing: System is deadlocked on memory"),
+                      K.OUT_OF_MEMORY, "kernel panic: System is deadlocked on memory"),
             TitleRule("panic", _re(r"Kernel panic - not syncing: (.*)"), K.PANIC, "kernel panic: {0}"),
         ),
         kind=K.PANIC,
@@ -1102,3 +1146,37 @@ def _anchor_trie(words: Sequence[str]) -> str:
 
 
 ANCHORS = re.compile(_anchor_trie([g.anchor for g in OOPS_GROUPS]))  # any group's anchor, one pass
+
+
+_LITERAL_START = re.compile(r"^[^{]{3}")
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """A title template as a pattern over finished titles: each `{...}` field is any text."""
+    parts = re.split(r"\{[^{}]*\}", template)
+    return re.compile("^" + ".*".join(re.escape(p) for p in parts) + "$")
+
+
+# Title -> kind, one table for the whole parser: a row per rule title template, the most
+# literal template first (`BUG: bad unlock balance in {frame}` before `BUG: {0} {1} in {frame}`).
+# Templates that start with a field (`{0} in {frame}`: a Rust panic's message) say nothing about
+# a title's kind and are left out.
+# A rule's own report always gets the rule's kind; a report no rule recognises (the group's
+# fallback: the header line itself as the title) is looked up here, so that a title written in
+# a rule's form gets that rule's kind whoever produced it (tests/analysis/test_title_kinds.py
+# checks every title the rules can produce and every title of the corpora).
+TITLE_KINDS: tuple[tuple[re.Pattern[str], CrashKind, str], ...] = tuple(
+    (_template_pattern(rule.title), rule.kind, rule.name)
+    for rule in sorted(
+        (rule for group in OOPS_GROUPS for rule in group.rules if _LITERAL_START.match(rule.title)),
+        key=lambda rule: -len(re.sub(r"\{[^{}]*\}", "", rule.title)),
+    )
+)
+
+
+def title_kind(title: str) -> CrashKind | None:
+    """The kind TITLE_KINDS gives `title` (first row whose template matches), or None."""
+    for pattern, kind, _name in TITLE_KINDS:
+        if pattern.match(title):
+            return kind
+    return None

@@ -1,4 +1,4 @@
-"""Kernel virtual -> physical addresses from nothing but the dump (x86_64; others via ELF p_vaddr).
+"""Kernel virtual -> physical addresses from nothing but the dump (x86_64, arm64; others via ELF p_vaddr).
 
 In order of preference:
   1. kernel image: `__START_KERNEL_map + phys_base`, phys_base from VMCOREINFO's signed
@@ -8,6 +8,7 @@ In order of preference:
   3. a 4- or 5-level page-table walk from init_top_pgt / init_level4_pgt / swapper_pg_dir
      (the direct map, vmalloc and module space, all with KASLR);
   4. the fixed direct map of kernels from before direct-map randomization.
+arm64 dumps use ELF segments with virtual addresses, then the MMU's own walk (`arm64`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import bisect
 import struct
 
 from analysis.errors import DumpFormatError
+from analysis.vmcore.arm64 import Arm64Layout, arm64_layout, walk_arm64
 from analysis.vmcore.dump import Dump, PageNotPresent
 from analysis.vmcore.elf import ElfDump
 
@@ -59,6 +61,12 @@ class AddressSpace:
                 self._top = self._kernel_image_phys(addr)
                 break
         self._cache: dict[int, int] = {}
+        self._arm64: Arm64Layout | DumpFormatError | None = None
+        if self.machine == "aarch64":
+            try:
+                self._arm64 = arm64_layout(info, self.page_size, self.path)
+            except DumpFormatError as exc:  # raised when an address needs the walk, not before
+                self._arm64 = exc
 
     def _phys_base(self) -> int:
         number = self.dump.vmcoreinfo.number("phys_base")
@@ -99,6 +107,12 @@ class AddressSpace:
             table = base
         return table | (vaddr & 0xFFF)
 
+    def _walk_arm64(self, layout: Arm64Layout, vaddr: int) -> int:
+        try:
+            return walk_arm64(layout, vaddr, self._u64, self.path)
+        except PageNotPresent:
+            raise PageNotPresent(self.path, f"page table for {vaddr:#x} is not in the dump") from None
+
     def translate(self, vaddr: int) -> int:
         """Physical address of kernel virtual address `vaddr`."""
         page = vaddr & ~(self.page_size - 1)
@@ -120,6 +134,10 @@ class AddressSpace:
         if i >= 0 and vaddr < self._virt[i][1]:
             start, _end, paddr = self._virt[i]
             return paddr + (vaddr - start)
+        if isinstance(self._arm64, DumpFormatError):
+            raise self._arm64
+        if self._arm64 is not None:
+            return self._walk_arm64(self._arm64, vaddr)
         if self.machine != "x86_64":
             raise DumpFormatError(
                 self.path, f"cannot translate {vaddr:#x}: no mapping for {self.machine} dumps"

@@ -99,7 +99,11 @@ def _memory_bytes(dump: Dump) -> int | None:
         # /proc/vmcore maps the kernel image a second time; count RAM once.
         return sum(seg.memsz for seg in dump.loads if seg.vaddr < START_KERNEL_MAP) or None
     if dump.header.max_pfn:
-        return dump.header.max_pfn * dump.page_size
+        # max_mapnr counts pfns from 0; arm64 RAM starts at PHYS_OFFSET (1 GiB under QEMU's virt
+        # machine), which is address space, not memory.
+        start = dump.vmcoreinfo.number("PHYS_OFFSET") if dump.header.machine == "aarch64" else None
+        total = dump.header.max_pfn * dump.page_size - (start or 0)
+        return total if total > 0 else None
     return None
 
 

@@ -280,6 +280,10 @@ def _record_lines(record: CrashRecord) -> Iterator[str]:
         fault = _hex(record.fault_address)
         if record.oops_code is not None:
             fault += f"  (error code 0x{record.oops_code.value:04x}: {record.oops_code.describe()})"
+        elif record.oops_code_raw is not None and record.arch == "arm64":
+            from analysis.esr import decode_esr
+
+            fault += f"  (ESR 0x{record.oops_code_raw:x}: {decode_esr(record.oops_code_raw).describe()})"
         elif record.oops_code_raw is not None:
             fault += f"  (code 0x{record.oops_code_raw:x})"
         yield _field("FAULT", fault)

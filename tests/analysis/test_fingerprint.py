@@ -468,3 +468,34 @@ def test_generic_warning_helper_dropped_from_reason() -> None:
     assert old == new == "WARNING: at lib/debugobjects.c"
     specific = normalize_reason("WARNING: CPU: 0 PID: 1 at net/core/dev.c:12 netdev_freemem+0x1/0x2")
     assert specific == "WARNING: at net/core/dev.c:N netdev_freemem"
+
+
+_MODULE_SOFT_LOCKUP = """\
+[   27.512306] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [sh:100]
+[   27.513002] Modules linked in: crashme(OE) qemu_fw_cfg
+[   27.513100] CPU: 0 PID: 100 Comm: sh Tainted: G           OE      6.1.0-56-amd64 #1  Debian 6.1.192-2
+[   27.513200] RIP: 0010:crashme_softlockup+0xe/0x10 [crashme]
+[   27.513300] Code: 90 90 90 90 66 0f 1f 00 0f 1f 44 00 00 65 ff 05 b4 5a d4 3f f3 90 <eb> fc 0f 1f 44 00 00
+[   27.513400] Call Trace:
+[   27.513500]  <TASK>
+[   27.513600]  crashme_write+0x297/0x2f6 [crashme]
+[   27.513700]  proc_reg_write+0x56/0xa0
+[   27.513800]  vfs_write+0xc7/0x3f0
+[   27.513900]  ksys_write+0x6b/0xf0
+[   27.514000]  do_syscall_64+0x5d/0xb0
+[   27.514100]  </TASK>
+"""
+
+
+def test_stall_provenance_names_the_guilty_frame_once() -> None:
+    """A module's soft lockup is titled after the RIP function, which the provenance lists as the
+    guilty frame and never also as skipped (issue: proc_reg_write was both)."""
+    from analysis.signature import analyze
+
+    (record,) = analyze(_MODULE_SOFT_LOCKUP)
+    assert record.title == "BUG: soft lockup in crashme_softlockup"
+    assert record.fingerprint is not None
+    assert record.fingerprint.frames == ("crashme_softlockup",)
+    skipped = [s.function for s in record.fingerprint.skipped]
+    assert skipped == ["crashme_write", "proc_reg_write", "vfs_write", "ksys_write", "do_syscall_64"]
+    assert all(s.rule == "reason-only" for s in record.fingerprint.skipped)

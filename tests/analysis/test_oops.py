@@ -64,7 +64,8 @@ VMCORES = {
              "crashme_napi_pending", "Fatal exception"),
     "bug": (CrashKind.KERNEL_BUG, "kernel BUG in crashme_bug", "crashme_bug", "Fatal exception"),
     "warn": (CrashKind.WARNING, "WARNING in crashme_warn", "crashme_warn", "kernel: panic_on_warn set ..."),
-    "softlockup": (CrashKind.SOFT_LOCKUP, "BUG: soft lockup in proc_reg_write", "proc_reg_write",
+    # the module function spinning at the RIP, not the procfs dispatcher it was reached through
+    "softlockup": (CrashKind.SOFT_LOCKUP, "BUG: soft lockup in crashme_softlockup", "crashme_softlockup",
                    "softlockup: hung tasks"),
 }  # fmt: skip
 

@@ -9,6 +9,7 @@ import pytest
 from analysis.model import CrashKind
 from analysis.title import OOPS_GROUPS, describe, frame_name, is_continuation, match_anchor, sanitize_title
 
+_CORE_RIP = ["RIP: 0010:memcpy+0x45/0x50"]
 TRACE_6X = [
     "RIP: 0010:crashme_napi_pending.constprop.0.isra.0+0x5/0x20 [crashme]",
     "Call Trace:",
@@ -53,7 +54,15 @@ REPORTS = [
       " synchronize_rcu_expedited+0x1/0x2", " foo+0x1/0x2"], CrashKind.HUNG_TASK, "INFO: task hung in synchronize_rcu",
      "synchronize_rcu"),
     (["watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [a:1]", *TRACE_6X], CrashKind.SOFT_LOCKUP,
-     "BUG: soft lockup in crashme_write", "crashme_write"),  # the frame above the vfs_write anchor
+     "BUG: soft lockup in crashme_napi_pending", "crashme_napi_pending"),  # module code at the RIP, task context
+    (["watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [a:1]", *_CORE_RIP, *TRACE_6X[1:]], CrashKind.SOFT_LOCKUP,
+     "BUG: soft lockup in crashme_write", "crashme_write"),  # core-kernel RIP: the frame above the vfs_write anchor
+    (["watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [a:1]", TRACE_6X[0], "Call Trace:", " <IRQ>",
+      " foo_timer+0x1/0x2 [foo]", " </IRQ>", *TRACE_6X[2:]], CrashKind.SOFT_LOCKUP,
+     "BUG: soft lockup in crashme_write", "crashme_write"),  # the RIP is an interrupt's, not the task's
+    (["watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [a:1]",
+      "RIP: 0010:_raw_spin_lock+0x1/0x2 [crashme]", *TRACE_6X[1:]], CrashKind.SOFT_LOCKUP,
+     "BUG: soft lockup in crashme_write", "crashme_write"),  # a skip list claims the RIP function
     (["divide error: 0000 [#1] SMP", "RIP: 0010:cake_dequeue+0x4c2/0x1070 [sch_cake]"], CrashKind.DIVIDE_ERROR,
      "divide error in cake_dequeue", "cake_dequeue"),
     (["Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000009"], CrashKind.PANIC,
@@ -63,7 +72,8 @@ REPORTS = [
     (["Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: nfs4_get_acl+0x2f3/0x300"],
      CrashKind.STACK_PROTECTOR, "kernel panic: stack is corrupted in nfs4_get_acl", "nfs4_get_acl"),
     (["BUG: stack guard page was hit at 00000000a1b2c3d4 (stack is 0000000012345678..00000000deadbeef)",
-      *TRACE_6X], CrashKind.STACK_GUARD_PAGE, "BUG: stack guard page was hit in crashme_write", "crashme_write"),
+      *TRACE_6X], CrashKind.STACK_GUARD_PAGE, "BUG: stack guard page was hit in crashme_napi_pending",
+     "crashme_napi_pending"),  # the module function that ran out of stack
     (["WARNING: possible circular locking dependency detected", "a/1 is trying to acquire lock:",
       "ffff (&mm->mmap_lock){++++}-{3:3}, at: __might_fault+0x8f/0x110",
       "but task is already holding lock:", "ffff (&pipe->mutex/1){+.+.}-{3:3}, at: pipe_lock+0x1/0x2",

@@ -1,0 +1,119 @@
+"""Real dumps the project made itself (scripts/make-vmcores.sh, cut down by scripts/trim-dump.py),
+one directory per case under tests/data/vmcore/real/: `crashfleet dmesg` byte-identical to
+makedumpfile's `--dump-dmesg` of that very file (dmesg.txt) where makedumpfile reads it, else
+(expected.json says why) holding every serial-console line in order; and the crash parsed from
+the dump's log agreeing with the serial console (serial.log) and with expected.json."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analysis.esr import decode_esr
+from analysis.signature import analyze
+from analysis.vmcore import read_dump
+from tests.conftest import shared_path
+
+_TS = re.compile(rb"^\[ *[0-9]+\.[0-9]+\] ")
+REAL = Path(__file__).resolve().parents[1] / "data" / "vmcore" / "real"
+CASES = sorted(p.name for p in REAL.iterdir() if (p / "expected.json").is_file())
+
+
+def _expected(case: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((REAL / case / "expected.json").read_text())
+    return data
+
+
+def _dump(case: str) -> Path:
+    (dump,) = (REAL / case).glob("vmcore.*")
+    return dump
+
+
+def test_cases_exist() -> None:
+    assert len(CASES) >= 3
+
+
+def test_every_case_has_an_oracle_or_says_why_not() -> None:
+    for case in CASES:
+        has_oracle = (REAL / case / "dmesg.txt").is_file()
+        assert has_oracle == (_expected(case)["oracle"] is not None), case
+        assert has_oracle or _expected(case)["no_oracle_because"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_console_lines_are_in_the_extracted_log(case: str) -> None:
+    # A record's second line is `[ts] text` on the console and indented in the log: compare texts.
+    log = [_TS.sub(b"", line).strip() for line in read_dump(str(_dump(case))).log.split(b"\n")]
+    console = [line.rstrip(b"\r") for line in (REAL / case / "serial.log").read_bytes().split(b"\n")]
+    texts = [_TS.sub(b"", line).strip() for line in console if _TS.match(line)]
+    assert len(texts) > 100
+    pos = 0
+    for text in texts:  # in order: each console line after the previous one
+        pos = log.index(text, pos) + 1
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if (REAL / c / "dmesg.txt").is_file()])
+def test_dmesg_is_byte_identical_to_makedumpfile(case: str, tmp_path: Path) -> None:
+    expected = (REAL / case / "dmesg.txt").read_bytes()
+    dump = _dump(case)
+    proc = subprocess.run([sys.executable, "-m", "crashfleet", "dmesg", str(dump)], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == expected
+    # The plain kdump file makedumpfile read, without the xz wrapper the repository keeps it in.
+    if dump.suffix == ".xz":
+        plain = tmp_path / dump.stem
+        plain.write_bytes(lzma.decompress(dump.read_bytes()))
+        assert read_dump(str(plain)).log == expected
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_system_facts(case: str) -> None:
+    want = _expected(case)
+    facts = read_dump(str(_dump(case))).system
+    assert (facts.release, facts.machine, facts.format) == (want["release"], want["machine"], want["format"])
+    if want["memory_mib"] is not None:  # a trimmed ELF's segments no longer span the machine's RAM
+        assert facts.memory_bytes is not None and abs(facts.memory_bytes - (want["memory_mib"] << 20)) < 8 << 20
+    assert facts.cpus == 2
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_crashes_match_expected_and_console(case: str) -> None:
+    want = _expected(case)["crashes"]
+    from_dump = analyze(read_dump(str(_dump(case))).log)
+    from_console = analyze((REAL / case / "serial.log").read_bytes())
+    assert [c.title for c in from_console] == [c.title for c in from_dump]
+    assert [(c.kind.value, c.title) for c in from_dump] == [(w["kind"], w["title"]) for w in want]
+    for record, w in zip(from_dump, want, strict=True):
+        rip = record.rip
+        assert (rip.function if rip else None, rip.module if rip else None) == (w["rip"], w["module"])
+        if "fault_address" in w:
+            assert record.fault_address == w["fault_address"]
+        if "esr" in w:
+            assert record.oops_code_raw is not None
+            assert decode_esr(record.oops_code_raw).describe() == w["esr"]
+        if "verdict" in w:
+            assert record.code is not None
+            assert (record.code.instruction, record.code.bad_register, record.code.access) == (
+                w["instruction"], w["bad_register"], w["verdict"],
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "same_bug_as_shared" in _expected(c)])
+def test_same_bug_on_another_kernel_has_the_same_fingerprint(case: str) -> None:
+    """The crashme NULL dereference (and soft lockup) on Debian 13's 6.12 and on Debian 12's 6.1
+    (../shared) is one bug: one fingerprint, although the 6.12 oops header reads `Oops: Oops: 0000`,
+    addresses differ and 6.12 also reports an RCU stall before the soft lockup."""
+    other = shared_path(*_expected(case)["same_bug_as_shared"].split("/"))
+    mine = analyze(read_dump(str(_dump(case))).log)[-1]  # 6.12 also reports the RCU stall first
+    (theirs,) = analyze(read_dump(str(other)).log)
+    assert mine.kernel_release != theirs.kernel_release
+    assert mine.fingerprint is not None and theirs.fingerprint is not None
+    assert mine.fingerprint.value == theirs.fingerprint.value
+    assert mine.title == theirs.title
