@@ -39,6 +39,8 @@ class HostInventory:
     memory_bytes: int
     agent_version: str
     boot_id: str  # "" when unknown
+    labels: tuple[tuple[str, str], ...] = ()  # [host] labels of the agent's config
+    hardware_errors: tuple[tuple[str, int], ...] = ()  # (kind, count) seen in the kernel log
 
 
 def _read(path: Path, limit: int = 1 << 20) -> str:

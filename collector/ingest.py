@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
@@ -36,8 +36,9 @@ from collector.groupcommit import LoopGroupCommit
 from collector.metrics import Metrics
 from collector.signing import CachedSigner
 from collector.store import GroupCommit, HostRecord, IngestResult, NewCrash, Resign, Store, StoredSignature
+from collector.store.analytics import AnalyticsStore
 from wire import convert
-from wire.v1 import ingest_service_pb2
+from wire.v1 import crash_pb2, ingest_service_pb2
 
 __all__ = [
     "BUILD_ID",
@@ -64,6 +65,8 @@ MAX_HOSTNAME_CHARS = 253
 # 1 ms made batches so small that CPU per report rose by a third; 2, 3, 4 and 6 ms gave
 # heartbeats 4230, 4350, 4390 and 3240 calls/s and reports 1610, 1770, 1810 and 1840.
 GROUP_LINGER_S = 0.004
+REPORTING_WINDOW = timedelta(minutes=10)  # a host heartbeating within it counts as reporting
+PURGE_EVERY_S = 86_400.0
 GROUP_MAX_BATCH = 64
 # Text fields may carry tabs and newlines (the excerpt, the Code: line) but never NUL or other
 # C0 controls: PostgreSQL TEXT cannot hold NUL, and terminals rendering a title must not be driven.
@@ -257,6 +260,36 @@ def _check_hostname(field: str, name: str) -> str:
     return name
 
 
+# Host labels and hardware-error counts (fleet analytics, docs/analytics.md): bounded, because
+# every label value becomes exposure rows and a `label:KEY` dimension.
+MAX_LABELS = 32
+MAX_LABEL_VALUE_CHARS = 128
+MAX_HARDWARE_ERROR_KINDS = 16
+LABEL_KEY = re.compile(r"[a-z0-9_]{1,32}")
+
+
+def _check_host_extras(facts: crash_pb2.HostFacts) -> None:
+    """Labels: at most MAX_LABELS, keys LABEL_KEY, printable values up to MAX_LABEL_VALUE_CHARS;
+    hardware-error counts: at most MAX_HARDWARE_ERROR_KINDS kinds named like label keys, once each."""
+    if len(facts.labels) > MAX_LABELS:
+        raise ReportTooLarge("host.labels", f"{len(facts.labels)} labels, more than {MAX_LABELS}")
+    for key, value in facts.labels.items():
+        if not LABEL_KEY.fullmatch(key):
+            raise InvalidReport(f"host.labels[{key[:40]!r}]", "key is not 1-32 of a-z 0-9 _")
+        if len(value) > MAX_LABEL_VALUE_CHARS:
+            raise ReportTooLarge(f"host.labels[{key!r}]", f"{len(value)} characters, more than {MAX_LABEL_VALUE_CHARS}")
+        if not value.isprintable():
+            raise InvalidReport(f"host.labels[{key!r}]", "value holds control or unprintable characters")
+    if len(facts.hardware_errors) > MAX_HARDWARE_ERROR_KINDS:
+        raise ReportTooLarge(
+            "host.hardware_errors", f"{len(facts.hardware_errors)} kinds, more than {MAX_HARDWARE_ERROR_KINDS}"
+        )
+    kinds = [e.kind for e in facts.hardware_errors]
+    for i, kind in enumerate(kinds):
+        if not LABEL_KEY.fullmatch(kind) or kind in kinds[:i]:
+            raise InvalidReport(f"host.hardware_errors[{i}].kind", "not 1-32 of a-z 0-9 _, or repeated")
+
+
 def _build_id(system: SystemFacts | None) -> str:
     """The kernel build-id to store with a crash: lowercase hex as uploads name it, else "".
     Anything else cannot match an index, and must not reach an indexed column unbounded."""
@@ -347,6 +380,11 @@ class Ingestor:
         # Checked once: isinstance against a runtime Protocol is slow enough to show per report.
         self._group = store if isinstance(store, GroupCommit) else None
         self._committer: LoopGroupCommit | None = None
+        # Fleet analytics (collector.store.analytics), when the store has it: the fixed clusters
+        # each stored crash is checked against (refreshed with the gauges, and by set_triage).
+        self.analytics = store if isinstance(store, AnalyticsStore) else None
+        self.fixed_clusters: dict[str, str] = {}
+        self._last_purge = 0.0
 
     def validate(self, request: ingest_service_pb2.ReportCrashRequest, host: str) -> NewCrash:
         """The NewCrash a request describes, or InvalidReport/ReportTooLarge naming the field."""
@@ -485,6 +523,8 @@ class Ingestor:
                 self.metrics.cluster_created()
             if result.cluster_new_host:
                 self.metrics.cluster_gained_host()
+            if result.cluster_id in self.fixed_clusters and self.analytics is not None:
+                self._check_regression(result.cluster_id, crash.kernel_release)
         log.info(
             "crash stored host=%s crash=%s cluster=%s duplicate=%s new_cluster=%s similarity=%.2f",
             crash.host, result.crash_id, result.cluster_id, result.duplicate, result.cluster_created,
@@ -518,6 +558,7 @@ class Ingestor:
         facts = request.host
         hostname = _check_hostname("host.hostname", host)
         _check_strings(facts, "host")
+        _check_host_extras(facts)
         return convert.host_record_from_proto(facts, hostname)
 
     def refresh_gauges(self) -> None:
@@ -527,6 +568,34 @@ class Ingestor:
             hosts = self.store.hosts_by_release()
         self.metrics.set_clusters(clusters)
         self.metrics.set_hosts(hosts)
+        if self.analytics is not None:
+            self.refresh_analytics()
+
+    def refresh_analytics(self) -> None:
+        """Fleet gauges, the fixed-cluster cache, and once a day the exposure retention."""
+        assert self.analytics is not None
+        with self.metrics.time_store("analytics_gauges"):
+            reporting = self.analytics.hosts_reporting(self.clock() - REPORTING_WINDOW)
+            regressed = self.analytics.count_regressed()
+            suspects = sum(1 for b in self.analytics.bad_hosts(limit=1000) if b.flagged)
+            self.fixed_clusters = self.analytics.fixed_clusters()
+        self.metrics.set_hosts_reporting(reporting)
+        self.metrics.set_analytics(regressed, suspects)
+        if time.monotonic() - self._last_purge > PURGE_EVERY_S:
+            self._last_purge = time.monotonic()
+            self.analytics.purge_exposure(self.clock())
+
+    def _check_regression(self, cluster_id: str, release: str) -> None:
+        """A crash of a fixed cluster: reopen it when its release is the fixed one or later."""
+        assert self.analytics is not None
+        try:
+            triage = self.analytics.mark_regressed(cluster_id, release, self.clock())
+        except Exception:  # the crash is stored; the triage check is retried with the next crash
+            log.exception("regression check failed cluster=%s", cluster_id)
+            return
+        if triage is not None:
+            self.fixed_clusters.pop(cluster_id, None)
+            self.metrics.clusters_regressed.inc()
 
 
 def resign_stored(signer: Signer = fingerprint_rules.compute) -> Callable[[StoredSignature], Resign]:

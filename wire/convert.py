@@ -413,6 +413,10 @@ class HostFactsSource(Protocol):
     def memory_bytes(self) -> int: ...
     @property
     def agent_version(self) -> str: ...
+    @property
+    def labels(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def hardware_errors(self) -> tuple[tuple[str, int], ...]: ...
 
 
 def host_facts_to_proto(host: HostFactsSource) -> crash_pb2.HostFacts:
@@ -426,6 +430,8 @@ def host_facts_to_proto(host: HostFactsSource) -> crash_pb2.HostFacts:
         cpus=host.cpus,
         memory_bytes=host.memory_bytes,
         agent_version=host.agent_version,
+        labels=dict(host.labels),
+        hardware_errors=[crash_pb2.HardwareErrorCount(kind=k, count=n) for k, n in host.hardware_errors],
     )
 
 
@@ -441,6 +447,8 @@ def host_record_from_proto(msg: crash_pb2.HostFacts, hostname: str) -> HostRecor
         cpus=msg.cpus,
         memory_bytes=msg.memory_bytes,
         modules=tuple(msg.modules),
+        labels=tuple(sorted(msg.labels.items())),
+        hardware_errors=tuple(sorted((e.kind, e.count) for e in msg.hardware_errors)),
     )
 
 

@@ -121,3 +121,5 @@ class HostRecord:
     cpus: int = 0
     memory_bytes: int = 0
     modules: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()  # the agent's [host] labels, sorted by key
+    hardware_errors: tuple[tuple[str, int], ...] = ()  # (kind, count) the agent saw since it started

@@ -103,13 +103,16 @@ class BadHost:
 
 
 def score_hosts(
-    evidence: Sequence[HostEvidence], fleet_crashes: int, fleet_host_days: float
+    evidence: Sequence[HostEvidence], fleet_crashes: int, fleet_host_days: float, tested: int = 0
 ) -> list[BadHost]:
-    """Every host scored, highest first; `flagged` marks the hardware suspects."""
+    """Every host scored, highest first; `flagged` marks the hardware suspects. `tested`: how
+    many hosts crashed in all, when `evidence` holds only some of them (the others enter the
+    correction with p = 1, which keeps it valid)."""
     rate = fleet_crashes / fleet_host_days if fleet_host_days > 0 else 0.0
     crashed = [i for i, h in enumerate(evidence) if h.crashes > 0]
     ps = [poisson_upper_tail(evidence[i].crashes, rate * evidence[i].host_days) for i in crashed]
-    qs = dict(zip(crashed, benjamini_hochberg(ps), strict=True))
+    ps += [1.0] * max(0, tested - len(ps))
+    qs = dict(zip(crashed, benjamini_hochberg(ps)[: len(crashed)], strict=True))
     result = []
     for i, h in enumerate(evidence):
         h = replace(h, excess_q=qs.get(i, 1.0), expected=rate * h.host_days)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import logging
 import random
@@ -32,6 +33,7 @@ from collector.clustering import (
     cluster_id_for,
 )
 from collector.signature import as_report_json
+from collector.store.analytics import AnalyticsStore
 from collector.store.base import (
     BuildCrash,
     ClusterMove,
@@ -129,7 +131,8 @@ class Migration:
 
 
 def load_migrations() -> tuple[Migration, ...]:
-    """collector/store/migrations/NNNN_name.sql in order; statements end at a line holding ';'."""
+    """collector/store/migrations/NNNN_name.sql in order; statements end at a line holding ';'.
+    Numbers may skip (engineers reserve numbers per branch); each is applied once, by number."""
     folder = resources.files("collector.store.migrations")
     found = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
@@ -150,8 +153,8 @@ def load_migrations() -> tuple[Migration, ...]:
             raise StoreError(f"migration {entry.name}: last statement is not terminated by a ';' line")
         found.append(Migration(int(number), name, tuple(statements)))
     versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StoreError(f"migrations must be numbered 1..N without gaps, found {versions}")
+    if not versions or versions[0] != 1 or any(b <= a for a, b in itertools.pairwise(versions)):
+        raise StoreError(f"migrations must be numbered from 1, each number once, found {versions}")
     return tuple(found)
 
 
@@ -432,7 +435,7 @@ class _BatchAggregates:
         return new_hosts
 
 
-class SqlStore(ABC):
+class SqlStore(AnalyticsStore, ABC):
     """Everything but connections. Subclasses implement `_write_tx`, `_read_tx` and `close`."""
 
     # Subclass hooks ---------------------------------------------------------------------------
@@ -461,15 +464,16 @@ class SqlStore(ABC):
             "CREATE TABLE IF NOT EXISTS schema_version ("
             "version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
         )
-        row = tx.one("SELECT MAX(version) FROM schema_version")
-        current = int(row[0]) if row is not None and row[0] is not None else 0
+        applied = {int(r[0]) for r in tx.all("SELECT version FROM schema_version")}
+        current = max(applied, default=0)
         migrations = load_migrations()
-        if current > len(migrations):
-            raise StoreError(
-                f"database schema version {current} is newer than this collector knows ({len(migrations)})"
-            )
+        known = migrations[-1].version if migrations else 0
+        if current > known:
+            raise StoreError(f"database schema version {current} is newer than this collector knows ({known})")
         now = _us(datetime.now(UTC))
-        for migration in migrations[current:]:
+        # By number, not position: branches number their migrations apart (0003, 0004 ...), and
+        # a database may have met a later number before an earlier one was merged.
+        for migration in (m for m in migrations if m.version not in applied):
             for statement in migration.statements:
                 tx.run(statement)
             if migration.name in _DATA_STEPS:
@@ -479,7 +483,7 @@ class SqlStore(ABC):
                 (migration.version, migration.name, now),
             )
             log.info("store migrated version=%d name=%s", migration.version, migration.name)
-        return len(migrations)
+        return known
 
     def schema_version(self) -> int:
         with self._read_tx() as tx:
@@ -745,6 +749,7 @@ class SqlStore(ABC):
         if row is None or row[0] != modules_json:
             tx.run("DELETE FROM host_modules WHERE hostname = ?", (h.hostname,))
             tx.many("INSERT INTO host_modules (module, hostname) VALUES (?, ?)", [(m, h.hostname) for m in modules])
+        self._exposure_tx(tx, h.hostname, h, at, row[1] if row is not None else None)  # collector.store.analytics
 
     def hosts_by_release(self) -> dict[str, int]:
         with self._read_tx() as tx:

@@ -43,9 +43,13 @@ def _evidence(fleet: SimFleet) -> tuple[list[HostEvidence], int, float]:
     hosts_of = Counter(c for c, _ in {(c, h) for h, c in fleet.crashes})
     evidence = [
         HostEvidence(
-            h.name, len(per_host.get(h.name, [])), h.host_days, len(set(per_host.get(h.name, []))),
-            sum(1 for c in set(per_host.get(h.name, [])) if hosts_of[c] == 1), h.hardware_errors,
-        )  # fmt: skip
+            h.name,
+            len(per_host.get(h.name, [])),
+            h.host_days,
+            len(set(per_host.get(h.name, []))),
+            sum(1 for c in set(per_host.get(h.name, [])) if hosts_of[c] == 1),
+            h.hardware_errors,
+        )
         for h in fleet.hosts
     ]
     return evidence, len(fleet.crashes), sum(h.host_days for h in fleet.hosts)

@@ -27,7 +27,10 @@ def test_shuffled_lists_sort_back_in_distribution_order(name: str) -> None:
 
 def test_dpkg_orders_numbers_numerically_where_strings_do_not() -> None:
     assert compare_releases("6.1.0-9-amd64", "6.1.0-56-amd64") == -1
-    assert sorted(["6.1.0-9-amd64", "6.1.0-56-amd64"]) == ["6.1.0-56-amd64", "6.1.0-9-amd64"]  # why it matters
+    assert sorted(["6.1.0-9-amd64", "6.1.0-56-amd64"]) == [
+        "6.1.0-56-amd64",
+        "6.1.0-9-amd64",
+    ]  # why it matters
     assert compare_releases("6.12~rc3-1-amd64", "6.12.0-1-amd64") == -1  # ~ sorts before anything
 
 
@@ -41,7 +44,7 @@ def test_rpm_rules() -> None:
     assert rpmvercmp("1.a", "1.1") == -1  # digits are newer than letters
 
 
-@pytest.mark.parametrize("bad", _lines("malformed.txt") + [""])
+@pytest.mark.parametrize("bad", [*_lines("malformed.txt"), ""])
 def test_malformed_release_is_refused_with_the_release_named(bad: str) -> None:
     with pytest.raises(ReleaseError, match="kernel release"):
         compare_releases(bad, "6.1.0-56-amd64")

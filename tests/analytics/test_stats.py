@@ -54,7 +54,9 @@ def test_over_representation_exact_binomial_and_ratio() -> None:
 
 def test_vectorized_form_agrees_with_scipy_binomtest() -> None:
     cases = [(3, 10, 0.1), (12, 12, 0.08), (0, 5, 0.5), (7, 40, 0.3), (2, 2, 0.9)]
-    for one, many in zip([over_representation(*c) for c in cases], over_representation_many(cases), strict=True):
+    for one, many in zip(
+        [over_representation(*c) for c in cases], over_representation_many(cases), strict=True
+    ):
         assert many.p_value == pytest.approx(one.p_value, rel=1e-9)
         assert many.ci.low == pytest.approx(one.ci.low, rel=1e-6)
         assert many.ci.high == pytest.approx(one.ci.high, rel=1e-6) or math.isinf(one.ci.high)

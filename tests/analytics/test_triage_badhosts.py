@@ -16,10 +16,18 @@ def test_new_acknowledged_fixed_then_regressed_on_the_fixed_release_or_later() -
     t = apply(Triage("c1"), "ack", AT, note="looking")
     assert (t.state, t.note) == ("acknowledged", "looking")
     t = apply(t, "fixed", AT, fixed_in="6.1.0-57-amd64", link="https://bugs.example/1")
-    assert (t.state, t.fixed_in, t.note, t.link) == ("fixed", "6.1.0-57-amd64", "looking", "https://bugs.example/1")
+    assert (t.state, t.fixed_in, t.note, t.link) == (
+        "fixed",
+        "6.1.0-57-amd64",
+        "looking",
+        "https://bugs.example/1",
+    )
     assert after_crash(t, "6.1.0-56-amd64", AT) is None  # an older kernel still has the bug: expected
     regressed = after_crash(t, "6.1.0-57-amd64", AT)
-    assert regressed is not None and (regressed.state, regressed.regressed_release) == ("regressed", "6.1.0-57-amd64")
+    assert regressed is not None and (regressed.state, regressed.regressed_release) == (
+        "regressed",
+        "6.1.0-57-amd64",
+    )
     assert after_crash(regressed, "6.1.0-60-amd64", AT) is None  # already regressed: nothing new
     assert apply(regressed, "ack", AT).state == "acknowledged"
 
@@ -35,7 +43,9 @@ def test_new_acknowledged_fixed_then_regressed_on_the_fixed_release_or_later() -
         ("close", {}, "cannot close"),
     ],
 )
-def test_bad_triage_input_is_refused_with_the_reason(action: str, kwargs: dict[str, str], message: str) -> None:
+def test_bad_triage_input_is_refused_with_the_reason(
+    action: str, kwargs: dict[str, str], message: str
+) -> None:
     with pytest.raises(TriageError, match=message):
         apply(Triage("c1"), action, AT, **kwargs)
 
@@ -52,8 +62,12 @@ def test_a_quiet_host_is_not_flagged_and_each_rule_says_its_reason() -> None:
     ranked = {b.host: b for b in score_hosts(hosts, fleet_crashes=100, fleet_host_days=30_000.0)}
     assert not ranked["quiet"].flagged and ranked["quiet"].reason == "nothing unusual"
     assert not ranked["one-rare-bug"].flagged
-    assert ranked["edac"].flagged and "1 uncorrected hardware errors or machine checks" in ranked["edac"].reason
-    assert ranked["flaky"].flagged and "40 crashes over 30.0 host-days, 0.1 expected" in ranked["flaky"].reason
+    assert (
+        ranked["edac"].flagged and "1 uncorrected hardware errors or machine checks" in ranked["edac"].reason
+    )
+    assert (
+        ranked["flaky"].flagged and "40 crashes over 30.0 host-days, 0.1 expected" in ranked["flaky"].reason
+    )
     assert ranked["loner"].score >= FLAG_SCORE and "3 clusters no other host has" in ranked["loner"].reason
     assert not ranked["faults"].flagged and ranked["faults"].reason == "50 user-space faults"
     assert ranked["faults"].user_faults == 50 and ranked["quiet"].user_faults is None
