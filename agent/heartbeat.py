@@ -90,6 +90,8 @@ def collect_inventory(
     dmi_dir: Path = Path("/sys/class/dmi/id"),
     proc_dir: Path = Path("/proc"),
     boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id"),
+    labels: tuple[tuple[str, str], ...] = (),
+    hardware_errors: tuple[tuple[str, int], ...] = (),
 ) -> HostInventory:
     """Read the inventory now (cheap: a few small files)."""
     uname = os.uname()
@@ -103,6 +105,8 @@ def collect_inventory(
         memory_bytes=parse_meminfo_total(_read(proc_dir / "meminfo")),
         agent_version=AGENT_VERSION,
         boot_id=read_boot_id(boot_id_path),
+        labels=labels,
+        hardware_errors=hardware_errors,
     )
 
 

@@ -178,9 +178,11 @@ class KmsgReader:
         *,
         quiet_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        on_record: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
         self._on_block = on_block
+        self._on_record = on_record  # every record's text (hardware-error counting, agent.hwcount)
         self._collector = BlockCollector(quiet_seconds)
         self._clock = clock
         self._wake_r, self._wake_w = os.pipe()
@@ -277,4 +279,9 @@ class KmsgReader:
         if parsed is None:
             return
         self.records += 1
+        if self._on_record is not None:
+            try:
+                self._on_record(parsed.text)
+            except Exception:
+                log.exception("kmsg record handler failed")
         self._emit(self._collector.feed(parsed, self._clock()))

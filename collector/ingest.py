@@ -38,6 +38,7 @@ from collector.signing import CachedSigner
 from collector.store import GroupCommit, HostRecord, IngestResult, NewCrash, Resign, Store, StoredSignature
 from collector.store.analytics import AnalyticsStore
 from wire import convert
+from wire.model import LABEL_KEY, MAX_LABEL_VALUE_CHARS, MAX_LABELS, label_problem
 from wire.v1 import crash_pb2, ingest_service_pb2
 
 __all__ = [
@@ -262,10 +263,7 @@ def _check_hostname(field: str, name: str) -> str:
 
 # Host labels and hardware-error counts (fleet analytics, docs/analytics.md): bounded, because
 # every label value becomes exposure rows and a `label:KEY` dimension.
-MAX_LABELS = 32
-MAX_LABEL_VALUE_CHARS = 128
 MAX_HARDWARE_ERROR_KINDS = 16
-LABEL_KEY = re.compile(r"[a-z0-9_]{1,32}")
 
 
 def _check_host_extras(facts: crash_pb2.HostFacts) -> None:
@@ -274,12 +272,13 @@ def _check_host_extras(facts: crash_pb2.HostFacts) -> None:
     if len(facts.labels) > MAX_LABELS:
         raise ReportTooLarge("host.labels", f"{len(facts.labels)} labels, more than {MAX_LABELS}")
     for key, value in facts.labels.items():
-        if not LABEL_KEY.fullmatch(key):
-            raise InvalidReport(f"host.labels[{key[:40]!r}]", "key is not 1-32 of a-z 0-9 _")
+        problem = label_problem(key, value)
+        if problem.startswith("key"):
+            raise InvalidReport(f"host.labels[{key[:40]!r}]", problem)
         if len(value) > MAX_LABEL_VALUE_CHARS:
-            raise ReportTooLarge(f"host.labels[{key!r}]", f"{len(value)} characters, more than {MAX_LABEL_VALUE_CHARS}")
-        if not value.isprintable():
-            raise InvalidReport(f"host.labels[{key!r}]", "value holds control or unprintable characters")
+            raise ReportTooLarge(f"host.labels[{key!r}]", problem)
+        if problem:
+            raise InvalidReport(f"host.labels[{key!r}]", problem)
     if len(facts.hardware_errors) > MAX_HARDWARE_ERROR_KINDS:
         raise ReportTooLarge(
             "host.hardware_errors", f"{len(facts.hardware_errors)} kinds, more than {MAX_HARDWARE_ERROR_KINDS}"
