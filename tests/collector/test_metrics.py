@@ -21,6 +21,9 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
     "crashfleet_store_duration_seconds": ("histogram", frozenset({"operation"})),
     "crashfleet_hosts": ("gauge", frozenset({"kernel_release"})),
     "crashfleet_build": ("info", frozenset({"version"})),
+    "crashfleet_hosts_reporting": ("gauge", frozenset({"kernel_release"})),
+    "crashfleet_clusters_regressed": ("gauge", frozenset()),
+    "crashfleet_hardware_suspect_hosts": ("gauge", frozenset()),
 }
 # Label names that would mean one series per host / cluster / crash: never allowed.
 UNBOUNDED_LABELS = {"host", "hostname", "cluster", "cluster_id", "crash", "crash_id", "fingerprint", "id"}
@@ -34,6 +37,8 @@ def _exercise(metrics: m.Metrics) -> None:
     metrics.cluster_created()
     metrics.cluster_gained_host()
     metrics.set_hosts({"6.1.0-18-amd64": 3})
+    metrics.set_hosts_reporting({"6.1.0-18-amd64": 3})
+    metrics.set_analytics(regressed=1, hardware_suspects=2)
     metrics.observe_rpc("ReportCrash", "OK", 0.002)
     with metrics.time_store("insert_crash"):
         pass
@@ -144,3 +149,15 @@ def test_store_timer_observes_failures_too() -> None:
     with pytest.raises(RuntimeError), metrics.time_store("get_cluster"):
         raise RuntimeError("boom")
     assert metrics.registry.get_sample_value(f"{m.STORE_DURATION}_count", {"operation": "get_cluster"}) == 1
+
+
+def test_hosts_reporting_keeps_the_top_releases_by_size_and_sums_the_rest() -> None:
+    metrics = m.Metrics(CollectorRegistry())
+    by_release = {f"6.1.0-{i}-amd64": 100 - i for i in range(15)}
+    metrics.set_hosts_reporting(by_release)
+    r = metrics.registry
+    assert r.get_sample_value(m.HOSTS_REPORTING, {"kernel_release": "6.1.0-0-amd64"}) == 100
+    assert r.get_sample_value(m.HOSTS_REPORTING, {"kernel_release": "6.1.0-10-amd64"}) is None
+    assert r.get_sample_value(m.HOSTS_REPORTING, {"kernel_release": "other"}) == sum(100 - i for i in range(10, 15))
+    metrics.set_hosts_reporting({"6.1.0-99-amd64": 5})  # a fresh reading replaces the old series
+    assert r.get_sample_value(m.HOSTS_REPORTING, {"kernel_release": "6.1.0-0-amd64"}) is None
