@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from collector.analytics.stats import benjamini_hochberg, poisson_upper_tail
+from collector.analytics.stats import benjamini_hochberg, poisson_upper_tails
 
 __all__ = ["FLAG_SCORE", "RULES", "BadHost", "HostEvidence", "Rule", "score_hosts"]
 
@@ -110,7 +110,9 @@ def score_hosts(
     correction with p = 1, which keeps it valid)."""
     rate = fleet_crashes / fleet_host_days if fleet_host_days > 0 else 0.0
     crashed = [i for i, h in enumerate(evidence) if h.crashes > 0]
-    ps = [poisson_upper_tail(evidence[i].crashes, rate * evidence[i].host_days) for i in crashed]
+    ps = poisson_upper_tails(
+        [evidence[i].crashes for i in crashed], [rate * evidence[i].host_days for i in crashed]
+    )
     ps += [1.0] * max(0, tested - len(ps))
     qs = dict(zip(crashed, benjamini_hochberg(ps)[: len(crashed)], strict=True))
     result = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collector.analytics.stats import rate_interval
+from collector.analytics.stats import rate_intervals
 
 __all__ = ["PER_HOST_DAYS", "RateRow", "rate_rows"]
 
@@ -26,9 +26,10 @@ class RateRow:
 
 def rate_rows(cells: Iterable[tuple[str, str, int, int, float]]) -> list[RateRow]:
     """(dim, value, crashes, hosts, host_days) cells as rows, highest rate first (then value)."""
+    cells = list(cells)
     rows = []
-    for dim, value, crashes, hosts, host_days in cells:
-        rate, ci = rate_interval(crashes, host_days, PER_HOST_DAYS)
+    rates = rate_intervals([c[2] for c in cells], [c[4] for c in cells], PER_HOST_DAYS)
+    for (dim, value, crashes, hosts, host_days), (rate, ci) in zip(cells, rates, strict=True):
         rows.append(RateRow(dim, value, crashes, hosts, host_days, rate, ci.low, ci.high))
     rows.sort(key=lambda r: (-r.rate_per_1000_host_days, -r.crashes, r.dim, r.value))
     return rows

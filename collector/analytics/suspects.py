@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from collector.analytics.exposure import LABEL_PREFIX, Attr
-from collector.analytics.stats import benjamini_hochberg, over_representation, over_representation_arrays
+from collector.analytics.stats import benjamini_hochberg, binomial_upper_tail, over_representation_arrays
 
 SECONDS_PER_DAY = 86_400
+MAX_SHOWN = 40
 
 __all__ = [
     "CrashingHost",
@@ -236,6 +237,10 @@ def find_suspects(
                 )
             )
     significant.sort(key=lambda s: (len(s.attributes), s.p_value, -s.ci_low, s.attributes))
+    # Values that always travel together make hundreds of significant pairs; the strongest
+    # MAX_SHOWN are sorted into findings and explained ones, the rest only counted.
+    hidden = max(0, len(significant) - MAX_SHOWN)
+    significant = significant[:MAX_SHOWN]
     primaries: list[Suspect] = []
     explained: list[Suspect] = []
     for s in significant:
@@ -260,6 +265,8 @@ def find_suspects(
         )
     else:
         summary = f"{n} crashing hosts, {len(primaries)} finding(s); first: {found[0].words}"
+        if hidden:
+            summary += f" ({hidden} weaker significant combinations not shown)"
     return SuspectReport(n, candidates, found, summary, names if n <= 20 else ())
 
 
@@ -287,7 +294,7 @@ def _explained(
         return None
     p0 = e_joint / e_theirs
     n1 = sum(1 for h in inside if mine <= h.attrs)
-    if p0 >= 1.0 or (p0 > 0 and over_representation(n1, len(inside), p0).p_value > alpha):
+    if p0 >= 1.0 or (p0 > 0 and binomial_upper_tail(n1, len(inside), p0) > alpha):
         return False
     return None
 
@@ -302,6 +309,6 @@ def _interaction(pair: Suspect, hosts: Sequence[CrashingHost], fleet: _Fleet, al
             return False
         p0 = pair.host_days_with / e_given
         n1 = sum(1 for h in inside if other in h.attrs)
-        if p0 >= 1.0 or over_representation(n1, len(inside), p0).p_value > alpha:
+        if p0 >= 1.0 or binomial_upper_tail(n1, len(inside), p0) > alpha:
             return False
     return True

@@ -134,11 +134,7 @@ class AnalyticsStore:
         """Account one heartbeat (after the hosts row was written); writes only when the host's
         stretch is credited or its labels or hardware-error counts changed."""
         labels = dict(facts.labels)
-        attrs = exp.host_attributes(
-            kernel_release=facts.kernel_release, machine=facts.machine, hardware=facts.hardware,
-            agent_version=facts.agent_version, modules=facts.modules, labels=labels,
-        )  # fmt: skip
-        profile = exp.profile_id(attrs)
+        attrs, profile = self._facts_profile(facts)
         labels_json = json.dumps(labels, sort_keys=True)
         errors_json = json.dumps(dict(facts.hardware_errors), sort_keys=True)
         row = tx.one(
@@ -169,6 +165,35 @@ class AnalyticsStore:
             (hostname, keep.profile, keep.since_us, keep.counted_day, keep.counted_profile, seconds,
              labels_json, errors_json),
         )  # fmt: skip
+
+    _facts_lock = threading.Lock()
+    _facts: ClassVar[dict[tuple[Any, ...], tuple[tuple[exp.Attr, ...], str]]] = {}
+
+    @classmethod
+    def _facts_profile(cls, facts: Any) -> tuple[tuple[exp.Attr, ...], str]:
+        """A heartbeat's attribute values and profile id, remembered per distinct inventory: a
+        steady host sends the same one every time, and hashing it costs more than looking it up."""
+        key = (
+            facts.kernel_release,
+            facts.machine,
+            facts.hardware,
+            facts.agent_version,
+            facts.modules,
+            facts.labels,
+        )
+        found = cls._facts.get(key)
+        if found is not None:
+            return found
+        attrs = exp.host_attributes(
+            kernel_release=facts.kernel_release, machine=facts.machine, hardware=facts.hardware,
+            agent_version=facts.agent_version, modules=facts.modules, labels=dict(facts.labels),
+        )  # fmt: skip
+        found = (attrs, exp.profile_id(attrs))
+        with cls._facts_lock:
+            if len(cls._facts) >= PROFILE_CACHE:
+                cls._facts.clear()
+            cls._facts[key] = found
+        return found
 
     def _credit(self, tx: _Tx, credits: Sequence[exp.Credit], known: dict[str, frozenset[exp.Attr]]) -> None:
         """One upsert per credited (day, profile) and one multi-row upsert of its values."""

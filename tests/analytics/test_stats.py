@@ -69,3 +69,15 @@ def test_benjamini_hochberg_by_hand() -> None:
     # sorted p: 0.01, 0.02, 0.03, 0.5 with m = 4: q = min over k>=i of p_k * m / k.
     assert benjamini_hochberg([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.04, 0.5, 0.04, 0.04])
     assert benjamini_hochberg([]) == []
+
+
+def test_vectorized_rates_and_tails_agree_with_the_single_forms() -> None:
+    from collector.analytics.stats import poisson_upper_tails, rate_intervals
+
+    cells = [(0, 10.0), (3, 8.0), (10, 2000.0), (4, 0.0)]
+    for (k, e), (rate, ci) in zip(cells, rate_intervals(*zip(*cells, strict=True)), strict=True):
+        one_rate, one_ci = rate_interval(k, e)
+        assert rate == pytest.approx(one_rate) and ci.low == pytest.approx(one_ci.low)
+        assert ci.high == pytest.approx(one_ci.high) or math.isinf(one_ci.high)
+    pairs = [(0, 2.0), (1, 2.0), (5, 0.5), (3, 0.0)]
+    assert poisson_upper_tails(*zip(*pairs, strict=True)) == pytest.approx([poisson_upper_tail(k, m) for k, m in pairs])
