@@ -11,16 +11,12 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
-from collector.analytics.badhosts import BadHost
-from collector.analytics.rates import RateRow
-from collector.analytics.regression import RegressionWindow
-from collector.analytics.suspects import Suspect, SuspectReport
 from collector.analytics.triage import Triage, TriageError
 from collector.api import _Abort, _observe, _strict_handler, check_bearer
 from collector.ingest import Ingestor
@@ -29,6 +25,12 @@ from collector.store.analytics import AnalyticsStore, UnknownCluster, Window
 from wire import convert
 from wire.v1 import analytics_service_pb2 as pb
 from wire.v1 import analytics_service_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:  # the statistics load at the first query (collector.store.analytics)
+    from collector.analytics.badhosts import BadHost
+    from collector.analytics.rates import RateRow
+    from collector.analytics.regression import RegressionWindow
+    from collector.analytics.suspects import Suspect, SuspectReport
 
 __all__ = ["SERVICE_NAME", "AnalyticsServicer", "add_analytics_service"]
 

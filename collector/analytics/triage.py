@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from collector.analytics.releases import ReleaseError, compare_releases
-
 __all__ = ["ACTIONS", "STATES", "TRANSITIONS", "Triage", "TriageError", "after_crash", "apply"]
 
 STATES = ("new", "acknowledged", "fixed", "regressed")
@@ -52,6 +50,8 @@ def apply(
     link: str | None = None,
 ) -> Triage:
     """The state after `action` ('ack' or 'fixed'); TriageError for bad input."""
+    from collector.analytics.releases import ReleaseError, compare_releases  # python-debian: on use
+
     if (current.state, action) not in TRANSITIONS:
         raise TriageError(f"cannot {action} a cluster in state {current.state}")
     if action == "fixed":
@@ -79,6 +79,8 @@ def apply(
 
 def after_crash(current: Triage, release: str, at: datetime) -> Triage | None:
     """The regressed state when a crash on `release` reopens a fixed cluster, else None."""
+    from collector.analytics.releases import ReleaseError, compare_releases
+
     if current.state != "fixed" or not release:
         return None
     try:

@@ -16,18 +16,15 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from collector.analytics import exposure as exp
-from collector.analytics.badhosts import BadHost, HostEvidence, score_hosts
-from collector.analytics.rates import RateRow, rate_rows
-from collector.analytics.regression import RegressionWindow, regression_window
-from collector.analytics.releases import ReleaseError
-from collector.analytics.suspects import (
-    CrashingHost,
-    ProfileExposure,
-    SuspectParams,
-    SuspectReport,
-    find_suspects,
-)
 from collector.analytics.triage import Triage, after_crash, apply
+
+if TYPE_CHECKING:
+    # The statistics (scipy, numpy) load at the first analytics query, not when the collector
+    # starts: heartbeats and reports never need them.
+    from collector.analytics.badhosts import BadHost
+    from collector.analytics.rates import RateRow
+    from collector.analytics.regression import RegressionWindow
+    from collector.analytics.suspects import CrashingHost, SuspectParams, SuspectReport
 
 __all__ = ["DEFAULT_WINDOW", "EXPOSURE_RETENTION_DAYS", "AnalyticsStore", "UnknownCluster", "Window"]
 
@@ -276,6 +273,9 @@ class AnalyticsStore:
         self, dim: str | None = None, window: Window | None = None, cluster_id: str | None = None
     ) -> list[RateRow]:
         """Crashes per 1,000 host-days over the window: the fleet (dim None) or per value of `dim`."""
+
+        from collector.analytics.rates import rate_rows
+
         w = window or Window(None, None)
         if dim is not None:
             exp.check_dimension(dim)
@@ -373,6 +373,9 @@ class AnalyticsStore:
         self, cluster_id: str, window: Window | None = None, params: SuspectParams | None = None
     ) -> SuspectReport:
         """What is different about the hosts this cluster hit (UnknownCluster when there is none)."""
+        from collector.analytics.suspects import ProfileExposure, SuspectParams, find_suspects
+
+
         w = window or Window(None, None)
         with self._read_tx() as tx:
             self._check_cluster(tx, cluster_id)
@@ -399,6 +402,9 @@ class AnalyticsStore:
     def _crashing_hosts(self, tx: _Tx, latest: dict[str, tuple[str, str, str]]) -> list[CrashingHost]:
         """Each crashing host with what it ran at its latest crash: the crash's own release,
         hardware and modules; machine, agent version and labels from its last heartbeat."""
+        from collector.analytics.suspects import CrashingHost
+
+
         facts: dict[str, tuple[str, str, str, str]] = {}
         for chunk in _chunks(sorted(latest)):
             for host, machine, agent, hardware, labels in tx.all(
@@ -419,6 +425,10 @@ class AnalyticsStore:
 
     def regression(self, cluster_id: str, window: Window | None = None) -> RegressionWindow:
         """The releases this cluster was seen on, with exposure, and its regression window."""
+        from collector.analytics.regression import regression_window
+        from collector.analytics.releases import ReleaseError
+
+
         w = window or Window(None, None)
         with self._read_tx() as tx:
             self._check_cluster(tx, cluster_id)
@@ -460,6 +470,9 @@ class AnalyticsStore:
         """Hosts scored as hardware suspects (collector.analytics.badhosts), highest score first,
         over everything stored (lifetime crashes against lifetime exposure). Only hosts with some
         evidence are scored; the others count in the correction as p = 1."""
+        from collector.analytics.badhosts import HostEvidence, score_hosts
+
+
         with self._read_tx() as tx:
             crashed = tx.one("SELECT COUNT(*) FROM hosts WHERE crashes > 0")
             total_crashes = tx.one("SELECT COALESCE(SUM(count), 0) FROM clusters")
