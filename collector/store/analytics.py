@@ -44,6 +44,7 @@ _PROFILE_DAY_UPSERT = (
     " hosts = exposure_profile_days.hosts + excluded.hosts"
 )
 _CRASH_DIM_COLUMNS = {"kernel_release": "k.kernel_release", "hardware": "k.hardware"}
+_CLUSTER_DIMS = frozenset({"kernel_release", "hardware", "module"})  # what cluster_dims counts per crash
 _HOST_DIM_COLUMNS = {"machine": "h.machine", "agent_version": "h.agent_version"}
 
 T = TypeVar("T")
@@ -316,16 +317,27 @@ class AnalyticsStore:
                     (dim, w.first_day, w.end_day),
                 )
             }
-            crashes = self._crash_counts(tx, dim, crash_terms, params)
+            crashes = self._crash_counts(tx, dim, crash_terms, params, w, cluster_id)
         cells = []
         for value in sorted(set(exposure) | set(crashes)):
             seconds, hosts = exposure.get(value, (0, 0))
             cells.append((dim, value, crashes.get(value, 0), hosts, seconds / SECONDS_PER_DAY))
         return rate_rows(cells)
 
-    def _crash_counts(self, tx: _Tx, dim: str, terms: str, params: list[Any]) -> dict[str, int]:
+    def _crash_counts(
+        self, tx: _Tx, dim: str, terms: str, params: list[Any], w: Window, cluster_id: str | None = None
+    ) -> dict[str, int]:
         """Crashes per value of `dim`: the crash's own release, hardware and modules; the host's
         machine, agent version and labels."""
+        if dim in _CLUSTER_DIMS and self._window_covers(tx, w, cluster_id):
+            # Every crash of the clusters concerned lies in the window: the per-cluster counts the
+            # ingest path keeps (cluster_dims) are the answer, without reading a crash.
+            sql = "SELECT value, SUM(count) FROM cluster_dims WHERE dim = ?"
+            args: list[Any] = [dim]
+            if cluster_id:
+                sql += " AND cluster_id = ?"
+                args.append(cluster_id)
+            return {str(v): int(n) for v, n in tx.all(sql + " GROUP BY value", args) if v}
         if dim in _CRASH_DIM_COLUMNS:
             column = _CRASH_DIM_COLUMNS[dim]
             sql = f"SELECT {column}, COUNT(*) FROM crashes k WHERE {terms} GROUP BY {column}"
@@ -353,6 +365,15 @@ class AnalyticsStore:
         return {str(v): int(n) for v, n in tx.all(sql, params) if v}
 
     @staticmethod
+    def _window_covers(tx: _Tx, w: Window, cluster_id: str | None) -> bool:
+        """Whether every crash of the cluster (of all clusters) happened inside the window."""
+        sql = "SELECT MIN(first_seen), MAX(last_seen) FROM clusters"
+        row = tx.one(sql + " WHERE id = ?", (cluster_id,)) if cluster_id else tx.one(sql)
+        if row is None or row[0] is None:
+            return True
+        return bool(w.since_us <= int(row[0]) and int(row[1]) < w.until_us)
+
+    @staticmethod
     def _host_labels(tx: _Tx, hosts: Sequence[str]) -> dict[str, dict[str, str]]:
         labels: dict[str, dict[str, str]] = {}
         for chunk in _chunks(sorted(set(hosts))):
@@ -374,7 +395,6 @@ class AnalyticsStore:
     ) -> SuspectReport:
         """What is different about the hosts this cluster hit (UnknownCluster when there is none)."""
         from collector.analytics.suspects import ProfileExposure, SuspectParams, find_suspects
-
 
         w = window or Window(None, None)
         with self._read_tx() as tx:
@@ -404,7 +424,6 @@ class AnalyticsStore:
         hardware and modules; machine, agent version and labels from its last heartbeat."""
         from collector.analytics.suspects import CrashingHost
 
-
         facts: dict[str, tuple[str, str, str, str]] = {}
         for chunk in _chunks(sorted(latest)):
             for host, machine, agent, hardware, labels in tx.all(
@@ -427,7 +446,6 @@ class AnalyticsStore:
         """The releases this cluster was seen on, with exposure, and its regression window."""
         from collector.analytics.regression import regression_window
         from collector.analytics.releases import ReleaseError
-
 
         w = window or Window(None, None)
         with self._read_tx() as tx:
@@ -471,7 +489,6 @@ class AnalyticsStore:
         over everything stored (lifetime crashes against lifetime exposure). Only hosts with some
         evidence are scored; the others count in the correction as p = 1."""
         from collector.analytics.badhosts import HostEvidence, score_hosts
-
 
         with self._read_tx() as tx:
             crashed = tx.one("SELECT COUNT(*) FROM hosts WHERE crashes > 0")

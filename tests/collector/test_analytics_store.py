@@ -88,6 +88,10 @@ def test_rates_per_dimension_with_exact_intervals(hourly: Store) -> None:
     by_module = {r.value: r for r in store.rates("module", window)}  # type: ignore[attr-defined]
     assert (by_module["veth"].crashes, by_module["veth"].hosts, by_module["veth"].host_days) == (3, 2, 4.0)
     assert by_module["ext4"].crashes == 3 and by_module["ext4"].host_days == 8.0
+    # A window that leaves a crash out counts crash by crash (the other reads per-cluster totals).
+    later = Window(T0 + 11 * HOUR, T0 + timedelta(days=2))
+    assert {r.value: r.crashes for r in store.rates("module", later)}["veth"] == 2  # type: ignore[attr-defined]
+    assert {r.value: r.crashes for r in store.rates("kernel_release", window)} == {"6.1.0-56-amd64": 3}  # type: ignore[attr-defined]
     by_rack = {r.value: r.crashes for r in store.rates("label:rack", window)}  # type: ignore[attr-defined]
     assert by_rack == {"r0": 2, "r1": 1}
     with pytest.raises(ValueError, match="unknown dimension 'colour'"):

@@ -55,3 +55,8 @@ CREATE TABLE cluster_triage (
 -- Rates and suspects read a window of crashes by when they happened.
 CREATE INDEX crashes_occurred ON crashes (occurred_at, cluster_id)
 ;
+-- The bad-host list reads only hosts with some evidence: several crashes, or hardware errors.
+CREATE INDEX hosts_crashes ON hosts (crashes)
+;
+CREATE INDEX host_exposure_errors ON host_exposure (hostname) WHERE hardware_errors <> '{}'
+;
