@@ -131,10 +131,10 @@ class AnalyticsStore:
     def _exposure_tx(self, tx: _Tx, hostname: str, facts: Any, at: int, last: int | None) -> None:
         """Account one heartbeat (after the hosts row was written); writes only when the host's
         stretch is credited or its labels or hardware-error counts changed."""
-        labels = dict(facts.labels)
         attrs, profile = self._facts_profile(facts)
-        labels_json = json.dumps(labels, sort_keys=True)
-        errors_json = json.dumps(dict(facts.hardware_errors), sort_keys=True)
+        # Most heartbeats carry neither: skip the encoder on the hot path.
+        labels_json = json.dumps(dict(facts.labels), sort_keys=True) if facts.labels else "{}"
+        errors_json = json.dumps(dict(facts.hardware_errors), sort_keys=True) if facts.hardware_errors else "{}"
         row = tx.one(
             "SELECT profile, since, counted_day, counted_profile, seconds, labels, hardware_errors"
             " FROM host_exposure WHERE hostname = ?",
