@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from collector.analytics.regression import RegressionWindow
     from collector.analytics.suspects import CrashingHost, SuspectParams, SuspectReport
 
-__all__ = ["DEFAULT_WINDOW", "EXPOSURE_RETENTION_DAYS", "AnalyticsStore", "UnknownCluster", "Window"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "EXPOSURE_COLUMNS",
+    "EXPOSURE_RETENTION_DAYS",
+    "AnalyticsStore",
+    "UnknownCluster",
+    "Window",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,10 @@ _PROFILE_DAY_UPSERT = (
     " hosts = exposure_profile_days.hosts + excluded.hosts"
 )
 _CRASH_DIM_COLUMNS = {"kernel_release": "k.kernel_release", "hardware": "k.hardware"}
+# What the heartbeat's SELECT reads of host_exposure (aliased e), in _exposure_tx's order.
+EXPOSURE_COLUMNS = (
+    "e.profile, e.since, e.counted_day, e.counted_profile, e.seconds, e.labels, e.hardware_errors"
+)
 _CLUSTER_DIMS = frozenset({"kernel_release", "hardware", "module"})  # what cluster_dims counts per crash
 _HOST_DIM_COLUMNS = {"machine": "h.machine", "agent_version": "h.agent_version"}
 
@@ -128,18 +139,19 @@ class AnalyticsStore:
 
     # Writes from heartbeats ---------------------------------------------------------------
 
-    def _exposure_tx(self, tx: _Tx, hostname: str, facts: Any, at: int, last: int | None) -> None:
+    def _exposure_tx(
+        self, tx: _Tx, hostname: str, facts: Any, at: int, last: int | None, prior: Sequence[Any] | None
+    ) -> None:
         """Account one heartbeat (after the hosts row was written); writes only when the host's
-        stretch is credited or its labels or hardware-error counts changed."""
+        stretch is credited or its labels or hardware-error counts changed. `prior`: the host's
+        EXPOSURE_COLUMNS, read by the heartbeat's own SELECT (None when it has no row yet)."""
         attrs, profile = self._facts_profile(facts)
         # Most heartbeats carry neither: skip the encoder on the hot path.
         labels_json = json.dumps(dict(facts.labels), sort_keys=True) if facts.labels else "{}"
-        errors_json = json.dumps(dict(facts.hardware_errors), sort_keys=True) if facts.hardware_errors else "{}"
-        row = tx.one(
-            "SELECT profile, since, counted_day, counted_profile, seconds, labels, hardware_errors"
-            " FROM host_exposure WHERE hostname = ?",
-            (hostname,),
+        errors_json = (
+            json.dumps(dict(facts.hardware_errors), sort_keys=True) if facts.hardware_errors else "{}"
         )
+        row = prior
         state = exp.ExposureState(row[0], int(row[1]), int(row[2]), row[3]) if row is not None else None
         new, credits = exp.account(state, last, profile, at, self.exposure_cap_s, self.exposure_flush_s)
         if new is None and row is not None and (row[5], row[6]) == (labels_json, errors_json):

@@ -33,7 +33,7 @@ from collector.clustering import (
     cluster_id_for,
 )
 from collector.signature import as_report_json
-from collector.store.analytics import AnalyticsStore
+from collector.store.analytics import EXPOSURE_COLUMNS, AnalyticsStore
 from collector.store.base import (
     BuildCrash,
     ClusterMove,
@@ -732,7 +732,12 @@ class SqlStore(AnalyticsStore, ABC):
     def _heartbeat_tx(self, tx: Tx, h: HostRecord, at: int) -> None:
         modules = sorted(set(h.modules))
         modules_json = json.dumps(modules)
-        row = tx.one("SELECT modules, last_heartbeat FROM hosts WHERE hostname = ?", (h.hostname,))
+        # One read for the inventory and the exposure bookkeeping (collector.store.analytics).
+        row = tx.one(
+            f"SELECT h.modules, h.last_heartbeat, {EXPOSURE_COLUMNS} FROM hosts h"
+            " LEFT JOIN host_exposure e ON e.hostname = h.hostname WHERE h.hostname = ?",
+            (h.hostname,),
+        )
         if row is not None and row[1] is not None and row[1] > at:
             return  # a late, out-of-order heartbeat must not roll the inventory back
         tx.run(
@@ -749,7 +754,8 @@ class SqlStore(AnalyticsStore, ABC):
         if row is None or row[0] != modules_json:
             tx.run("DELETE FROM host_modules WHERE hostname = ?", (h.hostname,))
             tx.many("INSERT INTO host_modules (module, hostname) VALUES (?, ?)", [(m, h.hostname) for m in modules])
-        self._exposure_tx(tx, h.hostname, h, at, row[1] if row is not None else None)  # collector.store.analytics
+        prior = row[2:] if row is not None and row[2] is not None else None
+        self._exposure_tx(tx, h.hostname, h, at, row[1] if row is not None else None, prior)
 
     def hosts_by_release(self) -> dict[str, int]:
         with self._read_tx() as tx:
