@@ -518,28 +518,28 @@ class AnalyticsStore:
                     "SELECT hostname, hardware_errors FROM host_exposure WHERE hardware_errors <> '{}'"
                 )
             }
-            many = dict(tx.all("SELECT hostname, crashes FROM hosts WHERE crashes >= 3"))
-            candidates = sorted(
-                {h for h, n in unshared.items() if n >= 2} | set(errors) | set(many) | set(user_faults or {})
-            )
+            # Hosts with several crashes, with their clusters and exposure, in one indexed read.
             crashes: dict[str, int] = {}
             clusters: dict[str, int] = {}
             seconds: dict[str, int] = {}
-            for chunk in _chunks(candidates):
-                marks = _marks(len(chunk))
-                for host, n in tx.all(
-                    f"SELECT hostname, crashes FROM hosts WHERE hostname IN ({marks})", chunk
-                ):
-                    crashes[host] = int(n)
-                for host, n in tx.all(
-                    f"SELECT value, COUNT(*) FROM cluster_dims WHERE dim = 'host' AND value IN ({marks}) GROUP BY value",
-                    chunk,
-                ):
-                    clusters[host] = int(n)
-                for host, s in tx.all(
-                    f"SELECT hostname, seconds FROM host_exposure WHERE hostname IN ({marks})", chunk
-                ):
-                    seconds[host] = int(s)
+            evidence_sql = (
+                "SELECT h.hostname, h.crashes, COALESCE(e.seconds, 0), (SELECT COUNT(*) FROM cluster_dims d"
+                " WHERE d.dim = 'host' AND d.value = h.hostname) FROM hosts h"
+                " LEFT JOIN host_exposure e ON e.hostname = h.hostname WHERE "
+            )
+
+            def take(rows: list[tuple[Any, ...]]) -> None:
+                for host, n, s, k in rows:
+                    crashes[host], seconds[host], clusters[host] = int(n), int(s), int(k)
+
+            take(tx.all(evidence_sql + "h.crashes >= 3"))
+            others = sorted(
+                ({h for h, n in unshared.items() if n >= 2} | set(errors) | set(user_faults or {}))
+                - set(crashes)
+            )
+            for chunk in _chunks(others):
+                take(tx.all(evidence_sql + f"h.hostname IN ({_marks(len(chunk))})", chunk))
+            candidates = sorted(set(crashes) | set(others))
         evidence = [
             HostEvidence(
                 h,
