@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.errors import CrashfleetError
+from wire.model import MAX_LABELS, label_problem
 
 __all__ = [
     "SCHEMA",
@@ -74,10 +75,11 @@ class AgentConfig:
     dmi_dir: Path
     proc_dir: Path
     boot_id_path: Path
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 # One row per key: (section, key, field, type, default, minimum). Types: str, path, opt-path, paths
-# (a list of path strings), float, int, bool, level. The example file deploy/config/agent.toml documents every row; a test checks both agree.
+# (a list of path strings), float, int, bool, level, labels (a table of short strings, wire.model bounds). The example file deploy/config/agent.toml documents every row; a test checks both agree.
 _Row = tuple[str, str, str, str, Any, float | None]
 SCHEMA: tuple[_Row, ...] = (
     ("agent", "hostname", "hostname", "str", "", None),
@@ -116,6 +118,7 @@ SCHEMA: tuple[_Row, ...] = (
     ("host", "dmi_dir", "dmi_dir", "path", "/sys/class/dmi/id", None),
     ("host", "proc_dir", "proc_dir", "path", "/proc", None),
     ("host", "boot_id_path", "boot_id_path", "path", "/proc/sys/kernel/random/boot_id", None),
+    ("host", "labels", "labels", "labels", {}, None),
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -169,6 +172,18 @@ def _coerce(where: str, kind: str, value: Any, minimum: float | None) -> Any:
         if kind == "days":
             return float(value) * 86400.0
         return float(value) if kind == "float" else int(value)
+    if kind == "labels":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table like {{ role = \"ci\" }}, got {type(value).__name__}")
+        if len(value) > MAX_LABELS:
+            raise ConfigError(f"{where}: {len(value)} labels, at most {MAX_LABELS}")
+        for key, text in value.items():
+            if not isinstance(text, str):
+                raise ConfigError(f"{where}: {key}: expected a string, got {type(text).__name__}")
+            problem = label_problem(key, text)
+            if problem:
+                raise ConfigError(f"{where}: {key!r}: {problem}")
+        return tuple(sorted(value.items()))
     raise AssertionError(f"unknown schema type {kind}")
 
 
@@ -286,6 +301,8 @@ def config_from_json(text: str) -> AgentConfig:
             value = Path(value)
         elif kinds.get(f.name) == "paths":
             value = tuple(Path(v) for v in value)
+        elif kinds.get(f.name) == "labels":
+            value = tuple((str(k), str(v)) for k, v in value)
         values[f.name] = value
     return AgentConfig(**values)
 

@@ -40,6 +40,8 @@ class HostInventory:
     memory_bytes: int
     agent_version: str
     boot_id: str  # "" when unknown
+    labels: tuple[tuple[str, str], ...] = ()  # [host] labels of the agent's config
+    hardware_errors: tuple[tuple[str, int], ...] = ()  # (kind, count) seen in the kernel log
     # (program, count) of user-space faults in this boot's kernel log, as the daemon counted them
     user_faults: tuple[tuple[str, int], ...] = ()
 
@@ -91,6 +93,8 @@ def collect_inventory(
     dmi_dir: Path = Path("/sys/class/dmi/id"),
     proc_dir: Path = Path("/proc"),
     boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id"),
+    labels: tuple[tuple[str, str], ...] = (),
+    hardware_errors: tuple[tuple[str, int], ...] = (),
 ) -> HostInventory:
     """Read the inventory now (cheap: a few small files)."""
     uname = os.uname()
@@ -104,6 +108,8 @@ def collect_inventory(
         memory_bytes=parse_meminfo_total(_read(proc_dir / "meminfo")),
         agent_version=AGENT_VERSION,
         boot_id=read_boot_id(boot_id_path),
+        labels=labels,
+        hardware_errors=hardware_errors,
     )
 
 

@@ -183,10 +183,12 @@ class KmsgReader:
         quiet_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         on_user_fault: Callable[[str], None] | None = None,
+        on_record: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
         self._on_block = on_block
         self._on_user_fault = on_user_fault
+        self._on_record = on_record  # every kernel record's text (hardware-error counting, agent.hwcount)
         self._collector = BlockCollector(quiet_seconds)
         self._clock = clock
         self._wake_r, self._wake_w = os.pipe()
@@ -311,6 +313,11 @@ class KmsgReader:
             # LOG_USER (devkmsg_write): only facility 0 is the kernel's own text.
             self.foreign_records += 1
             return
+        if self._on_record is not None:
+            try:
+                self._on_record(parsed.text)
+            except Exception:
+                log.exception("kmsg record handler failed")
         if self._on_user_fault is not None:
             self._count_user_fault(parsed.text)
         self._emit(self._collector.feed(parsed, self._clock()))

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from agent.config import AgentConfig, ConfigError, check_tls, config_to_json, load_config, parse_address
 from agent.heartbeat import heartbeat_interval
+from agent.hwcount import HardwareErrorFile
 from agent.kmsg import KmsgReader
 from agent.layouts import Root
 from agent.logs import configure_logging
@@ -471,6 +472,7 @@ class AgentService:
             self._on_kmsg_block,
             quiet_seconds=self.config.kmsg_quiet_seconds,
             on_user_fault=self._on_user_fault,
+            on_record=HardwareErrorFile(self.config.state_dir).feed,
         )
         self._kmsg.start()
 

@@ -39,6 +39,7 @@ from agent.extract import (
     report_key,
 )
 from agent.heartbeat import HostInventory, collect_inventory
+from agent.hwcount import read_hardware_errors
 from agent.layouts import Root, archived_by_systemd_pstore, assess, capture_for_path
 from agent.ship import GrpcShipper, NoCollector, Outcome, Shipper, ShipResult, build_request
 from agent.spool import (
@@ -120,6 +121,8 @@ class Worker:
             dmi_dir=config.dmi_dir,
             proc_dir=config.proc_dir,
             boot_id_path=config.boot_id_path,
+            labels=config.labels,
+            hardware_errors=read_hardware_errors(config.state_dir),
         )
 
     def run(self, *, heartbeat: bool, linger: float = 0.0) -> None:

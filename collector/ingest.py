@@ -19,7 +19,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 
@@ -31,8 +31,10 @@ from collector.groupcommit import LoopGroupCommit
 from collector.metrics import BACKFILL_AGE, Metrics
 from collector.signing import CachedSigner
 from collector.store import GroupCommit, HostRecord, IngestResult, NewCrash, Resign, Store, StoredSignature
+from collector.store.analytics import AnalyticsStore
 from wire import convert
-from wire.v1 import ingest_service_pb2
+from wire.model import LABEL_KEY, MAX_LABEL_VALUE_CHARS, MAX_LABELS, label_problem
+from wire.v1 import crash_pb2, ingest_service_pb2
 
 __all__ = [
     "BUILD_ID",
@@ -57,6 +59,8 @@ MAX_HOSTNAME_CHARS = 253
 # 1 ms made batches so small that CPU per report rose by a third; 2, 3, 4 and 6 ms gave
 # heartbeats 4230, 4350, 4390 and 3240 calls/s and reports 1610, 1770, 1810 and 1840.
 GROUP_LINGER_S = 0.004
+REPORTING_WINDOW = timedelta(minutes=10)  # a host heartbeating within it counts as reporting
+PURGE_EVERY_S = 86_400.0
 GROUP_MAX_BATCH = 64
 # String fields: a bound and a character set each, as a table in collector.fields.
 BUILD_ID = re.compile(r"[0-9a-f]{8,128}")  # a GNU build-id note: sha1 is 40 digits, md5 32, uuid 32
@@ -112,6 +116,34 @@ def _check_hostname(field: str, name: str) -> str:
     return name
 
 
+# Host labels and hardware-error counts (fleet analytics, docs/analytics.md): bounded, because
+# every label value becomes exposure rows and a `label:KEY` dimension.
+MAX_HARDWARE_ERROR_KINDS = 16
+
+
+def _check_host_extras(facts: crash_pb2.HostFacts) -> None:
+    """Labels: at most MAX_LABELS, keys LABEL_KEY, printable values up to MAX_LABEL_VALUE_CHARS;
+    hardware-error counts: at most MAX_HARDWARE_ERROR_KINDS kinds named like label keys, once each."""
+    if len(facts.labels) > MAX_LABELS:
+        raise ReportTooLarge("host.labels", f"{len(facts.labels)} labels, more than {MAX_LABELS}")
+    for key, value in facts.labels.items():
+        problem = label_problem(key, value)
+        if problem.startswith("key"):
+            raise InvalidReport(f"host.labels[{key[:40]!r}]", problem)
+        if len(value) > MAX_LABEL_VALUE_CHARS:
+            raise ReportTooLarge(f"host.labels[{key!r}]", problem)
+        if problem:
+            raise InvalidReport(f"host.labels[{key!r}]", problem)
+    if len(facts.hardware_errors) > MAX_HARDWARE_ERROR_KINDS:
+        raise ReportTooLarge(
+            "host.hardware_errors", f"{len(facts.hardware_errors)} kinds, more than {MAX_HARDWARE_ERROR_KINDS}"
+        )
+    kinds = [e.kind for e in facts.hardware_errors]
+    for i, kind in enumerate(kinds):
+        if not LABEL_KEY.fullmatch(kind) or kind in kinds[:i]:
+            raise InvalidReport(f"host.hardware_errors[{i}].kind", "not 1-32 of a-z 0-9 _, or repeated")
+
+
 def _build_id(system: SystemFacts | None) -> str:
     """The kernel build-id to store with a crash: lowercase hex as uploads name it, else "".
     Anything else cannot match an index, and must not reach an indexed column unbounded."""
@@ -160,6 +192,11 @@ class Ingestor:
         # Checked once: isinstance against a runtime Protocol is slow enough to show per report.
         self._group = store if isinstance(store, GroupCommit) else None
         self._committer: LoopGroupCommit | None = None
+        # Fleet analytics (collector.store.analytics), when the store has it: the fixed clusters
+        # each stored crash is checked against (refreshed with the gauges, and by set_triage).
+        self.analytics = store if isinstance(store, AnalyticsStore) else None
+        self.fixed_clusters: dict[str, str] = {}
+        self._last_purge = 0.0
 
     def validate(self, request: ingest_service_pb2.ReportCrashRequest, host: str) -> NewCrash:
         """The NewCrash a request describes, or InvalidReport/ReportTooLarge naming the field."""
@@ -298,6 +335,8 @@ class Ingestor:
                 self.metrics.cluster_created()
             if result.cluster_new_host:
                 self.metrics.cluster_gained_host()
+            if result.cluster_id in self.fixed_clusters and self.analytics is not None:
+                self._check_regression(result.cluster_id, crash.kernel_release)
         log.info(
             "crash stored host=%s crash=%s cluster=%s duplicate=%s new_cluster=%s similarity=%.2f",
             crash.host, result.crash_id, result.cluster_id, result.duplicate, result.cluster_created,
@@ -332,6 +371,7 @@ class Ingestor:
         hostname = _check_hostname("host.hostname", host)
         if not _strings_clean(facts, "host"):
             _check_strings(facts, "host")  # names the offending field
+        _check_host_extras(facts)
         return convert.host_record_from_proto(facts, hostname)
 
     def refresh_gauges(self) -> None:
@@ -341,6 +381,34 @@ class Ingestor:
             hosts = self.store.hosts_by_release()
         self.metrics.set_clusters(clusters)
         self.metrics.set_hosts(hosts)
+        if self.analytics is not None:
+            self.refresh_analytics()
+
+    def refresh_analytics(self) -> None:
+        """Fleet gauges, the fixed-cluster cache, and once a day the exposure retention."""
+        assert self.analytics is not None
+        with self.metrics.time_store("analytics_gauges"):
+            reporting = self.analytics.hosts_reporting(self.clock() - REPORTING_WINDOW)
+            regressed = self.analytics.count_regressed()
+            suspects = sum(1 for b in self.analytics.bad_hosts(limit=1000) if b.flagged)
+            self.fixed_clusters = self.analytics.fixed_clusters()
+        self.metrics.set_hosts_reporting(reporting)
+        self.metrics.set_analytics(regressed, suspects)
+        if time.monotonic() - self._last_purge > PURGE_EVERY_S:
+            self._last_purge = time.monotonic()
+            self.analytics.purge_exposure(self.clock())
+
+    def _check_regression(self, cluster_id: str, release: str) -> None:
+        """A crash of a fixed cluster: reopen it when its release is the fixed one or later."""
+        assert self.analytics is not None
+        try:
+            triage = self.analytics.mark_regressed(cluster_id, release, self.clock())
+        except Exception:  # the crash is stored; the triage check is retried with the next crash
+            log.exception("regression check failed cluster=%s", cluster_id)
+            return
+        if triage is not None:
+            self.fixed_clusters.pop(cluster_id, None)
+            self.metrics.clusters_regressed.inc()
 
 
 def resign_stored(signer: Signer = fingerprint_rules.compute) -> Callable[[StoredSignature], Resign]:

@@ -45,11 +45,14 @@ __all__ = [
     "BUILD_INFO",
     "CLUSTERS",
     "CLUSTERS_CREATED",
+    "CLUSTERS_REGRESSED",
     "CLUSTER_NEW_HOST",
     "CRASHES",
     "CRASHES_BACKFILL",
+    "HARDWARE_SUSPECTS",
     "HEARTBEATS",
     "HOSTS",
+    "HOSTS_REPORTING",
     "METRIC_NAMES",
     "REPORTS_RECEIVED",
     "REPORT_RESULTS",
@@ -69,6 +72,11 @@ CLUSTERS_CREATED: Final = "crashfleet_clusters_created_total"
 CLUSTER_NEW_HOST: Final = "crashfleet_cluster_new_host_total"
 RPC_DURATION: Final = "crashfleet_rpc_duration_seconds"  # histogram: _bucket, _sum, _count
 STORE_DURATION: Final = "crashfleet_store_duration_seconds"  # histogram: _bucket, _sum, _count
+# Fleet analytics (docs/analytics.md): the denominator for a crash rate per host, triage, bad hosts.
+HOSTS_REPORTING: Final = "crashfleet_hosts_reporting"
+CLUSTERS_REGRESSED: Final = "crashfleet_clusters_regressed"
+HARDWARE_SUSPECTS: Final = "crashfleet_hardware_suspect_hosts"
+HOSTS_REPORTING_TOP = 10  # kernel releases shown by name; the rest are summed under `other`
 HOSTS: Final = "crashfleet_hosts"
 BUILD_INFO: Final = "crashfleet_build_info"
 
@@ -84,6 +92,9 @@ METRIC_NAMES: Final[tuple[str, ...]] = (
     STORE_DURATION,
     HOSTS,
     BUILD_INFO,
+    HOSTS_REPORTING,
+    CLUSTERS_REGRESSED,
+    HARDWARE_SUSPECTS,
 )
 
 # A new crash that happened longer ago than this before it was received (a backfill through
@@ -198,6 +209,21 @@ class Metrics:
             ("kernel_release",),
             registry=r,
         )
+        self.hosts_reporting = Gauge(
+            "crashfleet_hosts_reporting",
+            "Hosts that heartbeated in the last 10 minutes, by kernel release: the top"
+            f" {HOSTS_REPORTING_TOP} releases by name, the rest as `other`.",
+            ("kernel_release",),
+            registry=r,
+        )
+        self.clusters_regressed = Gauge(
+            "crashfleet_clusters_regressed",
+            "Clusters marked fixed in a release that crashed again on that release or a later one.",
+            registry=r,
+        )
+        self.hardware_suspects = Gauge(
+            "crashfleet_hardware_suspect_hosts", "Hosts the bad-host rules flag as hardware suspects.", registry=r
+        )
         self.build_info = Info("crashfleet_build", "Version of the running collector.", registry=r)
         self.build_info.info({"version": version if version is not None else _version()})
         self._release_label = _BoundedLabel(MAX_KERNEL_RELEASES, OTHER_RELEASE)
@@ -250,6 +276,21 @@ class Metrics:
         self.hosts.clear()
         for label, count in merged.items():
             self.hosts.labels(kernel_release=label).set(count)
+
+    def set_hosts_reporting(self, by_release: dict[str, int]) -> None:
+        """The top HOSTS_REPORTING_TOP releases by hosts, the rest summed as `other` (a bounded
+        label set chosen by size, not by arrival order)."""
+        ranked = sorted(by_release.items(), key=lambda item: (-item[1], item[0]))
+        self.hosts_reporting.clear()
+        for release, count in ranked[:HOSTS_REPORTING_TOP]:
+            self.hosts_reporting.labels(kernel_release=release or "unknown").set(count)
+        rest = sum(count for _, count in ranked[HOSTS_REPORTING_TOP:])
+        if rest:
+            self.hosts_reporting.labels(kernel_release=OTHER_RELEASE).set(rest)
+
+    def set_analytics(self, regressed: int, hardware_suspects: int) -> None:
+        self.clusters_regressed.set(regressed)
+        self.hardware_suspects.set(hardware_suspects)
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         """`method` is the RPC's short name (`ReportCrash`), `code` a grpc.StatusCode name (`OK`)."""

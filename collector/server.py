@@ -23,6 +23,8 @@ from grpc_health.v1 import _async as health_aio  # `health.aio` at runtime; the 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from collector.analytics_api import SERVICE_NAME as ANALYTICS_SERVICE
+from collector.analytics_api import AnalyticsServicer, add_analytics_service
 from collector.api import IngestServicer, QueryServicer, add_servicers
 from collector.config import CollectorConfig, parse_address
 from collector.http import HttpLimits, HttpServer, start_http_server
@@ -30,6 +32,7 @@ from collector.ingest import Ingestor
 from collector.limits import ReportLimiter, TokenBuckets
 from collector.metrics import Metrics
 from collector.store import Store, open_store
+from collector.store.analytics import AnalyticsStore
 from collector.symbols import CollectorSymbols, Resymbolizer, add_symbol_service
 from wire.grpc_options import server_options
 from wire.sdnotify import Notifier, watchdog_interval  # stdlib-only sd_notify, shared with the agent
@@ -47,6 +50,7 @@ STORE_THREADS = 16
 SERVICE_NAMES = (
     ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
     query_service_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
+    ANALYTICS_SERVICE,
 )
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
@@ -146,13 +150,17 @@ async def start_collector(
             IngestServicer(ingestor, limiter, require_identity=config.mtls),
             QueryServicer(store, metrics, config.token),
         )
+        if isinstance(store, AnalyticsStore):
+            add_analytics_service(server, AnalyticsServicer(store, metrics, config.token, ingestor))
         resymbolizer = None
         if symbols is not None:
             resymbolizer = Resymbolizer(symbols, store)
             add_symbol_service(server, symbols, config.token, on_installed=resymbolizer.schedule)
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
         if config.tls_cert is not None and config.tls_key is not None:
             credentials = server_credentials(config.tls_cert, config.tls_key, config.client_ca)
             port = server.add_secure_port(config.listen, credentials)
@@ -198,7 +206,9 @@ async def _watchdog(notifier: Notifier, every: float) -> None:
 
 async def _serve(config: CollectorConfig) -> None:
     loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="crashfleet-store"))
+    loop.set_default_executor(
+        ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="crashfleet-store")
+    )
     running = await start_collector(config)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -425,6 +425,10 @@ class HostFactsSource(Protocol):
     def agent_version(self) -> str: ...
     @property
     def user_faults(self) -> tuple[tuple[str, int], ...]: ...
+    @property
+    def labels(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def hardware_errors(self) -> tuple[tuple[str, int], ...]: ...
 
 
 def host_facts_to_proto(host: HostFactsSource) -> crash_pb2.HostFacts:
@@ -438,6 +442,8 @@ def host_facts_to_proto(host: HostFactsSource) -> crash_pb2.HostFacts:
         cpus=host.cpus,
         memory_bytes=host.memory_bytes,
         agent_version=host.agent_version,
+        labels=dict(host.labels),
+        hardware_errors=[crash_pb2.HardwareErrorCount(kind=k, count=n) for k, n in host.hardware_errors],
         user_faults=[crash_pb2.UserFaultCount(binary=name, count=count) for name, count in host.user_faults],
     )
 
@@ -468,6 +474,8 @@ def host_record_from_proto(msg: crash_pb2.HostFacts, hostname: str) -> HostRecor
         cpus=msg.cpus,
         memory_bytes=msg.memory_bytes,
         modules=tuple(msg.modules),
+        labels=tuple(sorted(msg.labels.items())),
+        hardware_errors=tuple(sorted((e.kind, e.count) for e in msg.hardware_errors)),
         user_faults=user_faults_from_proto(msg),
     )
 

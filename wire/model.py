@@ -7,8 +7,26 @@ command line never imports the collector to read its answers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+
+# Bounds of a host's labels, shared by the agent's config check and the collector's ingest check:
+# every label value becomes exposure rows and a `label:KEY` dimension of the fleet analytics.
+MAX_LABELS = 32
+MAX_LABEL_VALUE_CHARS = 128
+LABEL_KEY = re.compile(r"[a-z0-9_]{1,32}")
+
+
+def label_problem(key: str, value: str) -> str:
+    """Why a label cannot be sent ("" when it can)."""
+    if not LABEL_KEY.fullmatch(key):
+        return "key is not 1-32 of a-z 0-9 _"
+    if len(value) > MAX_LABEL_VALUE_CHARS:
+        return f"{len(value)} characters, more than {MAX_LABEL_VALUE_CHARS}"
+    if not value.isprintable():
+        return "value holds control or unprintable characters"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,5 +143,7 @@ class HostRecord:
     cpus: int = 0
     memory_bytes: int = 0
     modules: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()  # the agent's [host] labels, sorted by key
+    hardware_errors: tuple[tuple[str, int], ...] = ()  # (kind, count) the agent saw since it started
     # (program, count) of the user-space faults the host's kernel reported this boot (analysis.userfaults)
     user_faults: tuple[tuple[str, int], ...] = ()

@@ -34,6 +34,7 @@ from collector.clustering import (
     cluster_id_for,
 )
 from collector.signature import as_report_json
+from collector.store.analytics import EXPOSURE_COLUMNS, AnalyticsStore
 from collector.store.base import (
     AmbiguousId,
     BuildCrash,
@@ -527,7 +528,7 @@ class _BatchAggregates:
         return new_hosts
 
 
-class SqlStore(ABC):
+class SqlStore(AnalyticsStore, ABC):
     """Everything but connections. Subclasses implement `_write_tx`, `_read_tx` and `close`."""
 
     # Called with every statement this store runs (plan tests and benchmarks set it; None in service).
@@ -562,15 +563,16 @@ class SqlStore(ABC):
             "CREATE TABLE IF NOT EXISTS schema_version ("
             "version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
         )
-        row = tx.one("SELECT MAX(version) FROM schema_version")
-        current = int(row[0]) if row is not None and row[0] is not None else 0
+        applied = {int(r[0]) for r in tx.all("SELECT version FROM schema_version")}
+        current = max(applied, default=0)
         migrations = load_migrations()
-        if current > len(migrations):
-            raise StoreError(
-                f"database schema version {current} is newer than this collector knows ({len(migrations)})"
-            )
+        known = migrations[-1].version if migrations else 0
+        if current > known:
+            raise StoreError(f"database schema version {current} is newer than this collector knows ({known})")
         now = _us(datetime.now(UTC))
-        for migration in migrations[current:]:
+        # Each migration not yet recorded, in order (a database is never missing an earlier one
+        # while holding a later: they are applied in one transaction each, in order).
+        for migration in (m for m in migrations if m.version not in applied):
             for statement in migration.statements:
                 tx.run(statement)
             if migration.name in _DATA_STEPS:
@@ -580,7 +582,7 @@ class SqlStore(ABC):
                 (migration.version, migration.name, now),
             )
             log.info("store migrated version=%d name=%s", migration.version, migration.name)
-        return len(migrations)
+        return known
 
     def schema_version(self) -> int:
         with self._read_tx() as tx:
@@ -827,16 +829,19 @@ class SqlStore(ABC):
         self._retry_write(lambda tx: self._heartbeat_tx(tx, host, _us(at)))
 
     def _heartbeat_tx(self, tx: Tx, h: HostRecord, at: int) -> None:
-        """One host's inventory: a row of its own plus a pointer to its (shared) module set.
+        """One host's inventory: a row of its own plus a pointer to its (shared) module set, and
+        the exposure bookkeeping of fleet analytics (collector.store.analytics).
 
         Every statement is a primary-key probe or an insert, whatever the fleet's size: a new
         host costs what a known one does (tests/collector/test_store_plans.py holds it to that).
         """
         modules = tuple(sorted(set(h.modules)))
         set_id = module_set_id(modules)
+        # One read for the inventory, its module set and the exposure bookkeeping.
         row = tx.one(
-            "SELECT h.module_set, h.last_heartbeat, s.id FROM hosts h"
-            " LEFT JOIN module_sets s ON s.id = h.module_set WHERE h.hostname = ?",
+            f"SELECT h.module_set, h.last_heartbeat, s.id, {EXPOSURE_COLUMNS} FROM hosts h"
+            " LEFT JOIN module_sets s ON s.id = h.module_set"
+            " LEFT JOIN host_exposure e ON e.hostname = h.hostname WHERE h.hostname = ?",
             (h.hostname,),
         )
         if row is not None and row[1] is not None and row[1] > at:
@@ -863,6 +868,8 @@ class SqlStore(ABC):
                 "INSERT INTO host_user_faults (hostname, program, faults) VALUES (?, ?, ?)",
                 [(h.hostname, program, count) for program, count in dict(h.user_faults).items()],
             )
+        prior = row[3:] if row is not None and row[3] is not None else None
+        self._exposure_tx(tx, h.hostname, h, at, row[1] if row is not None else None, prior)
 
     # Module sets: the API for readers of host inventories (analytics joins on these tables) ----
 

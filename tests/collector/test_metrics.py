@@ -22,6 +22,9 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
     "crashfleet_store_duration_seconds": ("histogram", frozenset({"operation"})),
     "crashfleet_hosts": ("gauge", frozenset({"kernel_release"})),
     "crashfleet_build": ("info", frozenset({"version"})),
+    "crashfleet_hosts_reporting": ("gauge", frozenset({"kernel_release"})),
+    "crashfleet_clusters_regressed": ("gauge", frozenset()),
+    "crashfleet_hardware_suspect_hosts": ("gauge", frozenset()),
 }
 # Label names that would mean one series per host / cluster / crash: never allowed.
 UNBOUNDED_LABELS = {"host", "hostname", "cluster", "cluster_id", "crash", "crash_id", "fingerprint", "id"}
@@ -36,6 +39,8 @@ def _exercise(metrics: m.Metrics) -> None:
     metrics.cluster_created()
     metrics.cluster_gained_host()
     metrics.set_hosts({"6.1.0-18-amd64": 3})
+    metrics.set_hosts_reporting({"6.1.0-18-amd64": 3})
+    metrics.set_analytics(regressed=1, hardware_suspects=2)
     metrics.observe_rpc("ReportCrash", "OK", 0.002)
     with metrics.time_store("insert_crash"):
         pass
@@ -160,3 +165,15 @@ def test_no_created_series_in_either_format() -> None:
     text = generate_latest(metrics.registry).decode()
     assert "crashfleet_clusters_created_total 1.0" in text
     assert not [line for line in text.splitlines() if line.split(" ")[0].split("{")[0].endswith("_created")]
+
+
+def test_hosts_reporting_keeps_the_top_releases_by_size_and_sums_the_rest() -> None:
+    metrics = m.Metrics(CollectorRegistry())
+    by_release = {f"6.1.0-{i}-amd64": 100 - i for i in range(15)}
+    metrics.set_hosts_reporting(by_release)
+    r = metrics.registry
+    assert r.get_sample_value(m.HOSTS_REPORTING, {"kernel_release": "6.1.0-0-amd64"}) == 100
+    assert r.get_sample_value(m.HOSTS_REPORTING, {"kernel_release": "6.1.0-10-amd64"}) is None
+    assert r.get_sample_value(m.HOSTS_REPORTING, {"kernel_release": "other"}) == sum(100 - i for i in range(10, 15))
+    metrics.set_hosts_reporting({"6.1.0-99-amd64": 5})  # a fresh reading replaces the old series
+    assert r.get_sample_value(m.HOSTS_REPORTING, {"kernel_release": "6.1.0-0-amd64"}) is None

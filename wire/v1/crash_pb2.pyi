@@ -589,6 +589,26 @@ class HostFacts(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     HOSTNAME_FIELD_NUMBER: _builtins.int
     KERNEL_RELEASE_FIELD_NUMBER: _builtins.int
     MACHINE_FIELD_NUMBER: _builtins.int
@@ -597,6 +617,8 @@ class HostFacts(_message.Message):
     CPUS_FIELD_NUMBER: _builtins.int
     MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    HARDWARE_ERRORS_FIELD_NUMBER: _builtins.int
     USER_FAULTS_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
     """Ignored when the collector runs with mTLS: the client certificate names the host."""
@@ -611,11 +633,24 @@ class HostFacts(_message.Message):
     @_builtins.property
     def modules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Free-form labels from the agent's `[host] labels` (role, rack ...): at most 32, keys
+        [a-z0-9_]{1,32}, values up to 128 characters (collector.ingest refuses more). Fleet
+        analytics breaks rates down by them. (9..19 are left to other additions.)
+        """
+
+    @_builtins.property
+    def hardware_errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___HardwareErrorCount]:
+        """Hardware-error events the agent counted in the kernel log since it started, by kind
+        (analysis.hwerrors: mce, edac_ce, edac_ue, aer_corrected, aer_uncorrected, aer_fatal,
+        memory_failure). Heartbeats carry them; the collector keeps the latest per host.
+        """
+
+    @_builtins.property
     def user_faults(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserFaultCount]:
         """User-space faults the kernel reported this boot (segfault, traps, arm64 unhandled
         exception, fatal signal: analysis.userfaults), per program; at most 64 entries, the rest
         summed under "(other)". Many unrelated programs faulting on one host hints at bad memory.
-        Numbered apart from the other HostFacts additions of this release.
         """
 
     def __init__(
@@ -629,15 +664,41 @@ class HostFacts(_message.Message):
         cpus: _builtins.int = ...,
         memory_bytes: _builtins.int = ...,
         agent_version: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        hardware_errors: _abc.Iterable[Global___HardwareErrorCount] | None = ...,
         user_faults: _abc.Iterable[Global___UserFaultCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cpus", b"cpus", "hardware", b"hardware", "hostname", b"hostname", "kernel_release", b"kernel_release", "machine", b"machine", "memory_bytes", b"memory_bytes", "modules", b"modules", "user_faults", b"user_faults"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cpus", b"cpus", "hardware", b"hardware", "hardware_errors", b"hardware_errors", "hostname", b"hostname", "kernel_release", b"kernel_release", "labels", b"labels", "machine", b"machine", "memory_bytes", b"memory_bytes", "modules", b"modules", "user_faults", b"user_faults"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HostFacts: _TypeAlias = HostFacts  # noqa: Y015
+
+@_typing.final
+class HardwareErrorCount(_message.Message):
+    """One kind of hardware error and how often the agent saw it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HardwareErrorCount: _TypeAlias = HardwareErrorCount  # noqa: Y015
 
 @_typing.final
 class UserFaultCount(_message.Message):

@@ -1,0 +1,314 @@
+"""Suspects: what is different about the hosts a cluster hit (docs/analytics.md, "Suspects").
+
+Each crashing host counts once, with what it ran at its latest crash of the window. For every
+attribute value held by at least `min_support` of them, and for pairs of the strongest values,
+the share of crashing hosts with it is compared with its share of the fleet's host-days over the
+same window (an exact one-sided binomial test, stats.over_representation). The candidates'
+p-values are corrected together by Benjamini-Hochberg; a finding needs q <= `fdr`, the support,
+and a rate-ratio interval whose lower end exceeds `min_effect`. Findings are then taken
+strongest first, and one that adds nothing once a stronger finding is known (tested within the
+hosts that have the stronger one) is shown under it (`explained_by`), not as its own finding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from collector.analytics.exposure import LABEL_PREFIX, Attr
+from collector.analytics.stats import benjamini_hochberg, binomial_upper_tail, over_representation_arrays
+
+SECONDS_PER_DAY = 86_400
+MAX_SHOWN = 40
+
+__all__ = [
+    "CrashingHost",
+    "ProfileExposure",
+    "Suspect",
+    "SuspectParams",
+    "SuspectReport",
+    "describe_attrs",
+    "find_suspects",
+    "format_ratio",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileExposure:
+    """Host-days one set of attribute values ran over the window, and its hosts (busiest day)."""
+
+    attrs: frozenset[Attr]
+    host_days: float
+    hosts: int
+
+
+@dataclass(frozen=True, slots=True)
+class CrashingHost:
+    host: str
+    attrs: frozenset[Attr]
+
+
+@dataclass(frozen=True, slots=True)
+class SuspectParams:
+    fdr: float = 0.05  # Benjamini-Hochberg level over one cluster's candidates
+    min_support: int = 3  # crashing hosts that must have the value(s)
+    min_effect: float = 1.5  # the rate ratio's 95 % interval must start above this
+    stratum_alpha: float = 0.01  # "adds something within the stronger finding's hosts"
+    together: float = 0.01  # exposures within this fraction: the values always occur together
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    attributes: tuple[Attr, ...]
+    cluster_hosts: int
+    cluster_hosts_with: int
+    fleet_hosts: int
+    fleet_hosts_with: int
+    host_days: float
+    host_days_with: float
+    rate_ratio: float
+    ci_low: float
+    ci_high: float  # inf when every crashing host has the value(s)
+    p_value: float
+    q_value: float
+    explained_by: tuple[Attr, ...] = ()
+    always_together: bool = False  # explained_by names values that never occur apart
+    words: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SuspectReport:
+    cluster_hosts: int
+    candidates: int  # how many value sets were tested
+    suspects: tuple[Suspect, ...]  # findings first (ranked), then the explained ones
+    summary: str
+    hosts: tuple[str, ...] = field(default=())  # the crashing hosts (when few)
+
+
+def describe_attrs(attrs: Iterable[Attr]) -> str:
+    """How a set of values reads in a sentence: "veth loaded and hardware QEMU Standard PC"."""
+    parts = []
+    for dim, value in attrs:
+        if dim == "module":
+            parts.append(f"{value} loaded")
+        elif dim == "kernel_release":
+            parts.append(f"kernel {value}")
+        elif dim == "agent_version":
+            parts.append(f"agent {value}")
+        elif dim.startswith(LABEL_PREFIX):
+            parts.append(f"label {dim[len(LABEL_PREFIX) :]}={value}")
+        else:
+            parts.append(f"{dim} {value}")
+    return " and ".join(parts)
+
+
+def format_ratio(x: float) -> str:
+    if math.isinf(x):
+        return "∞"
+    if math.isnan(x):
+        return "?"
+    return f"{x:.0f}×" if x >= 10 else f"{x:.1f}×"
+
+
+def _words(s: Suspect, names: dict[tuple[Attr, ...], str]) -> str:
+    text = (
+        f"{describe_attrs(s.attributes)}: {s.cluster_hosts_with} of {s.cluster_hosts} crashing hosts"
+        f" vs {s.fleet_hosts_with} of {s.fleet_hosts} in the fleet; crash rate {format_ratio(s.rate_ratio)}"
+        f" (95 % CI {format_ratio(s.ci_low)}–{format_ratio(s.ci_high)}), p = {s.p_value:.2g}"
+    )
+    if s.explained_by:
+        how = "always together with" if s.always_together else "explained by"
+        text += f" — {how} {names.get(s.explained_by, describe_attrs(s.explained_by))}"
+    return text
+
+
+class _Fleet:
+    """The window's exposure as a profiles × candidate-values matrix, so that every pair's
+    exposure is one matrix product and any conjunction one masked sum. Integer seconds: numpy's
+    integer products run without BLAS threads, which a busy collector host cannot spare."""
+
+    def __init__(self, profiles: Sequence[ProfileExposure], values: Sequence[Attr]) -> None:
+        self.column = {a: i for i, a in enumerate(values)}
+        self.seconds = np.array([round(p.host_days * SECONDS_PER_DAY) for p in profiles], dtype=np.int64)
+        self.counts = np.array([p.hosts for p in profiles], dtype=np.int64)
+        self.total = float(self.seconds.sum()) / SECONDS_PER_DAY
+        self.hosts = int(self.counts.sum())
+        self.matrix = np.zeros((len(profiles), len(values)), dtype=np.int64)
+        column = self.column
+        for i, p in enumerate(profiles):
+            cols = [column[a] for a in p.attrs if a in column]
+            if cols:
+                self.matrix[i, cols] = 1
+
+    def exposure(self, attrs: Iterable[Attr]) -> tuple[float, int]:
+        """(host-days, hosts) of the profiles holding every value of `attrs` (candidate values)."""
+        cols = [self.column[a] for a in attrs]
+        mask = self.matrix[:, cols].all(axis=1)
+        return float(self.seconds[mask].sum()) / SECONDS_PER_DAY, int(self.counts[mask].sum())
+
+    def pair_exposure(self) -> tuple[Any, Any]:
+        """(seconds, hosts) of every pair of candidate values: V × V matrices."""
+        m = self.matrix
+        return (m.T * self.seconds) @ m, (m.T * self.counts) @ m
+
+
+def _mutually_exclusive(a: Attr, b: Attr) -> bool:
+    """Two values of one single-valued dimension (a host runs one kernel): never a pair."""
+    return a[0] == b[0] and a[0] != "module"
+
+
+def find_suspects(
+    hosts: Sequence[CrashingHost],
+    profiles: Sequence[ProfileExposure],
+    params: SuspectParams = SuspectParams(),
+) -> SuspectReport:
+    n = len(hosts)
+    names = tuple(sorted(h.host for h in hosts))
+    if n == 0:
+        return SuspectReport(0, 0, (), "no crash of this cluster in the window")
+    if n == 1:
+        return SuspectReport(
+            1, 0, (),
+            f"seen on one host only ({names[0]}): a question about that machine, not the fleet"
+            " (see crashfleet hosts --suspect)", names,
+        )  # fmt: skip
+    if n < params.min_support:
+        return SuspectReport(
+            n,
+            0,
+            (),
+            f"seen on {n} hosts: too few to compare with the fleet (at least {params.min_support})",
+            names,
+        )
+    support: Counter[Attr] = Counter(a for h in hosts for a in h.attrs)
+    values = sorted(a for a, c in support.items() if c >= params.min_support)
+    fleet = _Fleet(profiles, values)
+    if fleet.total <= 0:
+        return SuspectReport(n, 0, (), "no exposure recorded in the window: nothing to compare with")
+    have = np.array([[v in h.attrs for v in values] for h in hosts], dtype=np.int64).reshape(n, len(values))
+    pair_counts = have.T @ have  # crashing hosts with both values (the diagonal: with one)
+    pair_days, pair_hosts = fleet.pair_exposure()
+    upper = np.triu(np.ones((len(values), len(values)), dtype=bool), 1)
+    dims = [v[0] for v in values]
+    for i, j in zip(*np.nonzero(upper), strict=True):
+        if dims[i] == dims[j] and dims[i] != "module":
+            upper[i, j] = False  # two values of a single-valued dimension never meet
+    families = (
+        np.eye(len(values), dtype=bool) & (pair_counts >= params.min_support) & (pair_days > 0),
+        upper & (pair_counts >= params.min_support) & (pair_days > 0),
+    )
+    # Two families, as Socorro corrects per rule length: Benjamini-Hochberg within each at half
+    # the level, so that together they stay within `fdr`.
+    level = params.fdr / 2
+    candidates = 0
+    pair_candidates = 1
+    significant: list[Suspect] = []
+    for family in families:
+        rows, cols = np.nonzero(family)
+        if len(rows) == 0:
+            continue
+        candidates += len(rows)
+        if family is families[1]:
+            pair_candidates = len(rows)
+        k, e, fh = pair_counts[rows, cols], pair_days[rows, cols] / SECONDS_PER_DAY, pair_hosts[rows, cols]
+        p, rr, low, high = over_representation_arrays(k, np.full(len(k), n), np.minimum(e / fleet.total, 1.0))
+        q = np.asarray(benjamini_hochberg(list(p)))
+        for x in np.nonzero((q <= level) & (low > params.min_effect) & (e < fleet.total))[0]:
+            i, j = int(rows[x]), int(cols[x])
+            significant.append(
+                Suspect(
+                    (values[i],) if i == j else (values[i], values[j]),
+                    n,
+                    int(k[x]),
+                    fleet.hosts,
+                    int(fh[x]),
+                    fleet.total,
+                    float(e[x]),
+                    float(rr[x]),
+                    float(low[x]),
+                    float(high[x]),
+                    float(p[x]),
+                    float(q[x]),
+                )
+            )
+    significant.sort(key=lambda s: (len(s.attributes), s.p_value, -s.ci_low, s.attributes))
+    # Values that always travel together make hundreds of significant pairs; the strongest
+    # MAX_SHOWN are sorted into findings and explained ones, the rest only counted.
+    hidden = max(0, len(significant) - MAX_SHOWN)
+    significant = significant[:MAX_SHOWN]
+    primaries: list[Suspect] = []
+    explained: list[Suspect] = []
+    for s in significant:
+        for p in primaries:
+            # A pair's value tested within a stronger finding's hosts is one of many such tests.
+            alpha = params.stratum_alpha / (pair_candidates if len(s.attributes) > 1 else 1)
+            why = _explained(s, p, hosts, fleet, params, alpha)
+            if why is not None:
+                explained.append(replace(s, explained_by=p.attributes, always_together=why))
+                break
+        else:
+            if len(s.attributes) == 1 or _interaction(
+                s, hosts, fleet, params.stratum_alpha / pair_candidates
+            ):
+                primaries.append(s)
+    texts = {p.attributes: describe_attrs(p.attributes) for p in primaries}
+    found = tuple(replace(s, words=_words(s, texts)) for s in [*primaries, *explained])
+    if not primaries:
+        summary = (
+            f"nothing significant: no attribute is over-represented among the {n} crashing hosts"
+            f" beyond chance ({candidates} candidates, FDR {params.fdr:.0%})"
+        )
+    else:
+        summary = f"{n} crashing hosts, {len(primaries)} finding(s); first: {found[0].words}"
+        if hidden:
+            summary += f" ({hidden} weaker significant combinations not shown)"
+    return SuspectReport(n, candidates, found, summary, names if n <= 20 else ())
+
+
+def _explained(
+    s: Suspect,
+    stronger: Suspect,
+    hosts: Sequence[CrashingHost],
+    fleet: _Fleet,
+    params: SuspectParams,
+    alpha: float,
+) -> bool | None:
+    """None when `s` adds something beyond `stronger`; else whether they always occur together."""
+    mine, theirs = set(s.attributes), set(stronger.attributes)
+    if mine <= theirs:
+        return False  # a value of a stronger pair: shown under the pair
+    joint = tuple(sorted(mine | theirs))
+    e_joint, _ = fleet.exposure(joint)
+    e_theirs = stronger.host_days_with
+    if abs(e_joint - e_theirs) <= params.together * e_theirs and abs(e_joint - s.host_days_with) <= (
+        params.together * s.host_days_with
+    ):
+        return True
+    inside = [h for h in hosts if theirs <= h.attrs]
+    if not inside or e_theirs <= 0:
+        return None
+    p0 = e_joint / e_theirs
+    n1 = sum(1 for h in inside if mine <= h.attrs)
+    if p0 >= 1.0 or (p0 > 0 and binomial_upper_tail(n1, len(inside), p0) > alpha):
+        return False
+    return None
+
+
+def _interaction(pair: Suspect, hosts: Sequence[CrashingHost], fleet: _Fleet, alpha: float) -> bool:
+    """A pair is its own finding only when each value still matters among the hosts with the
+    other one (the module matters on that hardware model, and the model with that module)."""
+    for given, other in (pair.attributes, pair.attributes[::-1]):
+        inside = [h for h in hosts if given in h.attrs]
+        e_given, _ = fleet.exposure((given,))
+        if not inside or e_given <= 0:
+            return False
+        p0 = pair.host_days_with / e_given
+        n1 = sum(1 for h in inside if other in h.attrs)
+        if p0 >= 1.0 or binomial_upper_tail(n1, len(inside), p0) > alpha:
+            return False
+    return True

@@ -1,0 +1,71 @@
+"""`crashfleet suspects CLUSTER`: what is different about the hosts a cluster hit, the releases
+it was seen on and its regression window, and its triage state."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from crashfleet.commands import _analytics, _query
+
+HELP = "what is different about the hosts a cluster hit; its releases and regression window"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _query.add_common(parser, filters=False)
+    parser.add_argument("cluster", metavar="CLUSTER", help="cluster id")
+    parser.add_argument(
+        "--since", type=_query._time, metavar="TIME", help="window start (default: 30 days ago)"
+    )
+    parser.add_argument("--until", type=_query._time, metavar="TIME", help="window end (default: now)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from wire import convert
+    from wire.v1 import analytics_service_pb2 as pb
+
+    request = pb.GetSuspectsRequest(cluster_id=args.cluster)
+    if args.since is not None:
+        request.since.CopyFrom(convert.timestamp_from_datetime(args.since))
+    if args.until is not None:
+        request.until.CopyFrom(convert.timestamp_from_datetime(args.until))
+
+    def render(reply: Any) -> None:
+        if args.json:
+            # One object per suspect (JSON Lines), each with its cluster's summary beside it.
+            rows = []
+            for s in reply.suspects:
+                row = _analytics.message_json(s)
+                row["summary"] = reply.summary
+                rows.append(row)
+            _query.emit_json(rows)
+            if not rows:  # nothing to list: say why where a person reads it
+                print(f"crashfleet suspects: {reply.summary}", file=sys.stderr)
+            return
+        out = sys.stdout
+        out.write(f"{reply.summary}\n")
+        findings = [s for s in reply.suspects if not s.explained_by]
+        for rank, s in enumerate(findings, 1):
+            out.write(f"  {rank}. {s.words}\n")
+            for e in reply.suspects:
+                if list(e.explained_by) == list(s.attributes):
+                    out.write(f"       · {e.words.split(' — ')[0]}\n")
+        if reply.releases:
+            out.write(f"\nreleases: {reply.regression}\n")
+            _query.emit_table(
+                ["RELEASE", "CRASHES", "HOST-DAYS", "PER 1000 HOST-DAYS", "95 % CI"],
+                (
+                    [r.release, str(r.crashes), f"{r.host_days:,.1f}", f"{r.rate_per_1000_host_days:.2f}",
+                     f"{r.ci_low:.2f}–{_analytics.number(r.ci_high)}"]
+                    for r in reply.releases
+                ),
+            )  # fmt: skip
+        t = reply.triage
+        fixed = f" in {t.fixed_in}" if t.fixed_in else ""
+        regressed = f" (crashed again on {t.regressed_release})" if t.regressed_release else ""
+        out.write(f"\ntriage: {t.state}{fixed}{regressed}{' — ' + t.note if t.note else ''}\n")
+
+    return _analytics.call(
+        args, "suspects", lambda stub: stub.GetSuspects(request, timeout=args.timeout), render
+    )

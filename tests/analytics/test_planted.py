@@ -1,0 +1,97 @@
+"""Planted signals on seeded simulated fleets (collector.analytics.simulate): the truth is known."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.analytics.badhosts import HostEvidence, score_hosts
+from collector.analytics.regression import regression_window
+from collector.analytics.simulate import BAD_HOST, PLANTED_MODULE, RELEASES, SimFleet, simulate_fleet
+from collector.analytics.suspects import SuspectParams, find_suspects
+
+
+def test_planted_module_is_ranked_first_and_the_confounded_hardware_is_explained() -> None:
+    for seed in range(5):
+        fleet = simulate_fleet(seed, hosts=1000, planted_factor=30)
+        report = find_suspects(fleet.crashing_hosts(fleet.planted_cluster), fleet.profiles())
+        first = report.suspects[0]
+        assert first.attributes == (("module", PLANTED_MODULE),), (seed, report.summary)
+        assert first.explained_by == ()
+        assert first.words.startswith(f"{PLANTED_MODULE} loaded: ")
+        assert " crashing hosts vs " in first.words and "95 % CI" in first.words
+        # Anything else reported is shown under the module, not as its own finding.
+        assert all(s.explained_by for s in report.suspects[1:]), [s.words for s in report.suspects]
+
+
+def test_regression_window_names_the_release_before_and_the_first_release() -> None:
+    for seed in range(3):
+        fleet = simulate_fleet(seed, hosts=1000, regression=True)
+        window = regression_window(fleet.release_cells(fleet.regression_cluster))
+        assert window.first_release == RELEASES[-1] == fleet.regression_release
+        assert window.last_clean_release == RELEASES[-2]
+        assert window.words.startswith(f"not seen on {RELEASES[-2]} over ")
+        assert f"expected at the {RELEASES[-1]} rate, p < 0.001" in window.words
+
+
+def _evidence(fleet: SimFleet) -> tuple[list[HostEvidence], int, float]:
+    per_host: dict[str, list[str]] = {}
+    for host, cluster in fleet.crashes:
+        per_host.setdefault(host, []).append(cluster)
+    hosts_of = Counter(c for c, _ in {(c, h) for h, c in fleet.crashes})
+    evidence = [
+        HostEvidence(
+            h.name,
+            len(per_host.get(h.name, [])),
+            h.host_days,
+            len(set(per_host.get(h.name, []))),
+            sum(1 for c in set(per_host.get(h.name, [])) if hosts_of[c] == 1),
+            h.hardware_errors,
+        )
+        for h in fleet.hosts
+    ]
+    return evidence, len(fleet.crashes), sum(h.host_days for h in fleet.hosts)
+
+
+def test_bad_host_is_flagged_first_and_said_in_words() -> None:
+    for seed in range(3):
+        fleet = simulate_fleet(seed, hosts=1000, bad_host=True)
+        ranked = score_hosts(*_evidence(fleet))
+        assert ranked[0].host == BAD_HOST and ranked[0].flagged
+        assert "clusters no other host has" in ranked[0].reason
+        assert "240 corrected hardware errors" in ranked[0].reason
+        assert [b.host for b in ranked if b.flagged] == [BAD_HOST]
+
+
+def _clusters_with_suspects(fleets: range) -> tuple[int, int]:
+    flagged = total = 0
+    for seed in fleets:
+        fleet = simulate_fleet(seed)
+        profiles = fleet.profiles()
+        for cluster in fleet.clusters():
+            total += 1
+            report = find_suspects(fleet.crashing_hosts(cluster), profiles)
+            flagged += any(not s.explained_by for s in report.suspects)
+    return flagged, total
+
+
+def test_without_a_planted_signal_at_most_five_percent_of_clusters_report_a_suspect() -> None:
+    flagged, total = _clusters_with_suspects(range(1000, 1012))
+    assert total >= 200
+    assert flagged / total <= 0.05, f"{flagged} of {total} clusters reported a suspect"
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(min_value=0, max_value=2**31))
+def test_property_every_reported_suspect_meets_the_documented_thresholds(seed: int) -> None:
+    fleet = simulate_fleet(seed, hosts=300, clusters=6)
+    params = SuspectParams()
+    for cluster in fleet.clusters():
+        report = find_suspects(fleet.crashing_hosts(cluster), fleet.profiles(), params)
+        for s in report.suspects:
+            assert s.cluster_hosts_with >= params.min_support
+            assert s.q_value <= params.fdr / 2 and s.ci_low > params.min_effect
+            assert 0 < s.host_days_with <= s.host_days
+        assert report.summary
