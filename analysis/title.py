@@ -1151,10 +1151,35 @@ ANCHORS = re.compile(_anchor_trie([g.anchor for g in OOPS_GROUPS]))  # any group
 _LITERAL_START = re.compile(r"^[^{]{3}")
 
 
-def _template_pattern(template: str) -> re.Pattern[str]:
-    """A title template as a pattern over finished titles: each `{...}` field is any text."""
-    parts = re.split(r"\{[^{}]*\}", template)
-    return re.compile("^" + ".*".join(re.escape(p) for p in parts) + "$")
+_TEMPLATE_FIELD = re.compile(r"\{[^{}]*\}")
+
+
+@dataclass(frozen=True, slots=True)
+class TitleTemplate:
+    """A rule's title template as a matcher over finished titles: each `{...}` field is any text.
+
+    No regex: the literal pieces are looked up in order with str.find (the leftmost place of each
+    is always a valid one), so a match is linear in the title whatever the template."""
+
+    parts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, template: str) -> TitleTemplate:
+        return cls(tuple(_TEMPLATE_FIELD.split(template)))
+
+    def matches(self, title: str) -> bool:
+        if len(self.parts) == 1:
+            return title == self.parts[0]
+        first, *middle, last = self.parts
+        if not title.startswith(first):
+            return False
+        pos = len(first)
+        for piece in middle:
+            found = title.find(piece, pos)
+            if found < 0:
+                return False
+            pos = found + len(piece)
+        return len(title) - len(last) >= pos and title.endswith(last)
 
 
 # Title -> kind, one table for the whole parser: a row per rule title template, the most
@@ -1165,18 +1190,18 @@ def _template_pattern(template: str) -> re.Pattern[str]:
 # fallback: the header line itself as the title) is looked up here, so that a title written in
 # a rule's form gets that rule's kind whoever produced it (tests/analysis/test_title_kinds.py
 # checks every title the rules can produce and every title of the corpora).
-TITLE_KINDS: tuple[tuple[re.Pattern[str], CrashKind, str], ...] = tuple(
-    (_template_pattern(rule.title), rule.kind, rule.name)
+TITLE_KINDS: tuple[tuple[TitleTemplate, CrashKind, str], ...] = tuple(
+    (TitleTemplate.of(rule.title), rule.kind, rule.name)
     for rule in sorted(
         (rule for group in OOPS_GROUPS for rule in group.rules if _LITERAL_START.match(rule.title)),
-        key=lambda rule: -len(re.sub(r"\{[^{}]*\}", "", rule.title)),
+        key=lambda rule: -len(_TEMPLATE_FIELD.sub("", rule.title)),
     )
 )
 
 
 def title_kind(title: str) -> CrashKind | None:
     """The kind TITLE_KINDS gives `title` (first row whose template matches), or None."""
-    for pattern, kind, _name in TITLE_KINDS:
-        if pattern.match(title):
+    for template, kind, _name in TITLE_KINDS:
+        if template.matches(title):
             return kind
     return None

@@ -162,7 +162,7 @@ def test_a_quiet_gap_ends_a_report_in_a_journal_without_printk_times() -> None:
     ]
     records = parse_log("\n".join(log) + "\n")
     assert [r.title for r in records] == [
-        "BUG: scheduling while atomic in crashme_write", "kernel panic: Fatal machine check",
+        "BUG: scheduling while atomic in crashme_write", "kernel panic: hardware error: Fatal machine check",
     ]
     together = [
         *_report("Mar 28 10:00:00", "BUG: scheduling while atomic: init/1/0x00000002"),

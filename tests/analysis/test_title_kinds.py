@@ -12,7 +12,15 @@ import pytest
 
 from analysis.model import CrashKind
 from analysis.oops import parse_log
-from analysis.title import OOPS_GROUPS, TITLE_KINDS, TitleRule, describe, match_anchor, title_kind
+from analysis.title import (
+    OOPS_GROUPS,
+    TITLE_KINDS,
+    TitleRule,
+    TitleTemplate,
+    describe,
+    match_anchor,
+    title_kind,
+)
 from tests.conftest import SHARED
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -73,3 +81,24 @@ def test_one_kind_per_title_over_every_log() -> None:
             kinds[re.sub(r" in \S+$", " in FUNC", record.title)].add(record.kind.value)
     assert len(kinds) > 20
     assert {title: k for title, k in kinds.items() if len(k) > 1} == {}
+
+
+@pytest.mark.parametrize(
+    ("template", "title", "matches"),
+    [
+        ("BUG: {0} {1} in {frame}", "BUG: a b in f", True),
+        ("BUG: {0} {1} in {frame}", "BUG: a b c in f in g", True),
+        ("BUG: {0} {1} in {frame}", "BUG: ab in f", False),  # the space between the fields is literal
+        ("BUG: soft lockup in {frame}", "BUG: soft lockup in ", True),  # a field may be empty
+        ("kernel panic: hardware error: {0}", "kernel panic: Fatal machine check", False),
+        ("WARNING in {frame}", "WARNING in f", True),
+        ("WARNING in {frame}", "xWARNING in f", False),  # anchored at the start
+        ("lost connection to test machine", "lost connection to test machine", True),
+        ("lost connection to test machine", "lost connection to test machine!", False),
+        ("{0}: {1}:{1}", "a: b:", True),  # the last piece may end the title right after the middle
+        ("x{0}yy{1}yz", "xyyz", False),  # pieces may not overlap
+        ("x{0}yy{1}yz", "xyyyz", True),
+    ],
+)
+def test_title_template_matches_like_fields_of_any_text(template: str, title: str, matches: bool) -> None:
+    assert TitleTemplate.of(template).matches(title) is matches
