@@ -155,7 +155,7 @@ FIELD_RULES: Final[Mapping[str, Rule]] = {
     "host.modules": _MODULE,
     "host.agent_version": _SHORT,
     "host.user_faults.binary": _SHORT,  # a program's comm (TASK_COMM_LEN 16) or "(other)"
-    "host.labels.key": Rule(32, TOKEN),  # [a-z0-9_]{1,32}, checked further in collector.ingest
+    "host.labels.key": Rule(64, LINE),  # collector.ingest then holds it to [a-z0-9_]{1,32}, by name
     "host.labels.value": Rule(128, LINE),
     "host.hardware_errors.kind": _NAME,  # analysis.hwerrors' kinds: mce, edac_ce ...
     # SystemFacts (a dump's header)

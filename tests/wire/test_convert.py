@@ -144,7 +144,8 @@ def test_query_types_round_trip() -> None:
 
 def test_host_facts_round_trip_keeps_the_vouched_hostname() -> None:
     record = HostRecord(
-        "web-1", "6.1.0-26-amd64", "x86_64", "QEMU", "0.1", 4, 8 << 30, ("ext4", "e1000"), (("java", 2), ("node", 1))
+        "web-1", "6.1.0-26-amd64", "x86_64", "QEMU", "0.1", 4, 8 << 30, ("ext4", "e1000"),
+        labels=(("role", "ci"),), hardware_errors=(("edac_ce", 3),), user_faults=(("java", 2), ("node", 1)),
     )
     msg = convert.host_facts_to_proto(record)
     assert convert.host_record_from_proto(msg, "web-1") == record
