@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,27 @@ def test_documented_exposure_scores_are_found() -> None:
     scores = _run_module().documented_scores()
     assert set(scores) == {"crashfleet-agent.service", "crashfleet-collector.service"}
     assert all(re.fullmatch(r"\d+\.\d", s) for s in scores.values()), scores
+
+
+def _key_of(tree: Path, name: str) -> str:
+    spec = importlib.util.spec_from_file_location(name, tree / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return str(module.image_key())
+
+
+def test_image_cache_key_follows_the_recipe_only(tmp_path: Path) -> None:
+    """A recipe change must rebuild the cached image; a change elsewhere in run.py must not."""
+    tree = tmp_path / "e2e"
+    shutil.copytree(E2E, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    original = _key_of(tree, "e2e_key_0")
+    source = (tree / "run.py").read_text()
+    (tree / "run.py").write_text(source.replace("RUN_TIMEOUT = ", "RUN_TIMEOUT = 1 + "))
+    assert _key_of(tree, "e2e_key_1") == original
+    (tree / "run.py").write_text(source.replace('"passwd", "-d", "root"', '"passwd", "-l", "root"'))
+    assert _key_of(tree, "e2e_key_2") != original
+    (tree / "run.py").write_text(source)
+    (tree / "guest" / "e2e_oops.c").write_text((tree / "guest" / "e2e_oops.c").read_text() + "\n")
+    assert _key_of(tree, "e2e_key_3") != original
