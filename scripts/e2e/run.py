@@ -169,6 +169,8 @@ def build_rootfs(rootfs: Path) -> str:
     shutil.copytree(tmp / "etc/initramfs-tools", tmp / "var/lib/kdump/initramfs-tools", symlinks=True)
     run(["chroot", str(tmp), "mkinitramfs", "-d", "/var/lib/kdump/initramfs-tools",
          "-o", f"/var/lib/kdump/initrd.img-{release}", release])  # fmt: skip
+    # kdump-config deletes the initrd when /etc/kdump/sysctl.conf differs from its last copy.
+    shutil.copy(tmp / "etc/kdump/sysctl.conf", tmp / f"var/lib/kdump/latest_sysctls-{release}")
     tmp.rename(rootfs)
     return release
 # -- end recipe --
