@@ -151,6 +151,8 @@ def build_rootfs(rootfs: Path) -> str:
     wants = tmp / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "crashfleet-e2e.service").symlink_to("/etc/systemd/system/crashfleet-e2e.service")
+    # No login prompt on the serial console: its getty hangs the tty up under the driver's output.
+    (tmp / "etc/systemd/system/serial-getty@ttyS0.service").symlink_to("/dev/null")
     run(["chroot", str(tmp), "passwd", "-d", "root"])
     releases = sorted(p.name for p in (tmp / "lib/modules").iterdir())
     if len(releases) != 1:
