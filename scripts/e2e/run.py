@@ -350,8 +350,8 @@ def verify(events: list[str], disk: Path, work: Path) -> list[str]:
         if title != expected:
             problems.append(f"title {title!r}, expected {expected!r}")
         at = int(trigger.get("at", "0"))
-        # crash_time is in seconds or ms depending on the store; normalize to seconds.
-        seconds = crash_time / 1000 if crash_time and crash_time > 10**11 else crash_time
+        # The store keeps microseconds since the epoch (older stores: seconds).
+        seconds = crash_time / 1_000_000 if crash_time and crash_time > 10**14 else crash_time
         if seconds is None or not at - 5 <= seconds <= at + 120:
             problems.append(f"crash time {crash_time} not within the trigger's minute ({at})")
     documented = documented_scores()
