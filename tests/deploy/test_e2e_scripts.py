@@ -1,0 +1,86 @@
+"""`make e2e`'s scripts, checked without QEMU: the guest's shell scripts pass shellcheck, and the
+driver reports every check scripts/e2e/run.py requires (a check renamed on one side only would
+otherwise fail the next hour-long run, or worse, pass it without running)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import REPO
+from tests.deploy.test_debian import _shellcheck
+
+E2E = REPO / "scripts" / "e2e"
+GUEST_SCRIPTS = (E2E / "guest" / "crashfleet-e2e", E2E / "guest" / "launcher")
+
+
+def _run_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("e2e_run", E2E / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["e2e_run"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", GUEST_SCRIPTS, ids=lambda p: p.name)
+def test_guest_scripts_pass_shellcheck(path: Path) -> None:
+    result = subprocess.run([_shellcheck(), str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_driver_reports_every_required_check() -> None:
+    driver = "".join(p.read_text() for p in GUEST_SCRIPTS)
+    reported = set(re.findall(r'check\s+"?([a-z0-9_]+)', driver))
+    reported |= set(re.findall(r"check name=([a-z0-9_]+)", driver))
+    # Checks named per unit: check "not_enabled_on_install_${unit%.service}".
+    for prefix in re.findall(r'check\s+"([a-z_]+)_\$\{unit%\.service\}"', driver):
+        reported |= {f"{prefix}_crashfleet-agent", f"{prefix}_crashfleet-collector"}
+    required = set(_run_module().REQUIRED_CHECKS)
+    assert required <= reported, sorted(required - reported)
+
+
+def test_event_lines_are_parsed_from_the_serial_console() -> None:
+    run = _run_module()
+    assert run._event("[  12.3] crashfleet-e2e[311]: E2E check name=agent_active ok=1") == "check name=agent_active ok=1"
+    assert run._event("[    0.000000] Linux version 6.1.0-50-amd64 (debian-kernel@lists.debian.org)").startswith("kernel: boot")
+    assert run._event("[    5.1] random: crng init done") is None
+    kv = run.parse_kv('check name=no_second_report ok=1 last_watchdog="Mon 2026-12-07 00:01:02 UTC"')
+    assert kv == {"name": "no_second_report", "ok": "1", "last_watchdog": "Mon 2026-12-07 00:01:02 UTC"}
+
+
+def test_documented_exposure_scores_are_found() -> None:
+    scores = _run_module().documented_scores()
+    assert set(scores) == {"crashfleet-agent.service", "crashfleet-collector.service"}
+    assert all(re.fullmatch(r"\d+\.\d", s) for s in scores.values()), scores
+
+
+def _key_of(tree: Path, name: str) -> str:
+    spec = importlib.util.spec_from_file_location(name, tree / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return str(module.image_key())
+
+
+def test_image_cache_key_follows_the_recipe_only(tmp_path: Path) -> None:
+    """A recipe change must rebuild the cached image; a change elsewhere in run.py must not."""
+    tree = tmp_path / "e2e"
+    shutil.copytree(E2E, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    original = _key_of(tree, "e2e_key_0")
+    source = (tree / "run.py").read_text()
+    (tree / "run.py").write_text(source.replace("RUN_TIMEOUT = ", "RUN_TIMEOUT = 1 + "))
+    assert _key_of(tree, "e2e_key_1") == original
+    (tree / "run.py").write_text(source.replace('"passwd", "-d", "root"', '"passwd", "-l", "root"'))
+    assert _key_of(tree, "e2e_key_2") != original
+    (tree / "run.py").write_text(source)
+    (tree / "guest" / "e2e_oops.c").write_text((tree / "guest" / "e2e_oops.c").read_text() + "\n")
+    assert _key_of(tree, "e2e_key_3") != original
