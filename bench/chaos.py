@@ -57,6 +57,7 @@ FIXTURES = REPO / "tests" / "data" / "deploy" / "demo"
 PG_URL = os.environ.get("CRASHFLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 COMM = re.compile(rb"Comm: \S+")
 STARTUP_TIMEOUT = 60.0
+LOOKBACK_US = 120_000_000  # how far before the newest stored row a poll looks again (commit lag)
 
 # Agent settings the run uses (written into each agent's TOML). The recovery goal is stated in
 # terms of MAX_RETRY_SECONDS: the agent's longest wait between attempts.
@@ -104,6 +105,7 @@ class Agent:
     cpu_seconds: float = 0.0
     max_rss_kb: int = 0
     tmpfs: bool = False
+    accounted_pid: int | None = None  # the process whose CPU is already in cpu_seconds
 
 
 @dataclass(slots=True)
@@ -135,6 +137,7 @@ class Run:
     rng: random.Random = field(default_factory=lambda: random.Random(20261206))
     samples: list[bytes] = field(default_factory=list)
     _last_received: int = 0
+    _seen_ids: set[str] = field(default_factory=set)
     _last_sample: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -276,18 +279,24 @@ class Run:
         return placed
 
     def poll_store(self) -> None:
-        """Read crashes stored since the last poll; count copies per token."""
+        """Read crashes stored since the last poll; count copies per token.
+
+        received_at is not in commit order (two replicas, concurrent transactions), so each poll
+        looks back LOOKBACK_US before the newest row seen and skips the crash ids it already has."""
         import psycopg
 
         try:
             with psycopg.connect(self.db_url, connect_timeout=2) as conn:
                 rows = conn.execute(
-                    "SELECT received_at, host, signature_json FROM crashes WHERE received_at > %s ORDER BY received_at",
-                    (self._last_received,),
+                    "SELECT id, received_at, host, signature_json FROM crashes WHERE received_at > %s",
+                    (self._last_received - LOOKBACK_US,),
                 ).fetchall()
         except psycopg.Error:
             return  # PostgreSQL restarting: the next poll catches up
-        for received_at, host, signature_json in rows:
+        for crash_id, received_at, host, signature_json in rows:
+            if crash_id in self._seen_ids:
+                continue
+            self._seen_ids.add(crash_id)
             self._last_received = max(self._last_received, int(received_at))
             comm = json.loads(signature_json).get("comm", "")
             if comm in self.stored:
@@ -324,8 +333,15 @@ class Run:
                 agent.max_rss_kb = max(agent.max_rss_kb, sum(_rss_kb(p) for p in tree))
 
     def _account(self, agent: Agent) -> None:
-        if agent.process is not None:
+        """Add the agent process's CPU (its finished workers included) once per process."""
+        if agent.process is not None and agent.process.pid != agent.accounted_pid:
             agent.cpu_seconds += _cpu_seconds(agent.process.pid)
+            agent.accounted_pid = agent.process.pid
+
+    def account_all(self) -> None:
+        for agent in self.agents:
+            if agent.process is not None and agent.process.poll() is None:
+                self._account(agent)
 
     # --- tear-down ----------------------------------------------------------------------------
 
@@ -585,6 +601,7 @@ def inject(run: Run, fault: Fault) -> PhaseResult:
 
 def report(run: Run, latencies: list[float], wall: float) -> bool:
     run.poll_store()
+    run.account_all()
     lost = sorted(set(run.placed) - set(run.stored))
     twice = sorted(t for t, s in run.stored.items() if s.copies > 1 and t in run.placed)
     print()
@@ -639,11 +656,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady-seconds", type=float, default=None, help="steady-state phase (default 60, --short 8)")
     parser.add_argument("--rate", type=float, default=2.0, help="crashes placed per second in steady state")
     parser.add_argument("--pg-restart", action="store_true", help="restart the local PostgreSQL cluster mid-stream")
+    parser.add_argument("--no-faults", action="store_true", help="steady state only (measure latency at --rate)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of every process)")
     args = parser.parse_args(argv)
     agents = args.agents or (4 if args.short else 20)
     steady_seconds = args.steady_seconds if args.steady_seconds is not None else (8.0 if args.short else 60.0)
     full_disk = not args.short and os.geteuid() == 0
+    # SIGTERM (a timeout, a test runner giving up) tears the fleet down like Ctrl-C does: the
+    # replicas and agents run in sessions of their own and would outlive the run.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     with workdir(args.keep) as wd:
         run = Run(wd, agents, args.short, args.pg_restart)
@@ -652,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
             run.setup()
             latencies = steady(run, steady_seconds, args.rate)
             print(f"steady state: {len(latencies)} crashes stored", flush=True)
-            for fault in schedule(args.short, args.pg_restart, full_disk):
+            for fault in [] if args.no_faults else schedule(args.short, args.pg_restart, full_disk):
                 print(f"fault: {fault.name} …", flush=True)
                 run.results.append(inject(run, fault))
             run.phase = "final"

@@ -4,6 +4,7 @@ bearer-token auth, HTML escaping of hostile crash strings, and failure behaviour
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import http.client
@@ -13,7 +14,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlencode
@@ -420,6 +421,20 @@ def test_cluster_page_shows_the_decoded_instruction(client: Client) -> None:
     for ident in ("by-host", "by-kernel", "by-hardware", "by-module", "crashes"):
         assert f'id="{ident}"' in doc
     assert doc.count('class="crash"') == 3
+
+
+def test_cluster_pages_show_when_a_backfilled_crash_was_received(client: Client, store: MemStore) -> None:
+    """First/last seen are when the crashes happened; where that is long before they arrived (a
+    backfill), the received time stands beside it, on the list and on the cluster's page."""
+    detail = next(d for d in store.clusters if d.summary.id == "c-ext4")
+    s = detail.summary
+    moved = dataclasses.replace(
+        s, first_received=s.first_seen + timedelta(days=30), last_received=s.last_seen + timedelta(days=30)
+    )
+    store.clusters[store.clusters.index(detail)] = dataclasses.replace(detail, summary=moved)
+    for doc in (client.get("/clusters/c-ext4").text, client.get("/").text):
+        assert doc.count('<span class="received">(received <time') == 2
+    assert '<span class="received">' not in client.get("/clusters/c-e1000").text  # received when it happened
 
 
 def test_cluster_page_paginates_its_crash_list(client: Client) -> None:
