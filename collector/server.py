@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from grpc import aio
@@ -86,6 +86,7 @@ class RunningCollector:
     grpc_port: int
     http: HttpServer | None
     _refresher: asyncio.Task[None] | None = None
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     resymbolizer: Resymbolizer | None = None  # with --symbols-dir: retroactive symbolization
 
     @property
@@ -97,9 +98,10 @@ class RunningCollector:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+            # Not cancel(): that abandons a refresh already running in its thread, which would
+            # then use the store after close() below (SQLite crashed the process that way).
+            self._stopping.set()
+            await self._refresher
         await self.server.stop(self.config.grace_seconds if grace is None else grace)
         if self.http is not None:
             await self.http.close()
@@ -121,13 +123,16 @@ def http_limits(config: CollectorConfig) -> HttpLimits:
     )
 
 
-async def _refresh_gauges(ingestor: Ingestor) -> None:
-    while True:
+async def _refresh_gauges(ingestor: Ingestor, stopping: asyncio.Event) -> None:
+    """Re-read the gauges every GAUGE_REFRESH_S until `stopping` is set; a refresh under way when
+    it is set finishes first, so the store is never closed under one."""
+    while not stopping.is_set():
         try:
             await asyncio.to_thread(ingestor.refresh_gauges)
         except Exception as exc:  # a store hiccup must not end the refresher
             log.warning("gauge refresh failed error=%s", exc)
-        await asyncio.sleep(GAUGE_REFRESH_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), GAUGE_REFRESH_S)
 
 
 async def start_collector(
@@ -183,7 +188,7 @@ async def start_collector(
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     running = RunningCollector(config, store, metrics, server, health_servicer, port, http)
-    running._refresher = asyncio.create_task(_refresh_gauges(ingestor))
+    running._refresher = asyncio.create_task(_refresh_gauges(ingestor, running._stopping))
     if resymbolizer is not None:
         running.resymbolizer = resymbolizer
         try:  # crashes stored before an index was copied in by hand, or before a restart cut a pass
