@@ -270,6 +270,7 @@ def run_backend(backend: str, hosts: int, args: argparse.Namespace, echo_target:
         config.write_text(
             f'db = "{db}"\nlisten = "127.0.0.1:{port}"\nhttp = ""\nlog_level = "warning"\n'
             "[limits]\nreports_per_second = 1000000.0\nreport_burst = 1000000\n"
+            "peer_reports_per_second = 1000000.0\npeer_report_burst = 1000000\n"
         )
         env = dict(os.environ, PYTHONPATH=str(REPO))
         proc = subprocess.Popen([sys.executable, "-m", "crashfleet", "collector", "--config", str(config)], env=env)
