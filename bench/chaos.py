@@ -53,6 +53,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from faultproxy import FaultProxy  # noqa: E402
 
+from crashfleet.commands.demo import Host, write_suse  # noqa: E402
+
 FIXTURES = REPO / "tests" / "data" / "deploy" / "demo"
 PG_URL = os.environ.get("CRASHFLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 COMM = re.compile(rb"Comm: \S+")
@@ -106,6 +108,11 @@ class Agent:
     max_rss_kb: int = 0
     tmpfs: bool = False
     accounted_pid: int | None = None  # the process whose CPU is already in cpu_seconds
+
+    @property
+    def host(self) -> Host:
+        """The agent's directories as the demo's capture writers take them."""
+        return Host(self.name, "suse", self.root / "crash", self.root / "pstore", self.root / "state")
 
 
 @dataclass(slots=True)
@@ -266,12 +273,7 @@ class Run:
         token = f"cf{seq:07d}"
         text = COMM.sub(b"Comm: " + token.encode(), self.samples[seq % len(self.samples)], count=1)
         when = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=seq)
-        directory = agent.root / "crash" / f"{when:%Y-%m-%d-%H:%M}"
-        tmp = agent.root / "crash" / f".{token}.tmp"
-        tmp.mkdir()
-        (tmp / "dmesg.txt").write_bytes(text)
-        os.replace(tmp, directory)
-        (directory / "README.txt").write_text(f"Kernel crashed at {when:%Y-%m-%d %H:%M}\nSaved by kdump.\n")
+        write_suse(agent.host, when, text, None)  # the demo's writer: README.txt last means done
         placed = Placed(token, agent.index, time.time(), self.phase)
         with self._lock:
             self.placed[token] = placed
