@@ -1,5 +1,3 @@
-import sys
+from crashfleet.cli import run
 
-from crashfleet.cli import main
-
-sys.exit(main())
+run()

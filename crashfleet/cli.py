@@ -57,12 +57,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Run one command. `own_process` (the installed script, `python -m crashfleet`) lets a filter
+    command take SIGPIPE's default action; a caller in the same process (tests, a wrapper) keeps
+    its own signal handling, since the disposition is process-wide."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # A named subcommand needs only its own module (keeps `crashfleet dmesg` start-up small).
     only = argv[0] if argv and argv[0] in dict(COMMANDS) else None
     args = build_parser(only).parse_args(argv)
-    if args.command not in SERVICES and hasattr(signal, "SIGPIPE"):
+    if own_process and args.command not in SERVICES and hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return int(args._run(args))
@@ -74,5 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def run() -> None:
+    """The `crashfleet` console script."""
+    sys.exit(main(own_process=True))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

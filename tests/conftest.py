@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,18 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available (../shared absent or incomplete)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _sigpipe_untouched() -> Iterator[None]:
+    """A test that leaves SIGPIPE at its default action makes a later write to a closed socket kill
+    the whole pytest run (exit 141, no report): restore it and fail the test that changed it."""
+    if not hasattr(signal, "SIGPIPE"):
+        yield
+        return
+    before = signal.getsignal(signal.SIGPIPE)
+    yield
+    after = signal.getsignal(signal.SIGPIPE)
+    if after != before:
+        signal.signal(signal.SIGPIPE, before)
+        pytest.fail(f"the test changed the process's SIGPIPE handler from {before!r} to {after!r}")
