@@ -345,6 +345,14 @@ def test_triage_over_http_then_a_crash_on_the_fixed_release_regresses_it(fleet: 
     assert reply.status == 303 and reply.headers["location"] == f"/clusters/{fleet.cluster}#triage"
     triage = get_json(fleet, path)
     assert (triage["state"], triage["note"], triage["link"]) == ("acknowledged", "", "")
+    # A malformed release from the form is an error page naming the field; nothing changes.
+    form = urlencode({"action": "fixed", "fixed_in": "<b>6 1</b>", "note": "", "link": ""}).encode()
+    reply = call(fleet, f"/clusters/{fleet.cluster}/triage", "POST", form,
+                 content_type="application/x-www-form-urlencoded", cookie=True)  # fmt: skip
+    assert reply.status == 400 and reply.headers["content-type"].startswith("text/html")
+    assert "fixed_in: kernel release &#39;&lt;b&gt;6 1&lt;/b&gt;&#39;" in reply.text
+    assert get_json(fleet, path)["state"] == "acknowledged"
+    assert call(fleet, f"/clusters/{fleet.cluster}/triage").status == 405  # the form only posts
 
 
 @pytest.mark.parametrize(
