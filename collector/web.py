@@ -700,6 +700,7 @@ def cluster_page(
         pager=_pager(f"/clusters/{_q(c.id)}", [], page, next_token, CRASH_PAGE_SIZE),
         analysis=analysis,
         actions=TRIAGE_ACTIONS,
+        rate_dimensions=DIMENSIONS,
     )
 
 

@@ -452,6 +452,10 @@ def test_cluster_page_says_what_is_different_about_the_hosts(fleet: Fleet) -> No
     assert f"kernel {NEW}: 6 of 6 crashing hosts vs 18 of 48 in the fleet" in first  # explained by veth
     assert f"label role={HOSTILE_LABEL}" in first  # markup from an agent's label, shown as text
     assert "ci-0" in doc.text["suspects-hosts"] and "ci-5" in doc.text["suspects-hosts"]
+    link = f"/rates?by=module&cluster={fleet.cluster}"
+    assert ("href", link) in doc.attrs
+    veth = page(fleet, link)
+    assert re.search(r"veth\s*6\s*6\s*60\.0\s*100\.00", veth.text["rates"])  # 6 crashes in 60 host-days
     assert f"regression between {OLD} and {NEW}" in doc.text["regression"]
     releases = re.sub(r"\s", "", doc.text["releases"])
     assert f"{OLD}lastclean0300.00.00" in releases and "10.0<0.001" in releases
