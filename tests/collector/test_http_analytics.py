@@ -464,16 +464,36 @@ def test_cluster_page_says_what_is_different_about_the_hosts(fleet: Fleet) -> No
     assert "triage-form" in doc.text
 
 
-def test_cluster_on_one_host_says_so(fleet: Fleet) -> None:
+def report_other_bug(fleet: Fleet, host: str, release: str) -> str:
+    """A crash of another bug (tests/data's e1000e oops, its own modules and hardware) from `host`
+    on `release`, over gRPC; its cluster id."""
     text = (REPO / "tests" / "data" / "collector" / "web" / "e1000e-null-deref.log").read_text()
-    text = text.replace("6.1.0-18-amd64", NEW)  # another bug, on the CI hosts' kernel
-    [record] = analyze(text)
-    facts = crash_pb2.HostFacts(hostname="web-3", kernel_release=NEW, hardware=HARDWARE)
-    request = convert.report_request(record, key="lonely-crash", host=facts, source_path="/var/crash/x/dmesg.txt",
+    [record] = analyze(text.replace("6.1.0-18-amd64", release))
+    facts = crash_pb2.HostFacts(hostname=host, kernel_release=release, hardware=HARDWARE)
+    request = convert.report_request(record, key=f"other-bug-{host}", host=facts, source_path="/var/crash/x/dmesg.txt",
                                      crash_time=fleet.now - timedelta(hours=3))  # fmt: skip
     with grpc.insecure_channel(fleet.grpc_target) as channel:
         cluster = ingest_service_pb2_grpc.IngestServiceStub(channel).ReportCrash(request, timeout=30).cluster_id
     assert cluster != fleet.cluster
+    return str(cluster)
+
+
+def test_cluster_with_nothing_significant_says_so(fleet: Fleet) -> None:
+    """Three hosts on two kernels and two roles: every value they share is shared by the fleet."""
+    clusters = {report_other_bug(fleet, h, r) for h, r in (("old-1", OLD), ("old-2", OLD), ("web-4", NEW))}
+    [cluster] = clusters
+    doc = page(fleet, f"/clusters/{cluster}")
+    assert doc.text["suspects-summary"].startswith(
+        "nothing significant: no attribute is over-represented among the 3 crashing hosts beyond chance ("
+    )
+    assert "suspects" not in doc.text
+    body = get_json(fleet, f"/api/v1/clusters/{cluster}/suspects")
+    assert body["suspects"] == [] and body["cluster_hosts"] == 3 and body["candidates"] >= 3
+    assert f"({body['candidates']} candidates, FDR 5%)" in body["summary"]
+
+
+def test_cluster_on_one_host_says_so(fleet: Fleet) -> None:
+    cluster = report_other_bug(fleet, "web-3", NEW)
     doc = page(fleet, f"/clusters/{cluster}")
     assert doc.text["suspects-summary"].startswith("seen on one host only (web-3)")
     assert "suspects" not in doc.text  # no findings list
