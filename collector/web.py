@@ -243,10 +243,6 @@ def _short(text: str, limit: int = 34) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _rate_text(x: float) -> str:
-    return _num(x)
-
-
 def _num(x: float, digits: int = 2) -> str:
     """A number for a table: thousands separated, `digits` decimals, ∞ for an unbounded end."""
     if math.isinf(x):
@@ -295,7 +291,7 @@ def rate_chart(rows: Sequence[RateRow], dim: str | None) -> Chart:
         texts.append(Text("num", label_w + plot_w + 10, y + 4, f"{r.rate_per_1000_host_days:,.2f}"))
     what = dim or "the fleet as a whole"
     label = f"crashes per 1,000 host-days with 95 % intervals, by {what}: " + "; ".join(
-        f"{r.value or 'fleet'} {r.rate_per_1000_host_days:.2f} ({r.ci_low:.2f} to {_rate_text(r.ci_high)})"
+        f"{r.value or 'fleet'} {r.rate_per_1000_host_days:.2f} ({r.ci_low:.2f} to {_num(r.ci_high)})"
         for r in shown
     )
     data = ",".join(f"{r.rate_per_1000_host_days:.2f}" for r in shown)
