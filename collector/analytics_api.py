@@ -189,10 +189,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
                 request.link if request.HasField("link") else None,
             )  # fmt: skip
             if self.ingestor is not None:
-                if triage.state == "fixed":
-                    self.ingestor.fixed_clusters[cluster] = triage.fixed_in
-                else:
-                    self.ingestor.fixed_clusters.pop(cluster, None)
+                self.ingestor.triage_changed(cluster, triage.state, triage.fixed_in)
             return pb.SetTriageResponse(triage=triage_to_proto(triage))
 
         return await self._run("SetTriage", context, body)

@@ -398,6 +398,14 @@ class Ingestor:
             self._last_purge = time.monotonic()
             self.analytics.purge_exposure(self.clock())
 
+    def triage_changed(self, cluster_id: str, state: str, fixed_in: str) -> None:
+        """A triage change made over gRPC or HTTP: a cluster fixed now is checked for regressions
+        from its next crash on, without waiting for the gauge refresh."""
+        if state == "fixed":
+            self.fixed_clusters[cluster_id] = fixed_in
+        else:
+            self.fixed_clusters.pop(cluster_id, None)
+
     def _check_regression(self, cluster_id: str, release: str) -> None:
         """A crash of a fixed cluster: reopen it when its release is the fixed one or later."""
         assert self.analytics is not None

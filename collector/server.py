@@ -179,6 +179,7 @@ async def start_collector(
                 parse_address(config.http, "http", "http"),
                 config.token,
                 limits=http_limits(config),
+                on_triage=ingestor.triage_changed,
             )
     except BaseException:
         if http is not None:

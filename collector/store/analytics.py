@@ -94,6 +94,14 @@ class Window:
         self.first_day = self.since_us // exp.DAY_US
         self.end_day = (self.until_us - 1) // exp.DAY_US + 1  # exclusive
 
+    @property
+    def since(self) -> datetime:
+        return _dt(self.since_us)
+
+    @property
+    def until(self) -> datetime:
+        return _dt(self.until_us)
+
 
 def _values(rows: Sequence[Sequence[Any]], width: int, head: str, tail: str, tx: _Tx) -> None:
     """Multi-row `head VALUES (...), (...) tail`, chunked under both databases' parameter limits."""
@@ -579,6 +587,20 @@ class AnalyticsStore:
                 (cluster_id,),
             )
         return _triage(cluster_id, row)
+
+    def triage_states(self, cluster_ids: Sequence[str]) -> dict[str, Triage]:
+        """The triage of each listed cluster that has one (the cluster list's badges); clusters
+        never triaged are absent (state new). Primary-key lookups, MAX_IN ids a statement."""
+        found: dict[str, Triage] = {}
+        with self._read_tx() as tx:
+            for chunk in _chunks(sorted(set(cluster_ids))):
+                for cluster_id, *rest in tx.all(
+                    "SELECT cluster_id, state, fixed_in, note, link, updated_at, regressed_release"
+                    f" FROM cluster_triage WHERE cluster_id IN ({_marks(len(chunk))})",
+                    chunk,
+                ):
+                    found[str(cluster_id)] = _triage(str(cluster_id), tuple(rest))
+        return found
 
     def set_triage(
         self, cluster_id: str, action: str, fixed_in: str = "", note: str | None = None, link: str | None = None,

@@ -343,12 +343,13 @@ HOT_PATHS: dict[str, str] = {
     "list_hosts": "ListHosts, first and next page",
     "list_hosts_of_module": "ListHosts running one module",
     "counts": "the totals a listing's first page carries",
+    "triage_states": "the triage badges of a page of clusters (the web page's cluster list)",
 }
 # Tables whose rows grow with hosts, crashes or clusters; module sets grow with the number of
 # distinct sets a fleet runs, a few hundred at most, and may be read whole.
 GROWING_TABLES = (
     "hosts", "crashes", "crash_modules", "clusters", "cluster_fingerprints", "cluster_buckets",
-    "cluster_dims", "cluster_days",
+    "cluster_dims", "cluster_days", "cluster_triage",
 )  # fmt: skip
 
 # Parameters per multi-row statement: under SQLite's (32766) and PostgreSQL's (65535) limits.

@@ -82,6 +82,7 @@ DRIVERS: dict[str, Callable[[SqlStore, World], object]] = {
         s.count_clusters(QueryFilter()), s.count_crashes(QueryFilter(cluster_id=w.clusters[9])),
         s.count_hosts(QueryFilter()),
     ),
+    "triage_states": lambda s, w: s.triage_states(w.clusters[:50]),
 }
 
 
