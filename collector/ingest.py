@@ -170,6 +170,15 @@ def _kind_label(request: ingest_service_pb2.ReportCrashRequest) -> str:
     return request.signature.kind if request.HasField("signature") else ""
 
 
+_NO_SECONDARY = Fingerprint(value="", version="", kind="", reason="", frames=(), skipped=())
+
+
+def _secondary_of(record: CrashRecord) -> Fingerprint:
+    """The record's fingerprint under the previous rule edition, or one with an empty value."""
+    found = editions.secondary_fingerprint(record, record.excerpt, fingerprint_rules.compute(record))
+    return found if found is not None else _NO_SECONDARY
+
+
 class Ingestor:
     """Turns ReportCrash/Heartbeat requests into store writes; thread-safe, synchronous."""
 
@@ -195,6 +204,10 @@ class Ingestor:
         # fingerprint under the previous rule edition (analysis.editions), which the store matches
         # when the new one is unknown; None: no transition.
         self.transition_until = transition_until
+        # Re-reading a stall's excerpt under the previous rules costs a parse (tens of ms); the
+        # old guilty frame is read from the header and frame names, which the signing key holds,
+        # so it is remembered per signature like the fingerprint.
+        self._secondary = CachedSigner(_secondary_of)
         # Checked once: isinstance against a runtime Protocol is slow enough to show per report.
         self._group = store if isinstance(store, GroupCommit) else None
         self._committer: LoopGroupCommit | None = None
@@ -256,11 +269,9 @@ class Ingestor:
         secondary = ""
         if self.transition_until is not None and received_at < self.transition_until:
             try:
-                previous = editions.secondary_fingerprint(record, excerpt, fp)
+                secondary = self._secondary(record).value
             except Exception:  # the old edition is a fallback: its failure must not lose the report
                 log.exception("secondary fingerprint failed key=%s", request.idempotency_key)
-            else:
-                secondary = previous.value if previous is not None else ""
         signature_json = stored_signature.stored_json(record, fp)
         symbolized_json = ""
         if self.symbolize is not None:
