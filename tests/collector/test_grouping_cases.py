@@ -94,3 +94,38 @@ def test_grouping_case(case: str, backend: str, tmp_path: Path, request: pytest.
         assert [m.fingerprint for m in detail.merges] == list(detail.fingerprints)
         if letter in expected["detail_contains"]:
             assert any(expected["detail_contains"][letter] in m.detail for m in detail.merges), (letter, detail.merges)
+
+
+def test_migration_explains_fingerprints_stored_before_it(tmp_path: Path) -> None:
+    """A database at schema 5: each cluster's own fingerprint becomes 'created', the others
+    'similar', and GetCluster's merges say so (oldest first)."""
+    import sqlite3
+
+    from collector.store import open_store
+    from collector.store.sql import load_migrations
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version BIGINT PRIMARY KEY, name TEXT NOT NULL,"
+                   " applied_at BIGINT NOT NULL)")  # fmt: skip
+        for migration in load_migrations()[:5]:
+            for statement in migration.statements:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (migration.version, migration.name))
+        db.execute(
+            "INSERT INTO clusters VALUES ('c1', 'fp-own', 'cl-2', 't', 'null-deref', 'r', 'f', '[\"f\"]', 2, 1,"
+            " 0, 0, '')"
+        )
+        db.executemany(
+            "INSERT INTO cluster_fingerprints VALUES (?, 'c1', 'fp-1+4ac041e9', ?, ?)",
+            [("fp-own", 1.0, 10), ("fp-later", 0.6, 20)],
+        )
+    store = open_store(f"sqlite:///{path}")
+    try:
+        detail = store.get_cluster("c1")
+    finally:
+        store.close()
+    assert detail is not None
+    assert [(m.fingerprint, m.reason, m.similarity) for m in detail.merges] == [
+        ("fp-own", "created", 1.0), ("fp-later", "similar", 0.6),
+    ]  # fmt: skip
