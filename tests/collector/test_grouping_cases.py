@@ -129,3 +129,14 @@ def test_migration_explains_fingerprints_stored_before_it(tmp_path: Path) -> Non
     assert [(m.fingerprint, m.reason, m.similarity) for m in detail.merges] == [
         ("fp-own", "created", 1.0), ("fp-later", "similar", 0.6),
     ]  # fmt: skip
+
+
+def test_a_transition_starts_once_per_database(store: Any) -> None:
+    """Restarts and other replicas read the first start back: the window does not move."""
+    from datetime import UTC, datetime, timedelta
+
+    first = datetime(2026, 12, 1, tzinfo=UTC)
+    assert store.begin_transition("fp-1+new", "fp-1+old", first) == first
+    assert store.begin_transition("fp-1+new", "fp-1+old", first + timedelta(days=40)) == first
+    later = first + timedelta(days=200)
+    assert store.begin_transition("fp-1+newer", "fp-1+new", later) == later
