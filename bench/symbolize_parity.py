@@ -14,7 +14,8 @@ Usage: bench/symbolize_parity.py [--vmlinux PATH] [--shared DIR] [--per-class N]
 - `cold`, `part`, `isra`, `constprop`: compiler clones, by name;
 - `inlined` (reported, not selected): the addresses where addr2line prints an inline chain.
 
-For each selected function three addresses are looked up: its first byte, its middle and its
+`__pfx_`/`__cfi_` symbols (6.2+'s call padding before each function) are left out: they are
+padding, not functions. For each selected function three addresses are looked up: its first byte, its middle and its
 last byte; at most --per-class functions per class (seeded sample). An address agrees with
 eu-addr2line when the (file, line) chain is identical at every inline level, with binutils when
 (function, file, line) is. Addresses where the tool itself prints nothing are counted apart.
@@ -96,7 +97,9 @@ def trace_addresses(sym: Symbolizer, shared: Path) -> list[int]:
 
 def classes(sym: Symbolizer, vmlinux: str, shared: Path, per_class: int, seed: int) -> dict[str, list[int]]:
     rng = random.Random(seed)
-    functions = [s for s in sym.index.all_symbols() if s.size > 0]
+    # `__pfx_f` / `__cfi_f` (6.2+: the 16 bytes of call padding before each function) are padding,
+    # not functions: no DWARF function covers them.
+    functions = [s for s in sym.index.all_symbols() if s.size > 0 and not s.name.startswith(("__pfx_", "__cfi_"))]
     with ElfImage(vmlinux) as image:
         markers = image.symbol_values({f"__{m}_text_{edge}" for m in MARKED for edge in ("start", "end")})
     picked: dict[str, list[int]] = {"trace": trace_addresses(sym, shared) if shared.is_dir() else []}

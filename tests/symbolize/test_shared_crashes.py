@@ -128,7 +128,7 @@ def test_special_section_functions_match_addr2line_over_debug_vmlinux(tmp_path: 
     with ElfImage(vmlinux) as image:
         marks = image.symbol_values({f"__{m}_text_{edge}" for m in _MARKED for edge in ("start", "end")})
     with Symbolizer.open(vmlinux, cache_dir=tmp_path) as sym:
-        functions = [s for s in sym.index.all_symbols() if s.size > 0]
+        functions = [s for s in sym.index.all_symbols() if s.size > 0 and not s.name.startswith(("__pfx_", "__cfi_"))]
         classes = {".init.text": [s for s in functions if s.section == ".init.text"]}
         for m in _MARKED:
             low, high = marks[f"__{m}_text_start"], marks[f"__{m}_text_end"]
