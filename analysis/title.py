@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from analysis.linear import compile_text
@@ -32,6 +34,7 @@ __all__ = [
     "OOPS_GROUPS",
     "REPORT_CONTINUATIONS",
     "STALL_ANCHORS",
+    "STALL_RIP_RULE",
     "STRIP_FRAME_PREFIXES",
     "TRACE",
     "Extractor",
@@ -42,6 +45,7 @@ __all__ = [
     "frame_name",
     "is_continuation",
     "match_anchor",
+    "previous_rules",
     "sanitize_title",
 ]
 
@@ -196,6 +200,20 @@ STALL_ANCHORS = re.compile(
 _STALL_RIP_MODULE = re.compile(r"(?:RIP: (?:[0-9a-f]{4}:)?|pc ?: )(?:\[<[0-9a-f]+>\] +)?([a-zA-Z0-9_.]+)\+0x[0-9a-f]+/0x[0-9a-f]+ \[[\w-]+\]")
 _CONTEXT_MARK = re.compile(r"^\s*<(/?)(IRQ|NMI|SOFTIRQ|TASK)>")
 STALL_RIP_RULE = "module code in task context at the RIP"
+# Off only inside `previous_rules()`: the fingerprint edition before STALL_RIP_RULE, which the
+# collector still computes as a secondary fingerprint during a rule transition (analysis.editions).
+_STALL_RIP_ON: ContextVar[bool] = ContextVar("stall_rip_rule", default=True)
+
+
+@contextmanager
+def previous_rules() -> Iterator[None]:
+    """Titles and guilty frames as the analyzer chose them before STALL_RIP_RULE (this thread or
+    task only): a stall's guilty frame is the caller of its dispatch anchor, whatever the RIP."""
+    token = _STALL_RIP_ON.set(False)
+    try:
+        yield
+    finally:
+        _STALL_RIP_ON.reset(token)
 
 
 def _stall_rip_frame(lines: Sequence[str], rule: TitleRule) -> str | None:
@@ -447,7 +465,7 @@ def describe(group: OopsGroup, lines: Sequence[str], check_lines: Sequence[str] 
                 if frame is None and fallback:
                     frame, injected2 = _run_parts(lines, fallback, rule)
                     injected = injected or injected2
-            if rule.extractor is Extractor.STALL and frame is not None:
+            if rule.extractor is Extractor.STALL and frame is not None and _STALL_RIP_ON.get():
                 frame = _stall_rip_frame(lines, rule) or frame
             if frame is None:
                 corrupted = "no guilty frame found in the report"

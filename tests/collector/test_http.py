@@ -29,7 +29,7 @@ from collector import http as chttp
 from collector import web
 from collector.metrics import Metrics
 from tests.collector.memstore import HOSTILE, MemStore, sample_store, with_title
-from wire.model import Breakdown, Page, QueryFilter
+from wire.model import Breakdown, ClusterMerge, Page, QueryFilter
 
 TOKEN = "s3cret-Token_value"
 
@@ -705,7 +705,10 @@ def test_any_string_renders_as_text(text: str) -> None:
             kernel_releases=(value,),
             common_modules=(value,),
         )
-        detail = replace(baseline, summary=summary, by_host=(Breakdown(value, 1),), fingerprints=(value,))
+        detail = replace(
+            baseline, summary=summary, by_host=(Breakdown(value, 1),), fingerprints=(value, value),
+            merges=(ClusterMerge(value, value, value, 1.0, value), ClusterMerge(value, "similar", value, 0.5, value)),
+        )  # fmt: skip
         crash = replace(store.crashes[0].summary, id=value, host=value, source=value, cluster_id=value)
         rep = replace(
             store.crashes[0], summary=crash, excerpt=value, modules=(value,), host_facts={value: value}
@@ -734,3 +737,14 @@ def test_ipv6_listen(store: MemStore, metrics: Metrics) -> None:
         conn.request("GET", "/healthz")
         assert conn.getresponse().status == 200
         conn.close()
+
+
+def test_cluster_page_says_why_each_fingerprint_joined(store: MemStore) -> None:
+    detail = store.clusters[0]
+    merges = (
+        ClusterMerge("a" * 32, "created", "", 1.0, "fp-1+1b8682e0"),
+        ClusterMerge("b" * 32, "secondary", "fingerprint under the previous rules " + "c" * 32, 1.0, "fp-1+1b8682e0"),
+    )
+    page = web.cluster_page(replace(detail, merges=merges), None, [], Page(), "")
+    assert "2 fingerprint(s) in this cluster, and why each joined" in page
+    assert "<strong>secondary</strong>: fingerprint under the previous rules " + "c" * 32 in page
