@@ -249,6 +249,7 @@ class Worker:
         started = time.monotonic()
         scratch = self.config.state_dir / "scratch"
         scratch.mkdir(parents=True, exist_ok=True)
+        reason: str | None = None
         try:
             extraction = extract_capture(assessment, self.analyzer(), scratch=scratch, failure=failure)
             payloads = self._payloads(extraction)
@@ -257,7 +258,10 @@ class Worker:
         except Exception as exc:
             # A bug in a reader costs one capture its analysis, never the agent.
             log.exception("extraction failed capture=%s", capture.path)
-            reason = f"internal error while reading: {type(exc).__name__}: {exc}"
+            reason = f"internal error while reading: {type(exc).__name__}: {exc}".rstrip(": ")
+        if reason is not None:
+            # Outside the handler: the exception, its traceback and the frames holding whatever
+            # the reader built (all of the memory, after a MemoryError) are gone by now.
             extraction = extract_capture(assessment, self.analyzer(), scratch=scratch, failure=reason)
             payloads = self._payloads(extraction)
         elapsed = time.monotonic() - started
@@ -633,6 +637,9 @@ class _ThreadHandle:
 
     def kill(self) -> None:
         """A thread cannot be killed; the daemon only kills workers on timeout, which tests avoid."""
+
+    def started(self) -> bool:
+        return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
