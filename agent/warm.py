@@ -356,8 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent.logs import configure_logging
 
     configure_logging("info")
-    # The daemon's SIGTERM is for the daemon; the zygote ends when its stdin closes.
+    # SIGINT and SIGTERM sent to the whole group (Ctrl-C, kill of a process group) are for the
+    # daemon, which drains: the zygote ends when the daemon closes its stdin. Its children restore
+    # both, so a worker stops like a cold one.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     started = time.monotonic()
     status = serve(args.analyzer)
     log.debug("warm worker done seconds=%.0f", time.monotonic() - started)
