@@ -178,7 +178,18 @@ class Worker:
         done: list[str] = []
         waiting: list[str] = []  # no room to read them: queued again, the attempt not counted
         for job in jobs:
-            if job.kind == "kmsg":
+            if job.kind == "kmsg" and job.attempts >= MAX_JOB_ATTEMPTS:
+                # No capture to report as failed: the block is dropped and said so, not read a
+                # third time (taken alone, it would stop every job behind it).
+                log.error(
+                    "live kernel log block dropped: reading it stopped the extractor %d times"
+                    " (crash, kill or timeout) key=%s lines=%d",
+                    job.attempts,
+                    job.key,
+                    job.data.count("\n"),
+                )
+                self.counts["parse_failures"] += 1
+            elif job.kind == "kmsg":
                 payloads, keys = self._kmsg(job.data)
                 entries.append((payloads, None))
                 boot_keys.extend(keys)
