@@ -51,6 +51,22 @@ __all__ = ["WarmHandle", "WarmWorker", "main"]
 
 log = logging.getLogger("agent.warm")  # also under `python -m agent.warm`
 
+# What a worker imports, the late imports of the dump readers included (a child that had to
+# import them would pay it on every dump): the analyzer with capstone and the title rules, the
+# dump readers and their page codecs, grpc and the wire code.
+WARM_MODULES = (
+    "agent.worker",
+    "agent.ship",
+    "analysis.signature",
+    "analysis.sources",
+    "analysis.vmcore",
+    "analysis.vmcore.faultframe",
+    "analysis.vmcore.sysinfo",
+    "bz2",
+    "lzma",
+    "cramjam",
+    "lzallright",
+)
 KILL_WAIT_SECONDS = 10.0  # how long kill() waits for the zygote to report the child gone
 _PR_SET_PDEATHSIG = 1
 
@@ -232,14 +248,11 @@ class WarmWorker:
 
 def _warm_imports(analyzer_spec: str | None) -> Any:
     """Everything a worker imports, imported once; returns the analyzer its children use."""
-    import agent.ship
-    import agent.worker  # noqa: F401
-    import analysis.signature
-    import analysis.sources  # noqa: F401  (the dump readers and their codecs)
+    import importlib
 
+    for module in WARM_MODULES:
+        importlib.import_module(module)
     if analyzer_spec:
-        import importlib
-
         module, _, name = analyzer_spec.partition(":")
         return getattr(importlib.import_module(module), name)
     return None
