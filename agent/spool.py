@@ -23,6 +23,7 @@ has, and takes new crashes again once deleting made room inside the database or 
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import os
@@ -603,6 +604,9 @@ class Spool:
 
         A worker that dies or hangs on a job leaves the count raised: the next worker sees a job
         that already cost a worker and can stop reading it (a poisonous dump is read at most twice).
+        A job that already cost a worker is taken alone, and fresh jobs are never batched with
+        it: a dump that kills workers can only count against itself, so the good captures that
+        happened to share its first worker are read normally by the next ones.
         """
         taken: list[Job] = []
 
@@ -610,6 +614,10 @@ class Spool:
             rows = db.execute(
                 "SELECT key, kind, data, attempts FROM jobs ORDER BY created, key LIMIT ?", (limit,)
             ).fetchall()
+            if rows and int(rows[0][3]) > 0:
+                rows = rows[:1]
+            else:
+                rows = list(itertools.takewhile(lambda r: int(r[3]) == 0, rows))
             db.executemany("UPDATE jobs SET attempts = attempts + 1 WHERE key = ?", [(r[0],) for r in rows])
             taken.extend(Job(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows)
             return len(rows)

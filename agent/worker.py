@@ -182,7 +182,18 @@ class Worker:
         done: list[str] = []
         waiting: list[str] = []  # no room to read them: queued again, the attempt not counted
         for job in jobs:
-            if job.kind == "kmsg":
+            if job.kind == "kmsg" and job.attempts >= MAX_JOB_ATTEMPTS:
+                # No capture to report as failed: the block is dropped and said so, not read a
+                # third time (taken alone, it would stop every job behind it).
+                log.error(
+                    "live kernel log block dropped: reading it stopped the extractor %d times"
+                    " (crash, kill or timeout) key=%s lines=%d",
+                    job.attempts,
+                    job.key,
+                    job.data.count("\n"),
+                )
+                self.counts["parse_failures"] += 1
+            elif job.kind == "kmsg":
                 payloads, keys = self._kmsg(job.data)
                 entries.append((payloads, None))
                 boot_keys.extend(keys)
@@ -254,6 +265,7 @@ class Worker:
         started = time.monotonic()
         scratch = self.config.state_dir / "scratch"
         scratch.mkdir(parents=True, exist_ok=True)
+        reason: str | None = None
         try:
             extraction = extract_capture(assessment, self.analyzer(), scratch=scratch, failure=failure)
             payloads = self._payloads(extraction)
@@ -262,7 +274,10 @@ class Worker:
         except Exception as exc:
             # A bug in a reader costs one capture its analysis, never the agent.
             log.exception("extraction failed capture=%s", capture.path)
-            reason = f"internal error while reading: {type(exc).__name__}: {exc}"
+            reason = f"internal error while reading: {type(exc).__name__}: {exc}".rstrip(": ")
+        if reason is not None:
+            # Outside the handler: the exception, its traceback and the frames holding whatever
+            # the reader built (all of the memory, after a MemoryError) are gone by now.
             extraction = extract_capture(assessment, self.analyzer(), scratch=scratch, failure=reason)
             payloads = self._payloads(extraction)
         elapsed = time.monotonic() - started
@@ -659,6 +674,9 @@ class _ThreadHandle:
 
     def kill(self) -> None:
         """A thread cannot be killed; the daemon only kills workers on timeout, which tests avoid."""
+
+    def started(self) -> bool:
+        return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
