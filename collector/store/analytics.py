@@ -222,7 +222,9 @@ class AnalyticsStore:
         for c in credits:
             mine = attrs.get(c.profile, frozenset())
             before = attrs.get(c.already_counted, frozenset()) if c.already_counted else frozenset()
-            profile_rows.append((c.day, c.profile, c.seconds, 0 if c.already_counted == c.profile else 1))
+            # A host is counted once per day, under the first profile credited that day, so that a
+            # day's hosts summed over any set of profiles counts each host once.
+            profile_rows.append((c.day, c.profile, c.seconds, 0 if c.already_counted else 1))
             day_rows += [
                 (c.day, dim, value, c.seconds, 0 if (dim, value) in before else 1)
                 for dim, value in sorted(mine)
@@ -427,14 +429,21 @@ class AnalyticsStore:
             latest = {host: (release, hardware, modules) for host, release, hardware, modules in crashes}
             hosts = self._crashing_hosts(tx, latest)
             rows = tx.all(
-                "SELECT profile, SUM(seconds), MAX(hosts) FROM exposure_profile_days WHERE day >= ? AND day < ?"
-                " GROUP BY profile",
+                "SELECT profile, day, seconds, hosts FROM exposure_profile_days WHERE day >= ? AND day < ?",
                 (w.first_day, w.end_day),
             )
-            attrs = self._profile_attrs(tx, [r[0] for r in rows])
+            attrs = self._profile_attrs(tx, {r[0] for r in rows})
+        # Per profile: its seconds, and its hosts on each day (distinct hosts are a day's sum over
+        # profiles; over the window, the busiest day's).
+        width = w.end_day - w.first_day
+        per: dict[str, tuple[list[int], list[int]]] = {}
+        for pid, day, seconds, n in rows:
+            total, daily = per.setdefault(pid, ([0], [0] * width))
+            total[0] += int(seconds)
+            daily[int(day) - w.first_day] += int(n)
         profiles = [
-            ProfileExposure(attrs[pid], int(seconds) / SECONDS_PER_DAY, int(n))
-            for pid, seconds, n in rows
+            ProfileExposure(attrs[pid], total[0] / SECONDS_PER_DAY, max(daily), tuple(daily))
+            for pid, (total, daily) in per.items()
             if pid in attrs
         ]
         return find_suspects(hosts, profiles, params or SuspectParams())
