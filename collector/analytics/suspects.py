@@ -35,6 +35,7 @@ __all__ = [
     "describe_attrs",
     "find_suspects",
     "format_ratio",
+    "regression_stratum",
 ]
 
 
@@ -116,6 +117,15 @@ def format_ratio(x: float) -> str:
     if math.isnan(x):
         return "?"
     return f"{x:.0f}×" if x >= 10 else f"{x:.1f}×"
+
+
+def regression_stratum(report: SuspectReport) -> tuple[Attr, ...]:
+    """The hosts a regression window compares releases within (docs/analytics.md): those with the
+    top finding's values, less any kernel release (within one release there is nothing to
+    compare); () when the cluster has no finding or its top finding is a release."""
+    if not report.suspects or report.suspects[0].explained_by:
+        return ()
+    return tuple(a for a in report.suspects[0].attributes if a[0] != "kernel_release")
 
 
 def _words(s: Suspect, names: dict[tuple[Attr, ...], str]) -> str:

@@ -35,9 +35,11 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             # One object per suspect (JSON Lines), each with its cluster's summary beside it.
             rows = []
+            stratum = [{"dim": a.dim, "value": a.value} for a in reply.regression_stratum]
             for s in reply.suspects:
                 row = _analytics.message_json(s)
                 row["summary"] = reply.summary
+                row["regression"], row["regression_stratum"] = reply.regression, stratum
                 rows.append(row)
             _query.emit_json(rows)
             if not rows:  # nothing to list: say why where a person reads it

@@ -248,3 +248,33 @@ def test_hosts_that_change_release_are_counted_once(hourly: Store, change_hour: 
     assert "8 of 8 crashing hosts vs 8 of 20 in the fleet" in report.suspects[0].words
     (fleet,) = store.rates(None, window)  # type: ignore[attr-defined]
     assert fleet.hosts == 20
+
+
+@pytest.mark.parametrize(
+    ("new_ran_old", "claim"),
+    [
+        # Only the new hosts crash, and they never ran OLD_R: the old hosts' silence on it says
+        # nothing about the bug.
+        (False, f"too little exposure on {OLD_R} among hosts with "),
+        # The new hosts ran OLD_R for a day and a half without a crash: a regression among them.
+        (True, f"regression between {OLD_R} and {NEW_R}"),
+    ],
+    ids=["confounded", "regression-within-the-stratum"],
+)
+def test_regression_window_within_the_top_suspects_hosts(hourly: Store, new_ran_old: bool, claim: str) -> None:
+    from collector.analytics.suspects import regression_stratum
+
+    store = hourly
+    cluster = _update_fleet(store, 36, new_ran_old)
+    window = Window(T0, T0 + timedelta(days=3))
+    stratum = regression_stratum(store.suspects(cluster, window))  # type: ignore[attr-defined]
+    assert stratum and set(stratum) <= {("hardware", QEMU), ("module", "veth"), ("module", "bridge")}
+    fleet_wide = store.regression(cluster, window)  # type: ignore[attr-defined]
+    assert f"regression between {OLD_R} and {NEW_R}" in fleet_wide.words and fleet_wide.stratum == ()
+    within = store.regression(cluster, window, stratum)  # type: ignore[attr-defined]
+    assert within.stratum == stratum and claim in within.words, within.words
+    assert within.words.count("among hosts with") == 1 and within.first_release == NEW_R
+    assert within.last_clean_release == (OLD_R if new_ran_old else "")
+    rows = {r.release: r for r in within.releases}
+    assert rows[NEW_R].crashes == 16 and rows[NEW_R].host_days == pytest.approx(8 * (72 - (36 if new_ran_old else 24)) / 24)
+    assert rows[OLD_R].host_days == pytest.approx(8 * 36 / 24 if new_ran_old else 0.0)
