@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from crashfleet.commands import _analytics, _query
 
 HELP = "what is different about the hosts a cluster hit; its releases and regression window"
+# Explained combinations listed under each finding in text (`--json` has every one).
+EXPLAINED_SHOWN = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,12 +50,8 @@ def run(args: argparse.Namespace) -> int:
             return
         out = sys.stdout
         out.write(f"{reply.summary}\n")
-        findings = [s for s in reply.suspects if not s.explained_by]
-        for rank, s in enumerate(findings, 1):
-            out.write(f"  {rank}. {s.words}\n")
-            for e in reply.suspects:
-                if list(e.explained_by) == list(s.attributes):
-                    out.write(f"       · {e.words.split(' — ')[0]}\n")
+        for line in finding_lines(reply.suspects):
+            out.write(f"{line}\n")
         if reply.releases:
             out.write(f"\nreleases: {reply.regression}\n")
             _query.emit_table(
@@ -71,3 +70,26 @@ def run(args: argparse.Namespace) -> int:
     return _analytics.call(
         args, "suspects", lambda stub: stub.GetSuspects(request, timeout=args.timeout), render
     )
+
+
+def _values(s: Any) -> frozenset[tuple[str, str]]:
+    return frozenset((a.dim, a.value) for a in s.attributes)
+
+
+def finding_lines(suspects: Sequence[Any], shown: int = EXPLAINED_SHOWN) -> list[str]:
+    """The findings, ranked, each with at most `shown` of the combinations it explains and a count
+    of the rest (docs/analytics.md, "Suspects"). A pair is not listed when one of its values is
+    already on the page (a finding's, or an explained single value's): its over-representation is
+    that value's, so it adds nothing. `suspects`: Suspect messages, findings first."""
+    on_page = {a for s in suspects if not s.explained_by or len(s.attributes) == 1 for a in _values(s)}
+    lines = []
+    findings = [s for s in suspects if not s.explained_by]
+    for rank, f in enumerate(findings, 1):
+        lines.append(f"  {rank}. {f.words}")
+        under = [e for e in suspects if list(e.explained_by) == list(f.attributes)]
+        listed = [e for e in under if len(e.attributes) == 1 or not _values(e) & on_page][:shown]
+        lines += [f"       · {e.words.split(' — ')[0]}" for e in listed]
+        if len(under) > len(listed):
+            name = f.words[: f.words.index(f": {f.cluster_hosts_with} of {f.cluster_hosts} crashing hosts")]
+            lines.append(f"       … and {len(under) - len(listed)} more explained by {name} (--json lists all)")
+    return lines
