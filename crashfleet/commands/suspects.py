@@ -11,8 +11,6 @@ from typing import Any
 from crashfleet.commands import _analytics, _query
 
 HELP = "what is different about the hosts a cluster hit; its releases and regression window"
-# Explained combinations listed under each finding in text (`--json` has every one).
-EXPLAINED_SHOWN = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,22 +70,22 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
-def _values(s: Any) -> frozenset[tuple[str, str]]:
-    return frozenset((a.dim, a.value) for a in s.attributes)
+def finding_lines(suspects: Sequence[Any], shown: int | None = None) -> list[str]:
+    """The findings, ranked, each with at most `shown` (EXPLAINED_SHOWN) of the combinations it
+    explains that are worth listing (collector.analytics.listing) and a count of the rest.
+    `suspects`: Suspect messages, findings first."""
+    from collector.analytics.listing import EXPLAINED_SHOWN, worth_listing
 
+    def values(attributes: Any) -> tuple[tuple[str, str], ...]:
+        return tuple((a.dim, a.value) for a in attributes)
 
-def finding_lines(suspects: Sequence[Any], shown: int = EXPLAINED_SHOWN) -> list[str]:
-    """The findings, ranked, each with at most `shown` of the combinations it explains and a count
-    of the rest (docs/analytics.md, "Suspects"). A pair is not listed when one of its values is
-    already on the page (a finding's, or an explained single value's): its over-representation is
-    that value's, so it adds nothing. `suspects`: Suspect messages, findings first."""
-    on_page = {a for s in suspects if not s.explained_by or len(s.attributes) == 1 for a in _values(s)}
+    worth = worth_listing([(values(s.attributes), values(s.explained_by)) for s in suspects])
     lines = []
     findings = [s for s in suspects if not s.explained_by]
     for rank, f in enumerate(findings, 1):
         lines.append(f"  {rank}. {f.words}")
-        under = [e for e in suspects if list(e.explained_by) == list(f.attributes)]
-        listed = [e for e in under if len(e.attributes) == 1 or not _values(e) & on_page][:shown]
+        under = [(e, w) for e, w in zip(suspects, worth, strict=True) if list(e.explained_by) == list(f.attributes)]
+        listed = [e for e, w in under if w][: EXPLAINED_SHOWN if shown is None else shown]
         lines += [f"       · {e.words.split(' — ')[0]}" for e in listed]
         if len(under) > len(listed):
             name = f.words[: f.words.index(f": {f.cluster_hosts_with} of {f.cluster_hosts} crashing hosts")]

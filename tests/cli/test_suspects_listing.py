@@ -69,3 +69,25 @@ def test_findings_list_a_few_explained_combinations_and_count_the_rest(
     lines = finding_lines([_suspect(attrs, by) for attrs, by in suspects])
     assert [line.split(" crashing hosts")[0] for line in lines] == expected
     assert not any(" — " in line for line in lines if line.startswith("       ·")), "the reason is the heading"
+
+
+def test_the_cluster_page_lists_the_combinations_worth_it_first() -> None:
+    """The web page shares the rule (collector.analytics.listing): pairs that add nothing go last,
+    behind its "N more explained by it"."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from collector.analytics.regression import regression_window
+    from collector.analytics.suspects import Suspect, SuspectReport
+    from collector.analytics.triage import Triage
+    from collector.web import ClusterAnalytics
+
+    base = Suspect((HW,), 8, 8, 16, 8, 10.0, 5.0, 2.0, 1.6, 3.0, 1e-6, 1e-5)
+    finding = replace(base, words="finding")
+    order = [((HW, _m("ext4")), "redundant"), ((_m("veth"),), "single"), ((_m("a"), _m("b")), "new pair")]
+    under = [replace(base, attributes=attrs, explained_by=(HW,), words=words) for attrs, words in order]
+    report = SuspectReport(8, 10, (finding, *under), "summary")
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+    page = ClusterAnalytics(report, regression_window([]), Triage("c"), when, when)
+    [(top, listed)] = page.findings
+    assert top is finding and [e.words for e in listed] == ["single", "new pair", "redundant"]
