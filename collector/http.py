@@ -533,8 +533,12 @@ class App:
 
         q = parse_analytics(req.query, ("since", "until"))
         cluster_id = req.params["id"]
+        from collector.analytics.suspects import regression_stratum
+
         analytics = self._analytics()
-        window = analytics.regression(cluster_id, q.window)
+        # Within the top suspect's hosts (docs/analytics.md): a confounded release is no regression.
+        stratum = regression_stratum(analytics.suspects(cluster_id, q.window))
+        window = analytics.regression(cluster_id, q.window, stratum)
         body = {"cluster_id": cluster_id, **_window_json(q.window), **regression_json(window)}
         return json_response(HTTPStatus.OK, {**body, "triage": triage_json(analytics.get_triage(cluster_id))})
 
@@ -585,10 +589,13 @@ class App:
         rep = self.store.get_crash(rep_id) if rep_id else None
         analysis = None
         if self.analytics is not None:  # the default window: the 30 days before now
+            from collector.analytics.suspects import regression_stratum
+
             cluster_id, window = detail.summary.id, Window(None, None)
+            report = self.analytics.suspects(cluster_id, window)
             analysis = pages.ClusterAnalytics(
-                self.analytics.suspects(cluster_id, window),
-                self.analytics.regression(cluster_id, window),
+                report,
+                self.analytics.regression(cluster_id, window, regression_stratum(report)),
                 self.analytics.get_triage(cluster_id),
                 window.since,
                 window.until,

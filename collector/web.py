@@ -660,10 +660,15 @@ class ClusterAnalytics:
 
     @property
     def findings(self) -> list[tuple[Suspect, list[Suspect]]]:
-        """Each finding, strongest first, with the suspects it explains (as the CLI nests them)."""
+        """Each finding, strongest first, with the suspects it explains (as the CLI nests them):
+        those worth listing first (collector.analytics.listing), pairs that add nothing last."""
+        from collector.analytics.listing import worth_listing
+
+        suspects = self.report.suspects
+        worth = dict(zip(suspects, worth_listing([(s.attributes, s.explained_by) for s in suspects]), strict=True))
         return [
-            (s, [e for e in self.report.suspects if e.explained_by == s.attributes])
-            for s in self.report.suspects
+            (s, sorted((e for e in suspects if e.explained_by == s.attributes), key=lambda e: not worth[e]))
+            for s in suspects
             if not s.explained_by
         ]
 

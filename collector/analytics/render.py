@@ -80,6 +80,7 @@ def regression_json(window: RegressionWindow) -> dict[str, Any]:
         ],
         "first_release": window.first_release, "last_clean_release": window.last_clean_release,
         "inconclusive": list(window.inconclusive), "regression": window.words,
+        "regression_stratum": _attrs(window.stratum),
     }  # fmt: skip
 
 

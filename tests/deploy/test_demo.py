@@ -417,8 +417,15 @@ def test_demo_runs_unattended_and_tells_the_story(data: str, tmp_path: Path) -> 
     planted = [f"hardware {demo.NEW_GROUP.hardware}:", *(f"{m} loaded:" for m in demo.CONTAINER_MODULES)]
     assert any(first.startswith(p) for p in planted), first
     for p in planted:
-        assert re.search(rf"^(  1\. |       · ){re.escape(p)} 8 of 8 crashing hosts", top, re.M), p
+        assert re.search(
+            rf"^(  1\. |       · ){re.escape(p)} 8 of 8 crashing hosts vs 8 of {demo.MAX_HOSTS} in the fleet", top, re.M
+        ), p
     assert f"hardware {demo.OLD_GROUP.hardware}" not in top
+    # A few explained combinations under the finding, the rest counted.
+    assert len(re.findall(r"^       · ", top, re.M)) <= 3 and re.search(r"^       … and \d+ more explained by ", top, re.M)
+    # None of the crashing hosts ever ran the old release: no regression to claim for this cluster.
+    assert "regression between" not in top
+    assert f"too little exposure on {demo.OLD_RELEASE} among hosts with " in top
 
     # Is it the kernel or the machine: the EDAC host alone, with its hardware errors.
     suspects = _block(out, "$ crashfleet hosts --suspect", "On which release")
