@@ -28,6 +28,7 @@ from analysis.rustsym import demangle_rust
 
 __all__ = [
     "ANCHORS",
+    "ANCHOR_WORDS",
     "CONFIRM_LINES",
     "OOPS_GROUPS",
     "REPORT_CONTINUATIONS",
@@ -1145,7 +1146,8 @@ def _anchor_trie(words: Sequence[str]) -> str:
     return "|".join(parts)
 
 
-ANCHORS = re.compile(_anchor_trie([g.anchor for g in OOPS_GROUPS]))  # any group's anchor, one pass
+ANCHOR_WORDS: tuple[str, ...] = tuple(g.anchor for g in OOPS_GROUPS)  # a line holding none starts no report
+ANCHORS = re.compile(_anchor_trie(ANCHOR_WORDS))  # any group's anchor, one pass
 
 
 _LITERAL_START = re.compile(r"^[^{]{3}")

@@ -1,0 +1,88 @@
+"""The whole-log prefilter passes every line that holds a literal, each once, and no other."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.logforms import kernel_lines
+from analysis.oops import SCAN, _find_starts, _Lines
+from analysis.prefilter import Prefilter
+from analysis.title import OOPS_GROUPS
+from analysis.userfaults import FAULT_HINTS, count_user_faults
+from tests.conftest import REPO
+
+LITERALS = ("BUG:", "ab", "bc", "a.c", "Oops", "é:", " ip:")
+LINES = [
+    "BUG: x",  # at the start
+    "plain line",
+    "",
+    "x BUG:",  # at the end
+    "abc",  # two literals overlapping
+    "abxbc BUG: Oops",  # three in one line: reported once
+    "a.c",
+    "axc",  # `.` is a literal dot, not any character
+    "\u00e9: caf\u00e9",  # non-ASCII literal in non-ASCII text
+    "caf\u00e9 ab",  # a literal after multi-byte characters
+    "\ud800 ab",  # a lone surrogate (a JSON journal's \\ud800 escape) does not shift the lines
+    "carriage\r BUG:",  # a \r inside a journal message line is not a line break
+    "x" * 10_000 + "Oops",  # far into a long line
+    "trap ip:1",
+    "trap,ip:1",  # " ip:" needs its space
+    "Oo ps",
+    "bc",  # the last line, no line break after it
+]
+
+
+def brute(literals: tuple[str, ...], lines: list[str]) -> list[int]:
+    return [i for i, line in enumerate(lines) if any(w in line for w in literals)]
+
+
+def test_lines_are_exactly_those_holding_a_literal() -> None:
+    scan = Prefilter("test", LITERALS)
+    assert scan.lines(LINES) == brute(LITERALS, LINES)
+    assert scan.lines(LINES) == [0, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16]
+    assert scan.lines([]) == []
+    assert scan.lines(["", "", "ab"]) == [2]
+    assert scan.lines(["ab"] * 5) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("bad", [(), ("",), ("a\nb",)])
+def test_a_literal_that_no_line_can_hold_is_refused(bad: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError):
+        Prefilter("bad", bad)
+
+
+def test_scan_holds_every_anchor_and_fault_hint() -> None:
+    assert set(SCAN.literals) == {g.anchor for g in OOPS_GROUPS} | set(FAULT_HINTS)
+
+
+def _golden_logs() -> list[list[str]]:
+    paths = sorted((REPO / "tests" / "data" / "logs").glob("*.log")) + sorted(
+        (REPO / "tests" / "data" / "printers").glob("*.log")
+    )
+    assert len(paths) > 60
+    return [kernel_lines(p.read_bytes()).lines for p in paths]
+
+
+def test_report_starts_from_the_scan_are_those_of_a_walk_over_every_line() -> None:
+    found = 0
+    for lines in _golden_logs():
+        view = _Lines(lines, [None] * len(lines), [True] * len(lines))
+        every = _find_starts(view, list(range(len(lines))))
+        assert _find_starts(view, SCAN.lines(lines)) == every
+        found += len(every)
+    assert found > 60
+
+
+def test_user_faults_from_the_scan_are_those_of_a_walk_over_every_line() -> None:
+    lines = [
+        "[ 1.0] java[4242]: segfault at 8 ip 00007f3a1c2b4e10 sp 00007f3a0effd8a0 error 4",
+        "[ 1.1] potentially unexpected fatal signal 11.",
+        "[ 1.2] CPU: 2 PID: 917 Comm: qemu-kvm Not tainted 6.1.0-56-amd64 #1  Debian 6.1.192-2",
+        "[ 1.3] BUG: unable to handle page fault for address: 0000000000000060",
+        "[ 1.4] traps: node[6001] general protection fault ip:55d0c3a4b1e2 sp:7ffc1e2d3a40 error:0",
+    ]
+    expected = {"java": 1, "qemu-kvm": 1, "node": 1}
+    assert count_user_faults(lines) == expected
+    assert count_user_faults(lines, range(len(lines))) == expected
+    assert count_user_faults(lines, SCAN.lines(lines)) == expected
