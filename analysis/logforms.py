@@ -29,6 +29,7 @@ Every pattern is anchored and bounded; one pass over the input.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -133,6 +134,10 @@ class KernelLines:
     # Seconds from the transport header (syslog/journal time) per line, None where it has none;
     # None for forms whose lines carry the printk timestamp in their text.
     times: list[float | None] | None = None
+    # The input bytes when their `\n`-separated line i holds all of `lines[i]` (a console log
+    # given as bytes, without NULs or other line breaks): a whole-log scan (analysis.prefilter)
+    # reads them instead of joining and encoding the lines again. None otherwise.
+    source: bytes | None = None
 
 
 def is_console_noise(line: str) -> str | None:
@@ -205,18 +210,30 @@ def kernel_lines(data: bytes | str) -> KernelLines:
     if form is LogForm.KMSG:
         return _kmsg(raw)
     if form is LogForm.CONSOLE:
-        return _console(text, raw)
+        at_newlines = _split_at_newlines(text, raw)
+        view = _console(text, raw, at_newlines)
+        if at_newlines and isinstance(data, bytes) and b"\x00" not in data:
+            # Decoding keeps every `\n` and every valid UTF-8 sequence, and _console only blanks
+            # lines or cuts a prefix off them: line i of the bytes holds what line i holds.
+            return dataclasses.replace(view, source=data)
+        return view
     return _headed(form, raw)
 
 
-def _console(text: str, raw: list[str]) -> KernelLines:
+def _split_at_newlines(text: str, raw: list[str]) -> bool:
+    """True when `raw` (text.splitlines()) broke the text at its `\n`s only (`\r\n` included):
+    line i is what follows the i-th `\n`, no lone `\r` or other separator split one."""
+    return len(raw) == text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+
+
+def _console(text: str, raw: list[str], at_newlines: bool) -> KernelLines:
     """Every line is the kernel's but the console noise; `raw` is rewritten in place (blanked lines,
     `dmesg -x` prefixes cut). Lines with a printk timestamp, nearly all of a console log, are
-    passed over by one scan of the text; only the others are looked at."""
+    passed over by one scan of the text when `raw` is the text split at its `\n`s
+    (`at_newlines`); only the others are looked at."""
     kernel = [True] * len(raw)
     skipped = 0
-    newlines = text.count("\n")
-    if len(raw) == newlines + (1 if text and not text.endswith("\n") else 0):
+    if at_newlines:
         # Line i starts after the i-th "\n": find the unstamped lines without a Python loop per line.
         candidates: Iterable[int] = _unstamped_lines(text)
     else:  # other separators (lone \r, \x0b ...) split lines too: look at every line

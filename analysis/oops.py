@@ -301,7 +301,7 @@ def parse_kernel_log(data: bytes | str) -> ParsedLog:
         return ParsedLog([], LogForm.CONSOLE, 0, {})
     candidates: list[int] | None = None
     try:
-        candidates = SCAN.lines(view.lines)  # one scan serves both the report starts and the user faults
+        candidates = SCAN.lines(view.lines, view.source)  # one scan serves both the report starts and the user faults
         records = _parse_lines(view.lines, view.kernel, view.times, candidates)
     except Exception:  # a parser bug must not take the agent down; say so and carry on
         log.exception("event=parse_failed reason=internal-error")

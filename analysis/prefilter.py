@@ -49,9 +49,15 @@ class Prefilter:
             raise ValueError(f"prefilter {self.name}: literals must be non-empty and hold no line break")
         object.__setattr__(self, "pattern", compile_bytes(b"|".join(_escape(w) for w in words)))
 
-    def lines(self, lines: Sequence[str]) -> list[int]:
-        """Indexes of the lines holding a literal, ascending, each once."""
-        text = "\n".join(lines).encode("utf-8", errors="surrogatepass")
+    def lines(self, lines: Sequence[str], source: bytes | None = None) -> list[int]:
+        """Indexes of the lines holding a literal, ascending, each once.
+
+        `source`, when given, is read instead of the lines joined: UTF-8 whose `\n`-separated
+        line i holds all of `lines[i]` (the input a console log was split from, see
+        analysis.logforms.KernelLines.source). It may hold more: a line is passed when its
+        source line holds a literal, and the stages' own checks reject what the line lacks.
+        """
+        text = "\n".join(lines).encode("utf-8", errors="surrogatepass") if source is None else source
         search = self.pattern.search
         found: list[int] = []
         line = 0  # the line `pos` starts
@@ -59,6 +65,8 @@ class Prefilter:
         while (m := search(text, pos)) is not None:
             start = m.start()
             line += text.count(b"\n", pos, start)
+            if line >= len(lines):
+                break
             found.append(line)
             end = text.find(b"\n", start)
             if end < 0:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.logforms import kernel_lines
-from analysis.oops import SCAN, _find_starts, _Lines
+from analysis.logforms import KernelLines, LogForm, kernel_lines
+from analysis.oops import SCAN, _find_starts, _Lines, parse_kernel_log
 from analysis.prefilter import Prefilter
 from analysis.title import OOPS_GROUPS
 from analysis.userfaults import FAULT_HINTS, count_user_faults
@@ -56,22 +56,49 @@ def test_scan_holds_every_anchor_and_fault_hint() -> None:
     assert set(SCAN.literals) == {g.anchor for g in OOPS_GROUPS} | set(FAULT_HINTS)
 
 
-def _golden_logs() -> list[list[str]]:
+def _golden_logs() -> list[KernelLines]:
     paths = sorted((REPO / "tests" / "data" / "logs").glob("*.log")) + sorted(
         (REPO / "tests" / "data" / "printers").glob("*.log")
     )
     assert len(paths) > 60
-    return [kernel_lines(p.read_bytes()).lines for p in paths]
+    return [kernel_lines(p.read_bytes()) for p in paths]
 
 
 def test_report_starts_from_the_scan_are_those_of_a_walk_over_every_line() -> None:
-    found = 0
-    for lines in _golden_logs():
-        view = _Lines(lines, [None] * len(lines), [True] * len(lines))
-        every = _find_starts(view, list(range(len(lines))))
-        assert _find_starts(view, SCAN.lines(lines)) == every
+    found = read_as_given = 0
+    for view in _golden_logs():
+        lines = _Lines(view.lines, [None] * len(view.lines), view.kernel)
+        every = _find_starts(lines, list(range(len(view.lines))))
+        assert _find_starts(lines, SCAN.lines(view.lines)) == every
+        assert _find_starts(lines, SCAN.lines(view.lines, view.source)) == every
         found += len(every)
-    assert found > 60
+        read_as_given += view.source is not None
+    assert found > 60 and read_as_given > 50
+
+
+def test_a_console_log_given_as_bytes_is_scanned_as_it_came() -> None:
+    data = b"[ 1.0] BUG: x\r\n[ 1.1] caf\xc3\xa9 \xff Oops\nuser  :err   : BUG: y\n[ 1.2] fine\n"
+    view = kernel_lines(data)
+    assert view.form is LogForm.CONSOLE and view.source is data
+    assert view.lines[2] == ""  # user space's line, blanked
+    assert SCAN.lines(view.lines) == [0, 1]
+    assert SCAN.lines(view.lines, view.source) == [0, 1, 2]  # passed, then judged by what the line holds
+    assert parse_kernel_log(data).records == parse_kernel_log(data.decode("utf-8", errors="replace")).records
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "[ 1.0] BUG: x\n",  # text: nothing to read as it came
+        b"[ 1.0] BU\x00G: x\n",  # decoding drops the NUL: the bytes do not hold the line
+        b"[ 1.0] BUG: x\r[ 1.1] y\n",  # a lone \r splits a line the bytes do not
+        b"Mar 28 23:50:56 host kernel: BUG: x\nMar 28 23:50:57 host kernel: y\n",  # syslog: headers cut
+    ],
+)
+def test_other_inputs_are_joined_again(data: bytes | str) -> None:
+    view = kernel_lines(data)
+    assert view.source is None
+    assert SCAN.lines(view.lines) == [0]
 
 
 def test_user_faults_from_the_scan_are_those_of_a_walk_over_every_line() -> None:
