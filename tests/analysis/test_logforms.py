@@ -13,12 +13,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from analysis.logforms import LogForm, detect_form, header_seconds, is_console_noise, kernel_lines
+from analysis.logforms import (
+    LogForm,
+    _unstamped_lines,
+    detect_form,
+    header_seconds,
+    is_console_noise,
+    kernel_lines,
+)
 from analysis.oops import parse_kernel_log, parse_log
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "logforms"
@@ -170,3 +180,38 @@ def test_a_quiet_gap_ends_a_report_in_a_journal_without_printk_times() -> None:
     ]
     [record] = parse_log("\n".join(together) + "\n")
     assert record.panic_message == "Fatal machine check"
+
+
+_ASCII_STAMP = re.compile(r"\[ {0,12}[0-9]{1,12}\.[0-9]")
+
+
+def _unstamped_by_walk(lines: list[str]) -> set[int]:
+    """The lines a console log's fast path must look at, found line by line: every non-empty line
+    (one not starting a `\\r\\n`) that does not begin with a printk stamp, and line 0 of any text."""
+    first = {0} if "\n".join(lines) else set()
+    return first | {i for i, line in enumerate(lines) if line[:1] not in ("", "\r") and not _ASCII_STAMP.match(line)}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet="[ 0123456789.x\r\u0661", max_size=30), min_size=1, max_size=12))
+def test_the_unstamped_scan_finds_the_lines_a_walk_finds(lines: list[str]) -> None:
+    """_UNSTAMPED spells out the complement of a stamp for RE2: same lines as the stamp itself says."""
+    data = "\n".join(lines).encode("utf-8")
+    found = list(_unstamped_lines(data, len(data.decode().splitlines())))
+    assert found == sorted(set(found))
+    assert set(found) == _unstamped_by_walk(lines)
+
+
+def test_the_unstamped_scan_on_the_edges_of_a_stamp() -> None:
+    lines = ["[ 1.0] ok", "[", "[ ", "[  12", "[12.", "[12.x", "[" + " " * 12 + "1.0] ok", "[" + " " * 13 + "1.0]",
+             "[123456789012.3] ok", "[1234567890123.4]", "", "x", "\r", "[\r", "[ 5.5] ok"]  # fmt: skip
+    assert list(_unstamped_lines("\n".join(lines).encode(), len(lines))) == [0, 1, 2, 3, 4, 5, 7, 9, 11, 13]
+    assert list(_unstamped_lines("\n".join(lines).encode(), 5)) == [0, 1, 2, 3, 4]
+    assert list(_unstamped_lines(b"\x00\x00", 0)) == []  # the NULs dropped, no line is left
+
+
+@pytest.mark.parametrize("data", [b"\x00" * 64, b"[ 1.0] BUG: x\n\x00", b"\x00\nplain\n\x00\x00"])
+def test_a_console_log_whose_nuls_are_dropped_keeps_its_lines(data: bytes) -> None:
+    text = data.replace(b"\x00", b"").decode()
+    view = kernel_lines(data)
+    assert view.form is LogForm.CONSOLE and view.lines == text.splitlines() and view.source is None
