@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis.logforms import KernelLines, LogForm, kernel_lines
 from analysis.oops import SCAN, _find_starts, _Lines, parse_kernel_log
@@ -46,6 +48,16 @@ def test_lines_are_exactly_those_holding_a_literal() -> None:
     assert scan.lines(["ab"] * 5) == [0, 1, 2, 3, 4]
 
 
+PIECES = ("BUG:", "BUG", ":", "ab", "b", "c", "Oops", "\u00e9:", " ip:", "ip:", " ", "x" * 1500, "\r", "\u00e9")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(PIECES), max_size=6).map("".join), max_size=40))
+def test_lines_are_those_a_walk_finds_dense_or_sparse(lines: list[str]) -> None:
+    """Hits far apart (one RE2 search each) or close together (asked line by line) alike."""
+    assert Prefilter("test", LITERALS).lines(lines) == brute(LITERALS, lines)
+
+
 @pytest.mark.parametrize("bad", [(), ("",), ("a\nb",)])
 def test_a_literal_that_no_line_can_hold_is_refused(bad: tuple[str, ...]) -> None:
     with pytest.raises(ValueError):
@@ -82,7 +94,13 @@ def test_a_console_log_given_as_bytes_is_scanned_as_it_came() -> None:
     assert view.form is LogForm.CONSOLE and view.source is data
     assert view.lines[2] == ""  # user space's line, blanked
     assert SCAN.lines(view.lines) == [0, 1]
-    assert SCAN.lines(view.lines, view.source) == [0, 1, 2]  # passed, then judged by what the line holds
+    # Reading the bytes may pass the blanked line too (its bytes hold `BUG:`); the stages judge it.
+    assert {0, 1} <= set(SCAN.lines(view.lines, view.source)) <= {0, 1, 2}
+    far = b"[ 1.0] BUG: x\n" + b"[ 1.1] filler\n" * 1000 + b"user  :err   : BUG: y\n[ 1.2] Oops\n"
+    view = kernel_lines(far)
+    assert view.source is far and view.lines[1001] == ""
+    assert SCAN.lines(view.lines, view.source) == [0, 1001, 1002]  # a hit of the bytes alone
+    assert SCAN.lines(view.lines) == [0, 1002]
     assert parse_kernel_log(data).records == parse_kernel_log(data.decode("utf-8", errors="replace")).records
 
 
