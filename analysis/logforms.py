@@ -267,21 +267,34 @@ def _split_at_newlines(text: str, raw: list[str]) -> bool:
     return len(raw) == text.count("\n") + (1 if text and not text.endswith("\n") else 0)
 
 
+_DENSE_BYTES = 4096  # after an unstamped line, the lines this close are passed without a search
+
+
 def _unstamped_lines(data: bytes, count: int) -> Iterator[int]:
-    """Indexes below `count` of lines that may not start with a printk timestamp: every non-empty
-    one that does not, line 0 always (no line break before it), a few that do (digits other than
-    ASCII). `count` bounds them by the decoded lines: NULs dropped may leave fewer."""
-    if count:
-        yield 0
-    index = 0
-    counted = 0  # line breaks before this offset are counted in `index`
-    for m in _UNSTAMPED.finditer(data):
-        start = m.start()
-        index += data.count(b"\n", counted, start + 1)
-        counted = start + 1
-        if index >= count:
+    """Indexes below `count`, ascending, of lines that may not start with a printk timestamp:
+    every non-empty one that does not, line 0 (no line break before it), and a few that do
+    (digits other than ASCII; the lines within _DENSE_BYTES after one found, passed with it
+    since where few lines carry a stamp a search call a line would cost more than it saves).
+    `count` bounds them by the decoded lines: NULs dropped may leave fewer."""
+    if not count:
+        return
+    yield 0
+    breaks = 0  # line breaks in data[:counted]
+    counted = 0
+    pos = 0
+    while (m := _UNSTAMPED.search(data, pos)) is not None:
+        brk = m.start()  # the line break before the line found
+        breaks += data.count(b"\n", counted, brk + 1)
+        counted = brk + 1
+        first = breaks
+        end = data.find(b"\n", brk + 1 + _DENSE_BYTES)  # the break after the last line passed with it
+        last = count - 1 if end < 0 else min(count - 1, first + data.count(b"\n", counted, end))
+        if first > last:
             return
-        yield index
+        yield from range(first, last + 1)
+        if end < 0 or last == count - 1:
+            return
+        breaks, counted, pos = last, end, end
 
 
 def _facility_ok(pri: str | None) -> bool:

@@ -194,20 +194,33 @@ def _unstamped_by_walk(lines: list[str]) -> set[int]:
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.text(alphabet="[ 0123456789.x\r\u0661", max_size=30), min_size=1, max_size=12))
-def test_the_unstamped_scan_finds_the_lines_a_walk_finds(lines: list[str]) -> None:
-    """_UNSTAMPED spells out the complement of a stamp for RE2: same lines as the stamp itself says."""
+def test_the_unstamped_scan_passes_every_line_a_walk_finds(lines: list[str]) -> None:
+    """_UNSTAMPED spells out the complement of a stamp for RE2: no unstamped line escapes it."""
     data = "\n".join(lines).encode("utf-8")
-    found = list(_unstamped_lines(data, len(data.decode().splitlines())))
-    assert found == sorted(set(found))
-    assert set(found) == _unstamped_by_walk(lines)
+    count = len(data.decode().splitlines())
+    found = list(_unstamped_lines(data, count))
+    assert found == sorted(set(found)) and all(i < count for i in found)
+    assert _unstamped_by_walk(lines) & set(range(count)) <= set(found)
+
+
+EDGES = ["[ 1.0] ok", "[", "[ ", "[  12", "[12.", "[12.x", "[" + " " * 12 + "1.0] ok", "[" + " " * 13 + "1.0]",
+         "[123456789012.3] ok", "[1234567890123.4]", "", "x", "\r", "[\r", "[ 5.5] ok"]  # fmt: skip
 
 
 def test_the_unstamped_scan_on_the_edges_of_a_stamp() -> None:
-    lines = ["[ 1.0] ok", "[", "[ ", "[  12", "[12.", "[12.x", "[" + " " * 12 + "1.0] ok", "[" + " " * 13 + "1.0]",
-             "[123456789012.3] ok", "[1234567890123.4]", "", "x", "\r", "[\r", "[ 5.5] ok"]  # fmt: skip
-    assert list(_unstamped_lines("\n".join(lines).encode(), len(lines))) == [0, 1, 2, 3, 4, 5, 7, 9, 11, 13]
-    assert list(_unstamped_lines("\n".join(lines).encode(), 5)) == [0, 1, 2, 3, 4]
+    """Far apart, the lines found are exactly the unstamped ones; close together, the lines
+    after one found are passed with it (the caller asks each for its stamp)."""
+    filler = "[ 2.0] " + "y" * 5000  # a stamped line long enough to keep the others far apart
+    lines = [line for edge in EDGES for line in (edge, filler)]
+    found = list(_unstamped_lines("\n".join(lines).encode(), len(lines)))
+    edges = [i for i in found if lines[i] != filler]  # a filler may be passed with the line before it
+    assert edges == [2 * i for i in (0, 1, 2, 3, 4, 5, 7, 9, 11, 13)]
+    assert edges == sorted(_unstamped_by_walk(lines))
+    close = list(_unstamped_lines("\n".join(EDGES).encode(), len(EDGES)))
+    assert close == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+    assert list(_unstamped_lines("\n".join(EDGES).encode(), 5)) == [0, 1, 2, 3, 4]
     assert list(_unstamped_lines(b"\x00\x00", 0)) == []  # the NULs dropped, no line is left
+    assert list(_unstamped_lines(b"[ 1.0] a\n[ 1.1] b\n", 2)) == [0]
 
 
 @pytest.mark.parametrize("data", [b"\x00" * 64, b"[ 1.0] BUG: x\n\x00", b"\x00\nplain\n\x00\x00"])
