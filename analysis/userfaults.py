@@ -109,10 +109,14 @@ def count_user_faults(lines: Sequence[str], candidates: Iterable[int] | None = N
     """
     counts: dict[str, int] = {}
     resume = 0  # lines before this index were already read as the lines after a fault
+    holds_hint = _HINT_LINES.line_pattern.search
     for i in _HINT_LINES.lines(lines) if candidates is None else candidates:
         if i < resume:
             continue
-        fault = user_fault(normalize_line(lines[i][:MAX_LINE_CHARS]).text)
+        line = lines[i][:MAX_LINE_CHARS]
+        if candidates is not None and holds_hint(line) is None:
+            continue  # a line passed for another literal (a report's anchor)
+        fault = user_fault(normalize_line(line).text)
         if fault is None:
             continue
         if fault.comm is not None:
