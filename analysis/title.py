@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 
 from analysis.linear import compile_text
 from analysis.model import CrashKind
+from analysis.prefilter import literal_trie
 from analysis.rules import generic_frame_rule
 from analysis.rustsym import demangle_rust
 
 __all__ = [
     "ANCHORS",
+    "ANCHOR_WORDS",
     "CONFIRM_LINES",
     "OOPS_GROUPS",
     "REPORT_CONTINUATIONS",
@@ -1143,27 +1145,8 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
     ),
 )  # fmt: skip
 
-def _anchor_trie(words: Sequence[str]) -> str:
-    """An alternation of `words` factored by common prefixes: the regex engine tries one branch
-    per first character instead of every anchor at every candidate position (only presence is
-    asked of ANCHORS, so a word that extends another is dropped)."""
-    by_first: dict[str, list[str]] = {}
-    for word in words:
-        by_first.setdefault(word[:1], []).append(word[1:])
-    parts = []
-    for first, rests in sorted(by_first.items()):
-        if not first:
-            continue
-        if "" in rests:
-            parts.append(re.escape(first))
-        elif len(rests) == 1:
-            parts.append(re.escape(first + rests[0]))
-        else:
-            parts.append(re.escape(first) + "(?:" + _anchor_trie(rests) + ")")
-    return "|".join(parts)
-
-
-ANCHORS = re.compile(_anchor_trie([g.anchor for g in OOPS_GROUPS]))  # any group's anchor, one pass
+ANCHOR_WORDS: tuple[str, ...] = tuple(g.anchor for g in OOPS_GROUPS)  # a line holding none starts no report
+ANCHORS = re.compile(literal_trie(ANCHOR_WORDS))  # any group's anchor, one pass
 
 
 _LITERAL_START = re.compile(r"^[^{]{3}")
