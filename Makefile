@@ -73,10 +73,12 @@ deb:
 	lintian --fail-on error,warning --info $(DEB_DIR)/*.changes
 
 # Opt-in, minutes long: the package on a Debian bookworm guest in QEMU with kdump-tools, crashed
-# twice (docs/packaging.md). The guest image is cached under $(E2E_CACHE).
+# three times (docs/packaging.md). The guest image is cached under $(E2E_CACHE); E2E_ARGS=--keep
+# keeps the run's work directory (scripts/e2e/fixtures.py makes fixtures of its captures).
 E2E_CACHE ?= $(HOME)/.cache/crashfleet-e2e
+E2E_ARGS ?=
 e2e: deb
-	$(PYTHON) scripts/e2e/run.py --cache $(E2E_CACHE) --deb $(DEB_DIR)
+	$(PYTHON) scripts/e2e/run.py --cache $(E2E_CACHE) --deb $(DEB_DIR) $(E2E_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-lock build *.egg-info .mypy_cache .ruff_cache .pytest_cache
