@@ -27,13 +27,15 @@ lock:
 	  --python-platform x86_64-manylinux_2_28 --no-header $(if $(UPGRADE),--upgrade) -o requirements.lock
 
 # Debian packages the checks use for real: promtool (alert rule tests), chromium (web page test),
-# makedumpfile (dmesg oracle), elfutils (eu-addr2line oracle). Installed only when missing.
+# makedumpfile (dmesg oracle), elfutils (eu-addr2line oracle), shellcheck (the packaging's and
+# make e2e's shell scripts). Installed only when missing.
 sysdeps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v makedumpfile >/dev/null || missing="$$missing makedumpfile"; \
 	command -v eu-addr2line >/dev/null || missing="$$missing elfutils"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -73,10 +75,12 @@ deb:
 	lintian --fail-on error,warning --info $(DEB_DIR)/*.changes
 
 # Opt-in, minutes long: the package on a Debian bookworm guest in QEMU with kdump-tools, crashed
-# twice (docs/packaging.md). The guest image is cached under $(E2E_CACHE).
+# three times (docs/packaging.md). The guest image is cached under $(E2E_CACHE); E2E_ARGS=--keep
+# keeps the run's work directory (scripts/e2e/fixtures.py makes fixtures of its captures).
 E2E_CACHE ?= $(HOME)/.cache/crashfleet-e2e
+E2E_ARGS ?=
 e2e: deb
-	$(PYTHON) scripts/e2e/run.py --cache $(E2E_CACHE) --deb $(DEB_DIR)
+	$(PYTHON) scripts/e2e/run.py --cache $(E2E_CACHE) --deb $(DEB_DIR) $(E2E_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-lock build *.egg-info .mypy_cache .ruff_cache .pytest_cache

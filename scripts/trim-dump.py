@@ -5,11 +5,14 @@
 
 A makedumpfile `-d 31` dump of a 256 MiB guest is still ~16 MB (kernel text, slab, page
 tables); reading the log and the system facts needs a few dozen pages. This reads IN with
-`analysis.vmcore` (the log and the system facts), records every physical page touched, and writes
+`analysis.vmcore` (the log, the system facts, and the stack and code pages the agent reads to
+find an oops's RIP address), records every physical page touched, and writes
 OUT as the same kdump-compressed file with only those pages: headers, VMCOREINFO, notes and the
 RAM bitmap byte for byte, the dumped-pages bitmap and the page descriptors rewritten, each kept
-page's compressed bytes copied unchanged. An ELF dump (QEMU's, when makedumpfile cannot read
-it) becomes an ELF core with the same notes and one PT_LOAD per run of kept pages.
+page's compressed bytes copied unchanged. A flattened stream (`makedumpfile -F`: kdump-tools'
+`dump.<stamp>`) is trimmed as the file `makedumpfile -R` makes of it and written back flattened.
+An ELF dump (QEMU's, when makedumpfile cannot read it) becomes an ELF core with the same notes and
+one PT_LOAD per run of kept pages.
 
 With `--keep-oracle CMD` (e.g. `makedumpfile` or `qemu-aarch64-static -L ROOT .../makedumpfile`)
 the pages makedumpfile itself reads (it names each excluded pfn it misses) are kept as well,
@@ -35,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.vmcore import open_dump
 from analysis.vmcore.dump import Dump
 from analysis.vmcore.elf import ElfDump
+from analysis.vmcore.flattened import FLAT_SIGNATURE
 from analysis.vmcore.kdump import KdumpDump
 
 _HEADER = struct.Struct("<8si" + "65s" * 6 + "6xqqIiiIIIIIIi")
@@ -42,8 +46,11 @@ _PAGE_DESC = struct.Struct("<qIIQ")
 
 
 def touched_pages(path: str) -> set[int]:
-    """Every pfn the reader fetches while extracting the log and the system facts."""
+    """Every pfn the reader fetches while extracting the log and the system facts, and while the
+    agent looks for a record's RIP address on the crashed task's stack (fill_rip_addresses)."""
+    from analysis.signature import analyze
     from analysis.vmcore import read_dump
+    from analysis.vmcore.faultframe import fill_rip_addresses
 
     seen: set[int] = set()
     originals = {cls: cls._read_page for cls in (KdumpDump, ElfDump)}
@@ -58,7 +65,7 @@ def touched_pages(path: str) -> set[int]:
     for cls in originals:
         cls._read_page = recorder(cls)  # type: ignore[method-assign]
     try:
-        read_dump(path)
+        fill_rip_addresses(path, analyze(read_dump(path).log))
     finally:
         for cls, original in originals.items():
             cls._read_page = original  # type: ignore[method-assign]
@@ -136,6 +143,45 @@ def trim(src: str, dst: str, keep: set[int]) -> int:
     return len(present)
 
 
+_FLAT_HEADER_SIZE = 4096
+_FLAT_RECORD = struct.Struct(">qq")
+_FLAT_CHUNK = 1 << 16
+
+
+def is_flattened(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(FLAT_SIGNATURE)) == FLAT_SIGNATURE
+
+
+def unflatten(src: str, dst: str) -> None:
+    """What `makedumpfile -R` does: replay a flattened stream's (offset, size) records into a file."""
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        f.seek(_FLAT_HEADER_SIZE)
+        while True:
+            raw = f.read(_FLAT_RECORD.size)
+            if len(raw) < _FLAT_RECORD.size:
+                sys.exit(f"{src}: truncated flattened stream (no end marker)")
+            offset, size = _FLAT_RECORD.unpack(raw)
+            if offset == -1 and size == -1:
+                return
+            data = f.read(size)
+            if offset < 0 or len(data) != size:
+                sys.exit(f"{src}: corrupt flattened record ({offset}, {size})")
+            out.seek(offset)
+            out.write(data)
+
+
+def flatten(src: str, dst: str, header: bytes) -> None:
+    """A plain file as `makedumpfile -F` streams one: the original's header, records, the end marker."""
+    data = Path(src).read_bytes()
+    out = bytearray(header)
+    for offset in range(0, len(data), _FLAT_CHUNK):
+        chunk = data[offset : offset + _FLAT_CHUNK]
+        out += _FLAT_RECORD.pack(offset, len(chunk)) + chunk
+    out += _FLAT_RECORD.pack(-1, -1)
+    Path(dst).write_bytes(bytes(out))
+
+
 _EXCLUDED = re.compile(rb"pfn\(([0-9a-f]+)\) is excluded")
 _MAX_ROUNDS = 500
 
@@ -158,26 +204,34 @@ def main() -> int:
     args = parser.parse_args()
     keep = touched_pages(args.src)
     ours = len(keep)
-    pages = trim(args.src, args.dst, keep)
-    if args.keep_oracle:
-        cmd = shlex.split(args.keep_oracle)
-        full, _ = oracle(cmd, args.src)
-        if full is None:
-            print(f"{args.src}: makedumpfile cannot read the original dump", file=sys.stderr)
-            return 1
-        for _ in range(_MAX_ROUNDS):
-            log, missing = oracle(cmd, args.dst)
-            if log is not None or not missing - keep:
-                break
-            keep |= missing
-            pages = trim(args.src, args.dst, keep)
-        if log != full:
-            print(f"{args.dst}: makedumpfile reads a different log from the trimmed dump", file=sys.stderr)
-            return 1
-        print(f"{args.dst}: makedumpfile --dump-dmesg identical on the original and the trimmed dump")
+    with tempfile.TemporaryDirectory() as tmp:
+        # A flattened stream is trimmed as the file `makedumpfile -R` makes of it, and written back
+        # flattened; makedumpfile itself reads only the un-flattened file.
+        flat = is_flattened(args.src)
+        src, dst = (str(Path(tmp, "src.plain")), str(Path(tmp, "dst.plain"))) if flat else (args.src, args.dst)
+        if flat:
+            unflatten(args.src, src)
+        pages = trim(src, dst, keep)
+        if args.keep_oracle:
+            cmd = shlex.split(args.keep_oracle)
+            full, _ = oracle(cmd, src)
+            if full is None:
+                print(f"{args.src}: makedumpfile cannot read the original dump", file=sys.stderr)
+                return 1
+            for _ in range(_MAX_ROUNDS):
+                log, missing = oracle(cmd, dst)
+                if log is not None or not missing - keep:
+                    break
+                keep |= missing
+                pages = trim(src, dst, keep)
+            if log != full:
+                print(f"{args.dst}: makedumpfile reads a different log from the trimmed dump", file=sys.stderr)
+                return 1
+            print(f"{args.dst}: makedumpfile --dump-dmesg identical on the original and the trimmed dump")
+        if flat:
+            flatten(dst, args.dst, Path(args.src).read_bytes()[:_FLAT_HEADER_SIZE])
     print(f"{args.dst}: {pages} pages ({ours} read by crashfleet), {Path(args.dst).stat().st_size} bytes")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

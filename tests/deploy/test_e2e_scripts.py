@@ -84,3 +84,40 @@ def test_image_cache_key_follows_the_recipe_only(tmp_path: Path) -> None:
     (tree / "run.py").write_text(source)
     (tree / "guest" / "e2e_oops.c").write_text((tree / "guest" / "e2e_oops.c").read_text() + "\n")
     assert _key_of(tree, "e2e_key_3") != original
+
+
+def _fixtures_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("e2e_fixtures", E2E / "fixtures.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["e2e_fixtures"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fixture_console_is_the_crashed_boot_only() -> None:
+    """scripts/e2e/fixtures.py cuts each crash's boot out of the run's console: after the previous
+    reset, through the crashed kernel's last line (an oops under kdump prints no "Kernel panic"),
+    never the capture kernel's lines that follow with their timestamps started again."""
+    serial = b"\r\n".join([
+        b"[   77.6] kdump-tools[204]: Starting kdump-tools:",
+        b"E2E trigger kind=sysrq-c at=100 next=crash1",
+        b"[  380.1] sysrq: Trigger a crash",
+        b"[  380.1] Kernel panic - not syncing: sysrq triggered crash",
+        b"[  380.1]  </TASK>",
+        b"[   49.9] kdump-tools[214]: Starting kdump-tools:",
+        b"[   80.2] reboot: Restarting system",
+        b"[   69.4] kdump-tools[208]: Starting kdump-tools:",
+        b"E2E boot stage=crash1",
+        b"E2E trigger kind=module-null at=200 next=crash2",
+        b"[  233.9] BUG: kernel NULL pointer dereference, address: 0000000000000060",
+        b"[  233.9] Oops: 0000 [#1] PREEMPT SMP NOPTI",
+        b"[  233.9] CR2: 0000000000000060",
+        b"[   77.6] kdump-tools[218]: Starting kdump-tools:",
+    ]) + b"\r\n"  # fmt: skip
+    first, second = _fixtures_module().console_segments(serial)
+    assert (first.kind, first.at, second.kind, second.at) == ("sysrq-c", 100, "module-null", 200)
+    assert first.console.startswith(b"[   77.6] kdump-tools[204]") and first.console.endswith(b"</TASK>\r\n")
+    assert second.console.startswith(b"[   69.4] kdump-tools[208]")
+    assert second.console.endswith(b"CR2: 0000000000000060\r\n")
+    assert b"[218]" not in second.console and b"[214]" not in first.console
