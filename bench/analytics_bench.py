@@ -44,7 +44,7 @@ from collector.analytics.simulate import PLANTED_MODULE, simulate_fleet  # noqa:
 from collector.analytics.suspects import find_suspects  # noqa: E402
 from collector.store.analytics import Window  # noqa: E402
 from collector.store.base import NewCrash  # noqa: E402
-from collector.store.sql import SqlStore  # noqa: E402
+from collector.store.sql import SqlStore, _put_module_set, module_set_id  # noqa: E402
 from wire.model import HostRecord, Page, QueryFilter  # noqa: E402
 
 GOAL_MS = 200.0
@@ -102,16 +102,19 @@ def build(store: SqlStore, args: argparse.Namespace, rng: random.Random) -> dict
                     store._heartbeat_tx(tx, r, int(now.timestamp() * 1_000_000))
     stamp = int(now.timestamp() * 1_000_000)
     bulk_hosts, bulk_exposure, bulk_profiles = [], [], {}
+    module_sets: dict[str, tuple[str, ...]] = {}
     for r in records[args.real_heartbeats :]:
         attrs, pid = store._facts_profile(r)  # type: ignore[attr-defined]
         bulk_profiles[pid] = json.dumps(attrs)
+        set_id = module_set_id(r.modules)
+        module_sets[set_id] = r.modules
         bulk_hosts.append((r.hostname, r.kernel_release, r.machine, r.hardware, r.agent_version, r.cpus,
-                           r.memory_bytes, json.dumps(sorted(r.modules)), stamp, 0))  # fmt: skip
+                           r.memory_bytes, set_id, stamp, 0))  # fmt: skip
         bulk_exposure.append((r.hostname, pid, stamp, -1, "", 0, json.dumps(dict(r.labels)), "{}"))
     with store._write_tx() as tx:  # type: ignore[attr-defined]
         tx.many(
             "INSERT INTO hosts (hostname, kernel_release, machine, hardware, agent_version, cpus, memory_bytes,"
-            " modules, last_heartbeat, crashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", bulk_hosts,
+            " module_set, last_heartbeat, crashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", bulk_hosts,
         )  # fmt: skip
         tx.many(
             "INSERT INTO host_exposure (hostname, profile, since, counted_day, counted_profile, seconds, labels,"
@@ -121,10 +124,8 @@ def build(store: SqlStore, args: argparse.Namespace, rng: random.Random) -> dict
             "INSERT INTO exposure_profiles (id, attrs, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             [(pid, text, stamp) for pid, text in bulk_profiles.items()],
         )
-        tx.many(
-            "INSERT INTO host_modules (module, hostname) VALUES (?, ?)",
-            [(m, r.hostname) for r in records[args.real_heartbeats :] for m in sorted(set(r.modules))],
-        )
+        for set_id, modules in module_sets.items():  # shared module sets, as heartbeats store them
+            _put_module_set(tx, set_id, modules, stamp)
     heartbeat_s = time.perf_counter() - start
     # Thirty days of credited exposure, as steady heartbeats would have left it.
     per_class: dict[int, int] = {}
