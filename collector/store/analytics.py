@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from collector.analytics import exposure as exp
+from collector.analytics.newclusters import NewCluster
 from collector.analytics.triage import Triage, after_crash, apply
 
 if TYPE_CHECKING:
@@ -279,6 +280,12 @@ class AnalyticsStore:
                 (_us(since),),
             )
         return {str(r): int(n) for r, n in rows}
+
+    def new_clusters(self, since: datetime) -> list[NewCluster]:
+        """Clusters whose first crash happened at or after `since` (index clusters_first_seen)."""
+        with self._read_tx() as tx:
+            rows = tx.all("SELECT id, count, first_seen FROM clusters WHERE first_seen >= ?", (_us(since),))
+        return [NewCluster(str(cid), int(n), _dt(int(first))) for cid, n, first in rows]
 
     # Rates -----------------------------------------------------------------------------------
 

@@ -343,6 +343,7 @@ HOT_PATHS: dict[str, str] = {
     "list_hosts": "ListHosts, first and next page",
     "list_hosts_of_module": "ListHosts running one module",
     "counts": "the totals a listing's first page carries",
+    "new_clusters": "the gauge refresh: clusters first seen in the last day (their first-window rate)",
 }
 # Tables whose rows grow with hosts, crashes or clusters; module sets grow with the number of
 # distinct sets a fleet runs, a few hundred at most, and may be read whole.

@@ -82,6 +82,7 @@ DRIVERS: dict[str, Callable[[SqlStore, World], object]] = {
         s.count_clusters(QueryFilter()), s.count_crashes(QueryFilter(cluster_id=w.clusters[9])),
         s.count_hosts(QueryFilter()),
     ),
+    "new_clusters": lambda s, w: s.new_clusters(AT - timedelta(days=1)),  # type: ignore[attr-defined]
 }
 
 
