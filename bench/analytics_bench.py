@@ -11,7 +11,8 @@ heartbeats would have credited (one credit per host and day), are written by bul
 same tables, since replaying 10^5 × 30 × 1440 heartbeats would take days. Crashes go through the real batched ingest (clusters, dims, crash modules); one cluster
 is planted on hosts with the `veth` module. Measured (median of 7): suspects of the planted
 cluster and of a typical cluster, the fleet rate, rates by kernel release and by module, the
-bad-host list; goal <= 200 ms each. On PostgreSQL the schema is VACUUM ANALYZEd after the setup,
+bad-host list; goal <= 200 ms each (the median wall clock; beside it the fastest run and this
+process's CPU time, which a busy shared machine inflates less). On PostgreSQL the schema is VACUUM ANALYZEd after the setup,
 as autovacuum would have done on a live server. The reference, measured in the same run: the first page of
 `crashfleet clusters` (ListClusters, 100 rows), the query a user runs first. Storage: bytes of the
 exposure tables per host-day.
@@ -70,12 +71,20 @@ def _profiles(rng: random.Random) -> list[tuple[str, str, str, tuple[str, ...]]]
 
 
 def _time_ms(fn: Callable[[], Any], repeat: int = 7) -> float:
-    samples = []
+    return _times_ms(fn, repeat)[0]
+
+
+def _times_ms(fn: Callable[[], Any], repeat: int = 7) -> tuple[float, float, float]:
+    """(median, fastest) wall-clock ms and the median CPU ms of this process. On a shared machine
+    the wall clock counts the time other processes held the cores; the fastest run and the CPU
+    time say what the query itself costs (on PostgreSQL the server's share is not in the CPU time)."""
+    wall, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+        wall.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+    return statistics.median(wall), min(wall), statistics.median(cpu)
 
 
 def build(store: SqlStore, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
@@ -237,9 +246,10 @@ def measure(label: str, store: SqlStore, args: argparse.Namespace, rng: random.R
     ]
     print(f"   reference: ListClusters first page (100 rows) {reference:.1f} ms")
     for name, fn in cases:
-        ms = _time_ms(fn)
+        ms, fastest, cpu = _times_ms(fn)
         verdict = "ok" if ms <= GOAL_MS else "OVER GOAL"
-        print(f"   {name:30s} {ms:8.1f} ms  {ms / reference:6.1f}× reference  goal <= {GOAL_MS:.0f} ms: {verdict}")
+        print(f"   {name:30s} {ms:8.1f} ms  {ms / reference:6.1f}× reference  goal <= {GOAL_MS:.0f} ms: {verdict:9s}"
+              f"  (fastest {fastest:.1f} ms, CPU {cpu:.1f} ms)")  # fmt: skip
     tables = ("exposure_days", "exposure_profile_days", "exposure_profiles", "host_exposure")
     size = pg_storage_bytes(store, tables) if pg else storage_bytes(store, tables)
     host_days = args.hosts * args.days

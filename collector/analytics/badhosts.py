@@ -122,15 +122,17 @@ def score_hosts(
     ps = poisson_upper_tails(
         [evidence[i].crashes for i in crashed], [rate * evidence[i].host_days for i in crashed]
     )
-    qs = dict(zip(crashed, benjamini_hochberg_padded(ps, tested), strict=True))
+    qs = [1.0] * len(evidence)
+    for i, q in zip(crashed, benjamini_hochberg_padded(ps, tested), strict=True):
+        qs[i] = q
     ranked: list[tuple[float, HostEvidence, list[float]]] = []
-    for i, h in enumerate(evidence):
+    for h, q in zip(evidence, qs, strict=True):
         h = HostEvidence(
             h.host, h.crashes, h.host_days, h.clusters, h.unshared_clusters, h.hardware_errors, h.user_faults,
-            qs.get(i, 1.0), rate * h.host_days,
+            q, rate * h.host_days,
         )  # fmt: skip
         points = [rule.points(h) for rule in RULES]
-        ranked.append((round(sum(pts for pts in points if pts > 0), 3), h, points))
+        ranked.append((round(sum([pts for pts in points if pts > 0]), 3), h, points))
     ranked.sort(key=lambda item: (-item[0], -item[1].crashes, item[1].host))
     result = []
     for score, h, points in ranked if limit is None else ranked[:limit]:
