@@ -560,11 +560,10 @@ class AnalyticsStore:
             # Hosts with several crashes, with their exposure, in one indexed read.
             crashes: dict[str, int] = {}
             seconds: dict[str, int] = {}
-            # The exposure by primary-key probe per host: a join let PostgreSQL hash all of
-            # host_exposure (a row per host of the fleet) for the few thousand hosts read here.
+            # (The hosts' clusters are counted after scoring, for the hosts returned only.)
             evidence_sql = (
-                "SELECT h.hostname, h.crashes, COALESCE((SELECT e.seconds FROM host_exposure e"
-                " WHERE e.hostname = h.hostname), 0) FROM hosts h WHERE "
+                "SELECT h.hostname, h.crashes, COALESCE(e.seconds, 0) FROM hosts h"
+                " LEFT JOIN host_exposure e ON e.hostname = h.hostname WHERE "
             )
 
             def take(rows: list[tuple[Any, ...]]) -> None:
