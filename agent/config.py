@@ -76,6 +76,8 @@ class AgentConfig:
     proc_dir: Path
     boot_id_path: Path
     labels: tuple[tuple[str, str], ...] = ()
+    warm_worker: bool = True
+    worker_memory_max_mb: int = 1024
 
 
 # One row per key: (section, key, field, type, default, minimum). Types: str, path, opt-path, paths
@@ -86,6 +88,8 @@ SCHEMA: tuple[_Row, ...] = (
     ("agent", "state_dir", "state_dir", "path", "/var/lib/crashfleet-agent", None),
     ("agent", "log_level", "log_level", "level", "info", None),
     ("agent", "worker_timeout_seconds", "worker_timeout_seconds", "float", 3600.0, 1.0),
+    ("agent", "warm_worker", "warm_worker", "bool", True, None),
+    ("agent", "worker_memory_max_mb", "worker_memory_max_mb", "int", 1024, 0),
     ("watch", "crash_dir", "crash_dir", "path", "/var/crash", None),
     ("watch", "pstore_dir", "pstore_dir", "path", "/var/lib/systemd/pstore", None),
     ("watch", "pstore_fs_dir", "pstore_fs_dir", "opt-path", "/sys/fs/pstore", None),

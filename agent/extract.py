@@ -92,6 +92,9 @@ class Extraction:
     reports: tuple[ExtractedReport, ...]
     failed: bool
     reason: str  # what was read, or why it failed
+    # The kernel log the capture held: the source the reports came from, or for a failed capture
+    # the longest text found ("" when none). The worker counts its hardware-error events.
+    log: bytes = b""
 
 
 def report_key(content: bytes, index: int) -> str:
@@ -338,7 +341,9 @@ def _try_dump(
     if not attempt.best_text:
         attempt.best_text = capture.log
     dump_path = capture.source if capture.system is not None else None
-    reports = _records_of(analyzer, str(path), capture.log, capture.system, when, status=status, dump_path=dump_path)
+    reports = _records_of(
+        analyzer, str(path), capture.log, capture.system, when, status=status, dump_path=dump_path
+    )
     if not reports:
         attempt.errors.append(f"{path.name}: no crash in the kernel log ({len(capture.log)} bytes)")
     return reports
@@ -369,7 +374,9 @@ def extract_capture(
             else:
                 reports = _try_dump(dump, analyzer, attempt, when, status)
             if reports:
-                return Extraction(tuple(reports), False, f"{len(reports)} crash(es) from {dump.name}")
+                return Extraction(
+                    tuple(reports), False, f"{len(reports)} crash(es) from {dump.name}", reports[0].log
+                )
     for source, data, key_content in _texts(assessment, attempt):
         if len(data) > len(attempt.best_text) or not attempt.best_text:
             attempt.best_text = data
@@ -377,12 +384,16 @@ def extract_capture(
             continue
         reports = _records_of(analyzer, source, data, None, when, key_content=key_content, status=status)
         if reports:
-            return Extraction(tuple(reports), False, f"{len(reports)} crash(es) from {Path(source).name}")
+            return Extraction(
+                tuple(reports), False, f"{len(reports)} crash(es) from {Path(source).name}", data
+            )
         attempt.errors.append(f"{Path(source).name}: no crash in the kernel log")
     if failure is not None and tool_says:
         failure = "; ".join([failure, *tool_says])
     reason = failure or "; ".join(attempt.errors) or "no dump and no kernel log"
-    return Extraction((_failed(assessment, reason, attempt.best_text, when),), True, reason)
+    return Extraction(
+        (_failed(assessment, reason, attempt.best_text, when),), True, reason, attempt.best_text
+    )
 
 
 def _texts(assessment: Assessment, attempt: _Attempt) -> Iterator[tuple[str, bytes, bytes]]:

@@ -1,11 +1,18 @@
-"""Hardware-error counts from the live kernel log, handed from the daemon to the worker.
+"""Hardware-error counts from the live kernel log and from captured kernel logs.
 
-The daemon feeds every /dev/kmsg record to a counter (the pattern table is analysis.hwerrors)
+Live log: the daemon feeds every /dev/kmsg record to a counter (the pattern table is analysis.hwerrors)
 and writes the counts to `hardware-errors.json` in the state directory whenever they change
 (atomically: a temporary file renamed over it). The worker reads the file when it sends a
 heartbeat. The counts are those since the daemon started (the kernel's ring buffer is read from
 its start, so a restart counts what the buffer still holds again; the collector keeps the latest
 counts per host, never a sum).
+
+Captured logs: the worker counts the kernel log of every capture it reads (the dump's own log
+buffer, or the `dmesg.<stamp>` / `vmcore-dmesg.txt` / pstore text it read instead) with the same
+pattern table, and the spool keeps the counts per capture, committed with the capture's "handled"
+mark (agent.spool): a capture is counted once, whatever restarts happen, and a capture read again
+replaces its own counts. At most MAX_CAPTURE_LOG_BYTES of a log are read. A captured log is an
+earlier boot's, so the heartbeat sends the sum of the two.
 """
 
 from __future__ import annotations
@@ -13,15 +20,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from analysis.hwerrors import KINDS, HardwareErrorCounter
 
-__all__ = ["FILE_NAME", "HardwareErrorFile", "read_hardware_errors"]
+__all__ = [
+    "FILE_NAME",
+    "MAX_CAPTURE_LOG_BYTES",
+    "HardwareErrorFile",
+    "capture_log_hardware_errors",
+    "merge_counts",
+    "read_hardware_errors",
+]
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "hardware-errors.json"
+# The kernel's log buffer is at most 32 MiB (CONFIG_LOG_BUF_SHIFT 25); captured logs are read
+# capped well below that (agent.extract), and the counting reads no more than this either.
+MAX_CAPTURE_LOG_BYTES = 16 * 1024 * 1024
 
 
 class HardwareErrorFile:
@@ -53,3 +71,20 @@ def read_hardware_errors(state_dir: Path) -> tuple[tuple[str, int], ...]:
     if not isinstance(raw, dict):
         return ()
     return tuple(sorted((k, int(v)) for k, v in raw.items() if k in KINDS and isinstance(v, int) and v > 0))
+
+
+def capture_log_hardware_errors(text: bytes) -> tuple[tuple[str, int], ...]:
+    """The hardware-error events of one captured kernel log (bytes as read: any encoding, NULs,
+    a cut last line); (kind, count) sorted, () when none."""
+    counter = HardwareErrorCounter()
+    for line in text[:MAX_CAPTURE_LOG_BYTES].decode("utf-8", errors="replace").splitlines():
+        counter.feed(line)
+    return counter.counts
+
+
+def merge_counts(*parts: Iterable[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    """Sum (kind, count) pairs of several sources; unknown kinds and non-positive counts are left out."""
+    counter = HardwareErrorCounter()
+    for part in parts:
+        counter.add(part)
+    return counter.counts

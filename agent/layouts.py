@@ -196,6 +196,13 @@ class LayoutRule:
         """The tool says when it is done (a marker renamed away, a file written last): settle briefly."""
         return bool(self.incomplete) or self.complete_marker is not None
 
+    @property
+    def signals_whole_capture(self) -> bool:
+        """The done signal is a file written after everything else (SUSE's final README.txt), not
+        a dump renamed into place: a capture holding only text (its dump skipped or failed) is
+        done too, where a kdump directory with only text may be one whose dump has not started."""
+        return self.complete_marker is not None
+
 
 # Ordered: the first matching row wins (the RHEL pattern is the most general directory name).
 RULES: tuple[LayoutRule, ...] = (

@@ -54,6 +54,7 @@ from agent.spool import (
     SpoolFull,
     open_spool,
 )
+from agent.warm import WarmWorker
 from agent.watch import CaptureWatcher
 from analysis.userfaults import bound_counts
 from wire.sdnotify import Notifier, watchdog_interval
@@ -76,6 +77,10 @@ class WorkerHandle(Protocol):
     def wait(self, timeout: float | None = None) -> int | None: ...
 
     def kill(self) -> None: ...
+
+    def started(self) -> bool:
+        """Running the work (a warm worker's run may wait for its zygote's imports first)."""
+        ...
 
 
 WorkerLauncher = Callable[[AgentConfig, bool, float], WorkerHandle]  # (config, heartbeat, linger)
@@ -114,6 +119,9 @@ class _PopenHandle:
         self._process.kill()
         self._process.wait()
 
+    def started(self) -> bool:
+        return True
+
 
 class AgentService:
     """The daemon. `run()` blocks until `stop()` (or SIGTERM) and returns the exit status."""
@@ -133,7 +141,9 @@ class AgentService:
         self.config = config
         self._config_path = config_path
         self._overrides = dict(overrides or {})
-        self._launch = launcher if launcher is not None else SubprocessWorker()
+        self._launcher = launcher  # None: warm or cold subprocess workers, as [agent] warm_worker says
+        self._cold = SubprocessWorker()
+        self._warm = launcher if isinstance(launcher, WarmWorker) else None
         self._notifier = notifier if notifier is not None else Notifier(environ)
         self.metrics = metrics if metrics is not None else AgentMetrics()
         self._clock = clock
@@ -147,7 +157,8 @@ class AgentService:
         self._user_faults_lock = threading.Lock()
         self._user_faults_saved: dict[str, int] = {}
         self._worker: WorkerHandle | None = None
-        self._worker_started = 0.0
+        self._worker_started = 0.0  # when the running worker was launched, then when it started
+        self._worker_running = False  # ... it started (the timeout counts from then)
         self._worker_heartbeat = False  # the running worker sends a heartbeat
         self._worker_failures = 0
         self._no_worker_before = 0.0
@@ -206,6 +217,10 @@ class AgentService:
                 log.info("forgot handled captures that were deleted count=%d", forgotten)
         if config.kmsg_enabled:
             self._start_kmsg()
+        if self._launcher is None and config.warm_worker:
+            self._warm = WarmWorker()
+        if self._warm is not None:
+            self._warm.start()  # warm from the start: the first crash is read without an interpreter start
         self._update_gauges()
         self._notifier.ready(self._status())
         self.started.set()
@@ -267,6 +282,8 @@ class AgentService:
                 log.warning("worker still busy at shutdown, stopped; its jobs stay queued")
                 self._worker.kill()
             self._reap_worker()
+            if self._warm is not None:
+                self._warm.close()
             self._update_gauges()
             if self._unqueued:
                 kmsg = sum(1 for kind, _ in self._unqueued.values() if kind == "kmsg")
@@ -407,16 +424,24 @@ class AgentService:
         if linger > 0:
             self._prelaunched_for = settles
         try:
-            handle = self._launch(self.config, heartbeat, max(0.0, linger))
+            handle = self._launch()(self.config, heartbeat, max(0.0, linger))
         except OSError as exc:
             log.error("cannot start the worker error=%s", exc)
             self._worker_failed()
             return
         self._worker = handle
         self._worker_started = now
+        self._worker_running = False
         self._worker_heartbeat = heartbeat
         self.workers_run += 1
         threading.Thread(target=self._await_worker, args=(handle,), name="worker-wait", daemon=True).start()
+
+    def _launch(self) -> WorkerLauncher:
+        if self._launcher is not None:
+            return self._launcher
+        if self._warm is not None:
+            return self._warm
+        return self._cold
 
     def _await_worker(self, handle: WorkerHandle) -> None:
         handle.wait()
@@ -429,6 +454,11 @@ class AgentService:
         rc = self._worker.poll()
         timeout = self.config.worker_timeout_seconds
         if rc is None:
+            if not self._worker_running and self._worker.started():
+                # A warm worker's first run may have waited for its zygote's imports: the
+                # timeout is for the work (the wait is bounded by one timeout of its own).
+                self._worker_running = True
+                self._worker_started = self.now()
             if self.now() - self._worker_started < timeout:
                 return
             log.error("worker hung, killed seconds=%.0f; its job will be retried", timeout)
@@ -559,6 +589,7 @@ class AgentService:
             return
         old = self.config
         restart_only = (
+            "warm_worker",
             "state_dir",
             "crash_dir",
             "pstore_dir",

@@ -23,6 +23,8 @@ has, and takes new crashes again once deleting made room inside the database or 
 from __future__ import annotations
 
 import errno
+import itertools
+import json
 import logging
 import os
 import random
@@ -68,6 +70,12 @@ STREAK = "failure_streak"  # consecutive unreachable/throttled answers: the back
 COLLECTOR_UP = "collector_up"
 HEARTBEAT_SUGGESTED = "heartbeat_suggested_seconds"  # the collector's interval from its last heartbeat reply
 USER_FAULTS = "user_faults"  # JSON {program: count}: user-space faults this boot, for the heartbeat (bounded)
+# Hardware-error counts of captured kernel logs: one row per capture (its key), so a capture read
+# again (a restart, a capture that changed) replaces its own row instead of adding to the total.
+# Past this many rows the oldest are folded into the row of capture "" (RETIRED_CAPTURES).
+MAX_COUNTED_CAPTURES = 256
+RETIRED_CAPTURES = ""
+MAX_HARDWARE_ERROR_COUNT = 10**12  # per kind, summed over captures: far beyond any real host
 
 
 class DropReason(StrEnum):
@@ -80,6 +88,7 @@ class DropReason(StrEnum):
     TOO_OLD = "too_old"  # older than the age bound (`[spool] max_age_days`)
     SPOOL_FULL = "spool_full"  # oldest reports dropped to get back under `[spool] max_bytes`
     REJECTED = "rejected"  # the collector refused the report for good (INVALID_ARGUMENT, ...)
+
 
 SCHEMA_VERSION = 1
 
@@ -124,6 +133,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS capture_hardware_errors (
+    capture TEXT PRIMARY KEY,
+    counts TEXT NOT NULL,
+    counted REAL NOT NULL
 );
 """
 
@@ -371,20 +385,34 @@ class Spool:
         *,
         boot_keys: Iterable[tuple[str, str, str, str]] = (),
         done_jobs: Iterable[str] = (),
+        hardware_errors: dict[str, tuple[tuple[str, int], ...]] | None = None,
     ) -> int:
         """Several captures' reports, "handled" marks and finished jobs in one transaction.
 
         One fsync for a whole batch of a start-up backlog; and a job is deleted in the same
         transaction that stores its reports, so a worker killed in between redoes it, never loses it.
+        `hardware_errors`: the hardware-error counts of each capture's kernel log, by capture key,
+        committed with the capture's "handled" mark, so that no capture is counted twice.
         """
         batch = list(entries)
         rows = list(boot_keys)
         jobs = [(k,) for k in done_jobs]
         now = self._clock()
+        counted = [
+            (key, json.dumps(dict(counts), sort_keys=True), now)
+            for key, counts in sorted((hardware_errors or {}).items())
+            if key != RETIRED_CAPTURES
+        ]
 
         def body(db: sqlite3.Connection) -> int:
             added = 0
             db.executemany("DELETE FROM jobs WHERE key = ?", jobs)
+            if counted:
+                db.executemany(
+                    "INSERT OR REPLACE INTO capture_hardware_errors (capture, counts, counted) VALUES (?, ?, ?)",
+                    counted,
+                )
+                _retire_counted_captures(db, now)
             for reports, capture in batch:
                 for item in reports:
                     cur = db.execute(
@@ -576,6 +604,9 @@ class Spool:
 
         A worker that dies or hangs on a job leaves the count raised: the next worker sees a job
         that already cost a worker and can stop reading it (a poisonous dump is read at most twice).
+        A job that already cost a worker is taken alone, and fresh jobs are never batched with
+        it: a dump that kills workers can only count against itself, so the good captures that
+        happened to share its first worker are read normally by the next ones.
         """
         taken: list[Job] = []
 
@@ -583,6 +614,10 @@ class Spool:
             rows = db.execute(
                 "SELECT key, kind, data, attempts FROM jobs ORDER BY created, key LIMIT ?", (limit,)
             ).fetchall()
+            if rows and int(rows[0][3]) > 0:
+                rows = rows[:1]
+            else:
+                rows = list(itertools.takewhile(lambda r: int(r[3]) == 0, rows))
             db.executemany("UPDATE jobs SET attempts = attempts + 1 WHERE key = ?", [(r[0],) for r in rows])
             taken.extend(Job(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows)
             return len(rows)
@@ -595,16 +630,20 @@ class Spool:
         rows = [(k,) for k in keys]
         if rows:
             self._write(
-                lambda db: db.executemany(
-                    "UPDATE jobs SET attempts = MAX(attempts - 1, 0) WHERE key = ?", rows
-                ).rowcount
+                lambda db: (
+                    db.executemany(
+                        "UPDATE jobs SET attempts = MAX(attempts - 1, 0) WHERE key = ?", rows
+                    ).rowcount
+                )
             )
 
     def due_now(self) -> int:
         """Make every report due now (an agent starting with a spool tries all of it at once)."""
         now = self._clock()
         return self._write(
-            lambda db: db.execute("UPDATE outbox SET next_attempt = ? WHERE next_attempt > ?", (now, now)).rowcount
+            lambda db: (
+                db.execute("UPDATE outbox SET next_attempt = ? WHERE next_attempt > ?", (now, now)).rowcount
+            )
         )
 
     def job_count(self) -> int:
@@ -639,6 +678,16 @@ class Spool:
         self._write(body)
         return taken
 
+    def capture_hardware_errors(self) -> tuple[tuple[str, int], ...]:
+        """Hardware-error events counted in captured kernel logs, every capture once: (kind, count)."""
+        with self._lock:
+            rows = self._db.execute("SELECT counts FROM capture_hardware_errors").fetchall()
+        total: dict[str, int] = {}
+        for (text,) in rows:
+            for kind, n in _counts(text).items():
+                total[kind] = min(MAX_HARDWARE_ERROR_COUNT, total.get(kind, 0) + n)
+        return tuple(sorted((k, n) for k, n in total.items() if n > 0))
+
     def get_meta(self, name: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
@@ -650,6 +699,46 @@ class Spool:
                 db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)).rowcount
             )
         )
+
+
+def _counts(text: str) -> dict[str, int]:
+    """A stored counts object; anything malformed counts as nothing (the table is ours, but a
+    damaged row must not stop heartbeats)."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(k): min(int(v), MAX_HARDWARE_ERROR_COUNT)
+        for k, v in raw.items()
+        if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+    }
+
+
+def _retire_counted_captures(db: sqlite3.Connection, now: float) -> None:
+    """Keep the per-capture table bounded: fold the oldest rows past MAX_COUNTED_CAPTURES into
+    the RETIRED_CAPTURES row (their counts still count; they just can no longer be replaced)."""
+    old = db.execute(
+        "SELECT capture, counts FROM capture_hardware_errors WHERE capture <> ? ORDER BY counted DESC, capture"
+        " LIMIT -1 OFFSET ?",
+        (RETIRED_CAPTURES, MAX_COUNTED_CAPTURES),
+    ).fetchall()
+    if not old:
+        return
+    row = db.execute(
+        "SELECT counts FROM capture_hardware_errors WHERE capture = ?", (RETIRED_CAPTURES,)
+    ).fetchone()
+    total = _counts(row[0]) if row is not None else {}
+    for _capture, text in old:
+        for kind, n in _counts(text).items():
+            total[kind] = min(MAX_HARDWARE_ERROR_COUNT, total.get(kind, 0) + n)
+    db.executemany("DELETE FROM capture_hardware_errors WHERE capture = ?", [(c,) for c, _ in old])
+    db.execute(
+        "INSERT OR REPLACE INTO capture_hardware_errors (capture, counts, counted) VALUES (?, ?, ?)",
+        (RETIRED_CAPTURES, json.dumps(total, sort_keys=True), now),
+    )
 
 
 def open_spool(

@@ -224,9 +224,11 @@ class CaptureWatcher:
                 continue
             quiet = now - assessment.newest_mtime
             if assessment.state == CaptureState.COMPLETE:
-                # The done signal is about the dump: a directory with only text so far may be one
-                # whose dump has not started yet, so it waits the full settle time.
-                signalled = capture.rule.signals_done and bool(assessment.dumps)
+                # A renamed dump signals the dump only: a directory with only text so far may be
+                # one whose dump has not started yet, so it waits the full settle time. A file
+                # written after everything (SUSE's README.txt) signals the whole capture.
+                rule = capture.rule
+                signalled = rule.signals_done and (bool(assessment.dumps) or rule.signals_whole_capture)
                 settle = self.signalled_settle_seconds if signalled else self.settle_seconds
                 if quiet >= settle:
                     ready.append(Ready(assessment, None))

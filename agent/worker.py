@@ -39,7 +39,7 @@ from agent.extract import (
     report_key,
 )
 from agent.heartbeat import HostInventory, collect_inventory
-from agent.hwcount import read_hardware_errors
+from agent.hwcount import capture_log_hardware_errors, merge_counts, read_hardware_errors
 from agent.layouts import Root, archived_by_systemd_pstore, assess, capture_for_path
 from agent.ship import GrpcShipper, NoCollector, Outcome, Shipper, ShipResult, build_request
 from agent.spool import (
@@ -81,6 +81,7 @@ THROTTLED_RUN_SECONDS = 300.0  # ... for at most this long per worker (the daemo
 
 _SPACES = re.compile(r"\s+")
 
+
 def _squash(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
@@ -116,6 +117,9 @@ class Worker:
         self._debuginfo_search: DebuginfoSearch | None = None  # built at the first crash to symbolize
         self._no_debuginfo = False  # no debug root or path exists: not looked for again this run
         self.counts: collections.Counter[str] = collections.Counter()
+        # Hardware-error counts of the captured kernel logs read this run, by capture key: the
+        # spool stores them with the captures' "handled" marks (agent.hwcount).
+        self._capture_hardware_errors: dict[str, tuple[tuple[str, int], ...]] = {}
         self.inventory: HostInventory = collect_inventory(
             config.hostname,
             dmi_dir=config.dmi_dir,
@@ -178,7 +182,18 @@ class Worker:
         done: list[str] = []
         waiting: list[str] = []  # no room to read them: queued again, the attempt not counted
         for job in jobs:
-            if job.kind == "kmsg":
+            if job.kind == "kmsg" and job.attempts >= MAX_JOB_ATTEMPTS:
+                # No capture to report as failed: the block is dropped and said so, not read a
+                # third time (taken alone, it would stop every job behind it).
+                log.error(
+                    "live kernel log block dropped: reading it stopped the extractor %d times"
+                    " (crash, kill or timeout) key=%s lines=%d",
+                    job.attempts,
+                    job.key,
+                    job.data.count("\n"),
+                )
+                self.counts["parse_failures"] += 1
+            elif job.kind == "kmsg":
                 payloads, keys = self._kmsg(job.data)
                 entries.append((payloads, None))
                 boot_keys.extend(keys)
@@ -192,8 +207,9 @@ class Worker:
             else:
                 log.error("unknown job dropped key=%s kind=%s", job.key, job.kind)
             done.append(job.key)
+        counted, self._capture_hardware_errors = self._capture_hardware_errors, {}
         try:
-            self.spool.enqueue_captures(entries, boot_keys=boot_keys, done_jobs=done)
+            self.spool.enqueue_captures(entries, boot_keys=boot_keys, done_jobs=done, hardware_errors=counted)
         except SpoolFull:
             # Nothing was stored: the jobs stay queued and are read again once there is room;
             # the pstore records stay where they are.
@@ -249,6 +265,7 @@ class Worker:
         started = time.monotonic()
         scratch = self.config.state_dir / "scratch"
         scratch.mkdir(parents=True, exist_ok=True)
+        reason: str | None = None
         try:
             extraction = extract_capture(assessment, self.analyzer(), scratch=scratch, failure=failure)
             payloads = self._payloads(extraction)
@@ -257,7 +274,10 @@ class Worker:
         except Exception as exc:
             # A bug in a reader costs one capture its analysis, never the agent.
             log.exception("extraction failed capture=%s", capture.path)
-            reason = f"internal error while reading: {type(exc).__name__}: {exc}"
+            reason = f"internal error while reading: {type(exc).__name__}: {exc}".rstrip(": ")
+        if reason is not None:
+            # Outside the handler: the exception, its traceback and the frames holding whatever
+            # the reader built (all of the memory, after a MemoryError) are gone by now.
             extraction = extract_capture(assessment, self.analyzer(), scratch=scratch, failure=reason)
             payloads = self._payloads(extraction)
         elapsed = time.monotonic() - started
@@ -280,6 +300,14 @@ class Worker:
                 extraction.reason,
             )
         self.counts[f"crashes_detected:{capture.rule.name}"] += len(payloads)
+        errors = capture_log_hardware_errors(extraction.log)
+        if errors:
+            log.warning(
+                "hardware errors in captured kernel log path=%s %s",
+                capture.path,
+                " ".join(f"{kind}={n}" for kind, n in errors),
+            )
+        self._capture_hardware_errors[capture.key] = errors
         outcome = "failed" if extraction.failed else "ok"
         return payloads, (capture.key, assessment.identity, outcome)
 
@@ -470,7 +498,10 @@ class Worker:
             or self.paused_until() > 0
         ):
             if self.spool.get_meta(COLLECTOR_UP) == "0":
-                log.info("collector answers again; shipping the spool oldest first spooled=%d", self.spool.stats().depth)
+                log.info(
+                    "collector answers again; shipping the spool oldest first spooled=%d",
+                    self.spool.stats().depth,
+                )
             self.spool.set_meta(STREAK, "0")
             self.spool.set_meta(PAUSED_UNTIL, "0")
             self.spool.set_meta(COLLECTOR_UP, "1")
@@ -518,12 +549,22 @@ class Worker:
             return ()
         if not isinstance(data, dict):
             return ()
-        counts = {str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+        counts = {
+            str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0
+        }
         return tuple(sorted(bound_counts(counts).items()))
 
     def _heartbeat(self) -> bool:
         """Send the inventory; True when the collector answered (then a pause is over)."""
-        inventory = dataclasses.replace(self.inventory, user_faults=self._saved_user_faults())
+        inventory = dataclasses.replace(
+            self.inventory,
+            user_faults=self._saved_user_faults(),
+            # The live log's counts (this boot, the daemon's file) and the captured logs' (earlier
+            # boots, the spool): different boots, so their sum counts no event twice.
+            hardware_errors=merge_counts(
+                read_hardware_errors(self.config.state_dir), self.spool.capture_hardware_errors()
+            ),
+        )
         result = self.shipper.heartbeat(inventory)
         if result.outcome == Outcome.ACKED:
             self.counts["heartbeats"] += 1
@@ -633,6 +674,9 @@ class _ThreadHandle:
 
     def kill(self) -> None:
         """A thread cannot be killed; the daemon only kills workers on timeout, which tests avoid."""
+
+    def started(self) -> bool:
+        return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

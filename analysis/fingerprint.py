@@ -44,6 +44,7 @@ from typing import NamedTuple
 from analysis.model import CallFrame, CrashKind, CrashRecord, Fingerprint, SkippedFrame, StackContext
 from analysis.rules import generic_frame_rule, skip_rules
 from analysis.symbols import COMPILER_SUFFIX, normalize_function
+from analysis.title import STALL_RIP_RULE
 
 __all__ = [
     "DIGEST_HEX_CHARS",
@@ -52,6 +53,8 @@ __all__ = [
     "FRAME_DEPTH",
     "FRAME_RULES",
     "FUNCTION_STEPS",
+    "GUILTY_FRAME_RULES",
+    "PREVIOUS_FINGERPRINT_VERSION",
     "REASON_ONLY",
     "REASON_ONLY_KINDS",
     "REASON_STEPS",
@@ -379,8 +382,15 @@ def compute(record: CrashRecord) -> Fingerprint:
     )
 
 
-def ruleset_text() -> str:
-    """Every rule the fingerprint applies, as text: the steps and patterns above and the skip lists."""
+# The parser's guilty-frame rules that entered after fp-1's first edition: the guilty function is
+# hashed, so a change to how it is chosen changes fingerprints too (analysis.title). Each one
+# listed here enters the version; the edition without them is PREVIOUS_FINGERPRINT_VERSION.
+GUILTY_FRAME_RULES: tuple[str, ...] = (f"stall: {STALL_RIP_RULE}",)
+
+
+def ruleset_text(guilty_rules: bool = True) -> str:
+    """Every rule the fingerprint applies, as text: the steps and patterns above, the skip lists
+    and (unless `guilty_rules` is off: the previous edition) GUILTY_FRAME_RULES."""
     lines = [f"algorithm {FINGERPRINT_ALGORITHM}", f"depth {FRAME_DEPTH}", f"digest {DIGEST_HEX_CHARS}"]
     lines += [f"reason-step {step.describe()}" for step in REASON_STEPS]
     lines += [f"function-step {name}" for name, _ in FUNCTION_STEPS]
@@ -390,6 +400,8 @@ def ruleset_text() -> str:
     lines += ["reason-guilty-suffix dropped"]
     lines += [f"frame-rule {r.name}" for r in FRAME_RULES]
     lines += [f"skip-list {r.name} {r.pattern.pattern!r}" for r in skip_rules()]
+    if guilty_rules:
+        lines += [f"guilty-frame {rule}" for rule in GUILTY_FRAME_RULES]
     return "\n".join(lines)
 
 
@@ -399,3 +411,8 @@ def ruleset_text() -> str:
 # number. Only the algorithm enters the hash: a crash the edited rule does not touch keeps its
 # fingerprint.
 FINGERPRINT_VERSION = f"{FINGERPRINT_ALGORITHM}+{hashlib.sha256(ruleset_text().encode()).hexdigest()[:8]}"
+# The edition before GUILTY_FRAME_RULES: the version every fingerprint made before them carries,
+# and the one analysis.editions computes secondary fingerprints with during a transition.
+PREVIOUS_FINGERPRINT_VERSION = (
+    f"{FINGERPRINT_ALGORITHM}+{hashlib.sha256(ruleset_text(guilty_rules=False).encode()).hexdigest()[:8]}"
+)

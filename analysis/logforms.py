@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
+from analysis.linear import compile_bytes
 from analysis.logtext import MAX_LINE_CHARS, decode_log
 
 __all__ = ["FORMS", "KernelLines", "LogForm", "detect_form", "header_seconds", "is_console_noise", "kernel_lines"]
@@ -96,7 +97,18 @@ _CONSOLE_NOISE: tuple[tuple[str, re.Pattern[str]], ...] = (
 _DMESG_DECODED_KERN = re.compile(r"kern\s{0,3}:(?:emerg|alert|crit|err|warn|notice|info|debug)\s{0,3}: ")
 _CONSOLE_LEVEL = re.compile(r"<(\d{1,4})>")
 _PRINTK_STAMP = re.compile(r"\[ {0,12}\d{1,12}\.\d")  # a console line the kernel printed: the fast path
-_UNSTAMPED = re.compile(r"\n(?=[^\r\n])(?!\[ {0,12}\d{1,12}\.\d)")  # a line break before a line without one
+# A line break before a non-empty line that does not start like _PRINTK_STAMP (with ASCII digits),
+# over the input's bytes. RE2 has no lookahead, so the pattern spells the complement out: the
+# first character of the line where a stamp would go wrong; `$` (multi-line) ends a line
+# without taking its line break, which starts the next match.
+_UNSTAMPED = compile_bytes(
+    rb"(?m)\n(?:[^\[\r\n]"  # not a `[`
+    rb"|\[ {13}"  # too many spaces
+    rb"|\[ {0,12}(?:[^ 0-9\n]|$)"  # no digit after the spaces
+    rb"|\[ {0,12}[0-9]{13}"  # too many digits
+    rb"|\[ {0,12}[0-9]{1,12}(?:[^.0-9\n]|$)"  # no dot after them
+    rb"|\[ {0,12}[0-9]{1,12}\.(?:[^0-9\n]|$))"  # no digit after the dot
+)
 _SAMPLE_LINES = 200  # form detection reads this many non-empty lines
 _MONTHS = {m: n for n, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))}
 _HEADER_TIME = re.compile(
@@ -133,6 +145,10 @@ class KernelLines:
     # Seconds from the transport header (syslog/journal time) per line, None where it has none;
     # None for forms whose lines carry the printk timestamp in their text.
     times: list[float | None] | None = None
+    # The input bytes when their `\n`-separated line i holds all of `lines[i]` (a console log
+    # given as bytes, without NULs or other line breaks): a whole-log scan (analysis.prefilter)
+    # reads them instead of joining and encoding the lines again. None otherwise.
+    source: bytes | None = None
 
 
 def is_console_noise(line: str) -> str | None:
@@ -205,20 +221,23 @@ def kernel_lines(data: bytes | str) -> KernelLines:
     if form is LogForm.KMSG:
         return _kmsg(raw)
     if form is LogForm.CONSOLE:
-        return _console(text, raw)
+        return _console(text, raw, data if isinstance(data, bytes) else None)
     return _headed(form, raw)
 
 
-def _console(text: str, raw: list[str]) -> KernelLines:
+def _console(text: str, raw: list[str], data: bytes | None) -> KernelLines:
     """Every line is the kernel's but the console noise; `raw` is rewritten in place (blanked lines,
     `dmesg -x` prefixes cut). Lines with a printk timestamp, nearly all of a console log, are
-    passed over by one scan of the text; only the others are looked at."""
+    passed over by one scan of the input (`data`, the bytes `text` was decoded from, if any);
+    only the others are looked at."""
     kernel = [True] * len(raw)
     skipped = 0
-    newlines = text.count("\n")
-    if len(raw) == newlines + (1 if text and not text.endswith("\n") else 0):
-        # Line i starts after the i-th "\n": find the unstamped lines without a Python loop per line.
-        candidates: Iterable[int] = _unstamped_lines(text)
+    at_newlines = _split_at_newlines(text, raw)
+    if at_newlines:
+        # Line i follows the i-th `\n` of the bytes too: decoding keeps every `\n`, and a stamp's
+        # ASCII bytes decode to the stamp. A line the scan passes is judged below, as any other.
+        encoded = data if data is not None else text.encode("utf-8", errors="surrogatepass")
+        candidates: Iterable[int] = _unstamped_lines(encoded, len(raw))
     else:  # other separators (lone \r, \x0b ...) split lines too: look at every line
         candidates = range(len(raw))
     stamp = _PRINTK_STAMP.match
@@ -236,19 +255,46 @@ def _console(text: str, raw: list[str]) -> KernelLines:
             raw[i] = ""  # a syslog line of another program pasted in, a prompt, an echo
             kernel[i] = False
             skipped += 1
-    return KernelLines(LogForm.CONSOLE, raw, kernel, skipped)
+    # Decoding keeps every valid UTF-8 sequence (and drops only NULs), and the loop above only
+    # blanks lines or cuts a prefix off them: then line i of the bytes holds all of line i.
+    source = data if at_newlines and data is not None and b"\x00" not in data else None
+    return KernelLines(LogForm.CONSOLE, raw, kernel, skipped, source=source)
 
 
-def _unstamped_lines(text: str) -> Iterator[int]:
-    """Indexes of the non-empty lines that do not start with a printk timestamp."""
-    if text and not _PRINTK_STAMP.match(text):
-        yield 0
-    index = 0
-    last = 0
-    for m in _UNSTAMPED.finditer(text):
-        index += text.count("\n", last, m.end())
-        last = m.end()
-        yield index
+def _split_at_newlines(text: str, raw: list[str]) -> bool:
+    """True when `raw` (text.splitlines()) broke the text at its `\n`s only (`\r\n` included):
+    line i is what follows the i-th `\n`, no lone `\r` or other separator split one."""
+    return len(raw) == text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+
+
+_DENSE_BYTES = 4096  # after an unstamped line, the lines this close are passed without a search
+
+
+def _unstamped_lines(data: bytes, count: int) -> Iterator[int]:
+    """Indexes below `count`, ascending, of lines that may not start with a printk timestamp:
+    every non-empty one that does not, line 0 (no line break before it), and a few that do
+    (digits other than ASCII; the lines within _DENSE_BYTES after one found, passed with it
+    since where few lines carry a stamp a search call a line would cost more than it saves).
+    `count` bounds them by the decoded lines: NULs dropped may leave fewer."""
+    if not count:
+        return
+    yield 0
+    breaks = 0  # line breaks in data[:counted]
+    counted = 0
+    pos = 0
+    while (m := _UNSTAMPED.search(data, pos)) is not None:
+        brk = m.start()  # the line break before the line found
+        breaks += data.count(b"\n", counted, brk + 1)
+        counted = brk + 1
+        first = breaks
+        end = data.find(b"\n", brk + 1 + _DENSE_BYTES)  # the break after the last line passed with it
+        last = count - 1 if end < 0 else min(count - 1, first + data.count(b"\n", counted, end))
+        if first > last:
+            return
+        yield from range(first, last + 1)
+        if end < 0 or last == count - 1:
+            return
+        breaks, counted, pos = last, end, end
 
 
 def _facility_ok(pri: str | None) -> bool:

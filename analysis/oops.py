@@ -41,8 +41,10 @@ from analysis.model import (
     SourceLocation,
     StackContext,
 )
+from analysis.prefilter import Prefilter
 from analysis.taint import decode_taint
 from analysis.title import (
+    ANCHOR_WORDS,
     ANCHORS,
     CONFIRM_LINES,
     STACK_STARTS,
@@ -52,7 +54,7 @@ from analysis.title import (
     match_anchor,
     sanitize_title,
 )
-from analysis.userfaults import count_user_faults, user_fault
+from analysis.userfaults import FAULT_HINTS, count_user_faults, user_fault
 
 __all__ = [
     "ARCH_EVIDENCE",
@@ -60,6 +62,7 @@ __all__ = [
     "MAX_EXCERPT_CHARS",
     "MAX_RECORDS",
     "MAX_RECORD_LINES",
+    "SCAN",
     "ParsedLog",
     "parse_kernel_log",
     "parse_log",
@@ -221,6 +224,11 @@ _FAULT_ADDR = (
 )
 _REASON_TAIL = re.compile(r"(?:,? (?:address|at|at virtual address):? ADDR| at ADDR)$")
 
+# Every literal a line must hold for a stage after kernel_lines to look at it closer, found by
+# one scan of the whole log (analysis.prefilter): a report's anchor (a header line, then judged
+# by match_anchor) and a user-space fault's hint (then judged by the USER_FAULT_RULES). The
+# stages run their own checks on the lines it passes, so it narrows and never decides.
+SCAN = Prefilter("report-starts-and-user-faults", ANCHOR_WORDS + FAULT_HINTS)
 
 _OTHER_SOURCE = "-"  # the caller id of a line another program wrote: never the same context as a report's
 
@@ -291,18 +299,21 @@ def parse_kernel_log(data: bytes | str) -> ParsedLog:
     except Exception:
         log.exception("event=parse_failed reason=internal-error stage=log-form")
         return ParsedLog([], LogForm.CONSOLE, 0, {})
+    candidates: list[int] | None = None
     try:
-        records = _parse_lines(view.lines, view.kernel, view.times)
+        candidates = SCAN.lines(view.lines, view.source)  # one scan serves both the report starts and the user faults
+        records = _parse_lines(view.lines, view.kernel, view.times, candidates)
     except Exception:  # a parser bug must not take the agent down; say so and carry on
         log.exception("event=parse_failed reason=internal-error")
         records = []
-    return ParsedLog(records, view.form, view.skipped, count_user_faults(view.lines))
+    return ParsedLog(records, view.form, view.skipped, count_user_faults(view.lines, candidates))
 
 
-def _find_starts(lines: _Lines) -> list[_Start]:
+def _find_starts(lines: _Lines, candidates: list[int]) -> list[_Start]:
+    """The report starts among `candidates` (ascending line indexes that may hold an anchor)."""
     starts: list[_Start] = []
-    for i, raw in enumerate(lines.raw):
-        if ANCHORS.search(raw, 0, MAX_LINE_CHARS) is None:
+    for i in candidates:
+        if ANCHORS.search(lines.raw[i], 0, MAX_LINE_CHARS) is None:
             continue
         if i + 1 < len(lines.raw) and _REPLAY in lines.raw[i + 1]:
             continue  # printk cut this line short and prints it again next
@@ -329,9 +340,12 @@ def _parse(data: bytes | str) -> list[CrashRecord]:
     return _parse_lines(view.lines, view.kernel, view.times)
 
 
-def _parse_lines(raw: list[str], kernel: list[bool], times: list[float | None] | None = None) -> list[CrashRecord]:
+def _parse_lines(
+    raw: list[str], kernel: list[bool], times: list[float | None] | None = None, candidates: list[int] | None = None
+) -> list[CrashRecord]:
+    """The records of kernel lines; `candidates` are SCAN's lines of `raw` when the caller has them."""
     lines = _Lines(raw, [None] * len(raw), kernel)
-    starts = _find_starts(lines)
+    starts = _find_starts(lines, SCAN.lines(raw) if candidates is None else candidates)
     if not starts:
         return []
     start_at = {s.index: s for s in starts}

@@ -18,20 +18,25 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from analysis.linear import compile_text
 from analysis.model import CrashKind
+from analysis.prefilter import literal_trie
 from analysis.rules import generic_frame_rule
 from analysis.rustsym import demangle_rust
 
 __all__ = [
     "ANCHORS",
+    "ANCHOR_WORDS",
     "CONFIRM_LINES",
     "OOPS_GROUPS",
     "REPORT_CONTINUATIONS",
     "STALL_ANCHORS",
+    "STALL_RIP_RULE",
     "STRIP_FRAME_PREFIXES",
     "TRACE",
     "Extractor",
@@ -42,6 +47,7 @@ __all__ = [
     "frame_name",
     "is_continuation",
     "match_anchor",
+    "previous_rules",
     "sanitize_title",
 ]
 
@@ -196,6 +202,20 @@ STALL_ANCHORS = re.compile(
 _STALL_RIP_MODULE = re.compile(r"(?:RIP: (?:[0-9a-f]{4}:)?|pc ?: )(?:\[<[0-9a-f]+>\] +)?([a-zA-Z0-9_.]+)\+0x[0-9a-f]+/0x[0-9a-f]+ \[[\w-]+\]")
 _CONTEXT_MARK = re.compile(r"^\s*<(/?)(IRQ|NMI|SOFTIRQ|TASK)>")
 STALL_RIP_RULE = "module code in task context at the RIP"
+# Off only inside `previous_rules()`: the fingerprint edition before STALL_RIP_RULE, which the
+# collector still computes as a secondary fingerprint during a rule transition (analysis.editions).
+_STALL_RIP_ON: ContextVar[bool] = ContextVar("stall_rip_rule", default=True)
+
+
+@contextmanager
+def previous_rules() -> Iterator[None]:
+    """Titles and guilty frames as the analyzer chose them before STALL_RIP_RULE (this thread or
+    task only): a stall's guilty frame is the caller of its dispatch anchor, whatever the RIP."""
+    token = _STALL_RIP_ON.set(False)
+    try:
+        yield
+    finally:
+        _STALL_RIP_ON.reset(token)
 
 
 def _stall_rip_frame(lines: Sequence[str], rule: TitleRule) -> str | None:
@@ -447,7 +467,7 @@ def describe(group: OopsGroup, lines: Sequence[str], check_lines: Sequence[str] 
                 if frame is None and fallback:
                     frame, injected2 = _run_parts(lines, fallback, rule)
                     injected = injected or injected2
-            if rule.extractor is Extractor.STALL and frame is not None:
+            if rule.extractor is Extractor.STALL and frame is not None and _STALL_RIP_ON.get():
                 frame = _stall_rip_frame(lines, rule) or frame
             if frame is None:
                 corrupted = "no guilty frame found in the report"
@@ -1125,27 +1145,8 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
     ),
 )  # fmt: skip
 
-def _anchor_trie(words: Sequence[str]) -> str:
-    """An alternation of `words` factored by common prefixes: the regex engine tries one branch
-    per first character instead of every anchor at every candidate position (only presence is
-    asked of ANCHORS, so a word that extends another is dropped)."""
-    by_first: dict[str, list[str]] = {}
-    for word in words:
-        by_first.setdefault(word[:1], []).append(word[1:])
-    parts = []
-    for first, rests in sorted(by_first.items()):
-        if not first:
-            continue
-        if "" in rests:
-            parts.append(re.escape(first))
-        elif len(rests) == 1:
-            parts.append(re.escape(first + rests[0]))
-        else:
-            parts.append(re.escape(first) + "(?:" + _anchor_trie(rests) + ")")
-    return "|".join(parts)
-
-
-ANCHORS = re.compile(_anchor_trie([g.anchor for g in OOPS_GROUPS]))  # any group's anchor, one pass
+ANCHOR_WORDS: tuple[str, ...] = tuple(g.anchor for g in OOPS_GROUPS)  # a line holding none starts no report
+ANCHORS = re.compile(literal_trie(ANCHOR_WORDS))  # any group's anchor, one pass
 
 
 _LITERAL_START = re.compile(r"^[^{]{3}")

@@ -14,13 +14,15 @@ of a normalized line (analysis.logtext), anchored and bounded.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from analysis.logtext import MAX_LINE_CHARS, normalize_line
+from analysis.prefilter import Prefilter
 
 __all__ = [
     "COMM_LOOKAHEAD",
+    "FAULT_HINTS",
     "MAX_PROGRAMS",
     "OTHER_PROGRAMS",
     "USER_FAULT_RULES",
@@ -58,7 +60,8 @@ USER_FAULT_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
      re.compile(r"(?:" + _COMM + r"/(?P<pid>\d{1,10}): )?potentially unexpected fatal signal \d{1,3}\.")),
 )  # fmt: skip
 # Cheap substrings one of which every rule's line holds: most lines never reach a regex.
-_HINTS = ("segfault at", " ip:", "unhandled", "fatal signal", " nip ")
+FAULT_HINTS = ("segfault at", " ip:", "unhandled", "fatal signal", " nip ")
+_HINT_LINES = Prefilter("user-fault-hints", FAULT_HINTS)
 # print_fatal_signal names the program only on the show_regs() line after it (since 2.6.3x).
 _CPU_COMM = re.compile(r"CPU: \d{1,5} (?:UID: \d{1,10} )?PID: (?P<pid>\d{1,10}) Comm: (?P<comm>.{1,16}?) (?:Not tainted|Tainted:)")
 COMM_LOOKAHEAD = 4  # lines after a fault line that does not name its program where show_regs() names it
@@ -76,7 +79,7 @@ class UserFault:
 
 def user_fault(text: str) -> UserFault | None:
     """The user-space fault a normalized kernel line reports, None for any other line."""
-    if not any(h in text for h in _HINTS):
+    if not any(h in text for h in FAULT_HINTS):
         return None
     for name, _printer, pattern in USER_FAULT_RULES:
         m = pattern.match(text)
@@ -96,48 +99,34 @@ def register_dump_comm(text: str) -> str | None:
     return m.group("comm").strip() if m else None
 
 
-def count_user_faults(lines: Sequence[str]) -> dict[str, int]:
+def count_user_faults(lines: Sequence[str], candidates: Iterable[int] | None = None) -> dict[str, int]:
     """User-space faults per program in raw kernel lines (prefixes are stripped here).
 
-    Pure and linear: each rule's cheap hint is searched in the joined text (a C-speed substring
-    search), and only the lines that hold one are matched. A fault line that does not name its
-    program takes the name from the `CPU: ... Comm:` line right after it, else counts under "?".
+    Pure and linear: only the lines holding one of FAULT_HINTS are matched, found by one scan of
+    the whole text (`candidates`, ascending: those lines or more, from a caller that scanned for
+    more literals at once, see analysis.prefilter). A fault line that does not name its program
+    takes the name from the `CPU: ... Comm:` line right after it, else counts under "?".
     """
     counts: dict[str, int] = {}
-    text = "\n".join(line[:MAX_LINE_CHARS] for line in lines)  # a fault line is short; a huge one is not read whole
-    starts: set[int] = set()
-    for hint in _HINTS:
-        pos = text.find(hint)
-        while pos >= 0:
-            start = text.rfind("\n", 0, pos) + 1
-            starts.add(start)
-            end = text.find("\n", pos)
-            if end < 0:
-                break
-            pos = text.find(hint, end)
-    resume = 0  # lines before this offset were already read as the lines after a fault
-    for start in sorted(starts):
-        if start < resume:
+    resume = 0  # lines before this index were already read as the lines after a fault
+    holds_hint = _HINT_LINES.line_pattern.search
+    for i in _HINT_LINES.lines(lines) if candidates is None else candidates:
+        if i < resume:
             continue
-        end = text.find("\n", start)
-        end = len(text) if end < 0 else end
-        fault = user_fault(normalize_line(text[start:min(end, start + MAX_LINE_CHARS)]).text)
+        line = lines[i][:MAX_LINE_CHARS]
+        if candidates is not None and holds_hint(line) is None:
+            continue  # a line passed for another literal (a report's anchor)
+        fault = user_fault(normalize_line(line).text)
         if fault is None:
             continue
         if fault.comm is not None:
             _add(counts, fault.comm)
             continue
         comm = None
-        pos = end + 1
-        for _ in range(COMM_LOOKAHEAD):
-            if pos > len(text):
-                break
-            nxt = text.find("\n", pos)
-            nxt = len(text) if nxt < 0 else nxt
-            comm = register_dump_comm(text[pos:min(nxt, pos + MAX_LINE_CHARS)])
-            pos = nxt + 1
+        for j in range(i + 1, min(len(lines), i + 1 + COMM_LOOKAHEAD)):
+            comm = register_dump_comm(lines[j][:MAX_LINE_CHARS])
             if comm is not None:
-                resume = pos
+                resume = j + 1
                 break
         _add(counts, comm or "?")
     return counts

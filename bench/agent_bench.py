@@ -74,6 +74,28 @@ def memory_kb(pid: int) -> dict[str, int]:
     return values
 
 
+def pss_kb(pid: int) -> int:
+    """Proportional set size: shared pages divided among the processes that map them."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -220,9 +242,12 @@ def bench_idle(agent: Agent, seconds: float) -> None:
         lambda: b"agent started" in (agent.work / "agent.log").read_bytes(), "the agent to start", 60, 0.1
     )
     time.sleep(3.0)  # start-up scan and the first heartbeat are not idle time
+    warm = children(pid)  # the warm worker ([agent] warm_worker), idle between runs
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    warm_cpu0 = sum(cpu_seconds(p) for p in warm)
     time.sleep(seconds)
     cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    warm_cpu = sum(cpu_seconds(p) for p in warm) - warm_cpu0
     mem = memory_kb(pid)
     rss = mem["VmRSS"]
     floor = reference_floor_rss()
@@ -241,6 +266,12 @@ def bench_idle(agent: Agent, seconds: float) -> None:
     print(
         f"idle CPU over {t1 - t0:4.0f} s    {cpu:7.3f} s    ({100 * cpu / (t1 - t0):.3f} % of one core; goal ~0)"
     )
+    if warm:
+        warm_rss = sum(memory_kb(p)["VmRSS"] for p in warm)
+        print(
+            f"warm worker, idle        {warm_rss / 1024:7.1f} MB RSS, {sum(pss_kb(p) for p in warm) / 1024:.1f} MB PSS"
+            f" (daemon {pss_kb(pid) / 1024:.1f} MB PSS); CPU {warm_cpu:.3f} s over the same time"
+        )
 
 
 def bench_latency(agent: Agent, collector: Collector, shared: Path) -> None:

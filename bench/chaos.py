@@ -11,7 +11,7 @@ the collector's database, which crashes were stored, stored twice or lost. For e
 measures the time from the collector answering again to the last crash spooled during the outage
 being stored, and whether each agent's spooled crashes arrived oldest first; in steady state, the
 latency from placing a complete capture to the crash being stored (which bounds detect → stored
-from above); and the agents' CPU and RSS.
+from above); and the agents' CPU and memory (PSS).
 
     .venv/bin/python bench/chaos.py             # the full run: 20 agents, every fault, ~12 minutes
     .venv/bin/python bench/chaos.py --short     # the variant `make test` runs (tests/test_chaos.py)
@@ -105,7 +105,7 @@ class Agent:
     process: subprocess.Popen[bytes] | None = None
     placed: int = 0
     cpu_seconds: float = 0.0
-    max_rss_kb: int = 0
+    max_pss_kb: int = 0
     tmpfs: bool = False
     accounted_pid: int | None = None  # the process whose CPU is already in cpu_seconds
 
@@ -322,7 +322,9 @@ class Run:
         return wanted - set(self.stored)
 
     def sample_agents(self) -> None:
-        """Peak RSS of each agent with its worker; at most once a second (it reads all of /proc)."""
+        """Peak memory of each agent's process tree (daemon, warm worker and the worker it forked):
+        the sum of their PSS, so pages the forked worker shares with its warm parent count once.
+        At most once a second (it reads all of /proc)."""
         now = time.monotonic()
         if now - self._last_sample < 1.0:
             return
@@ -330,15 +332,19 @@ class Run:
         parents = _parents()
         for agent in self.agents:
             if agent.process is not None and agent.process.poll() is None:
-                pid = agent.process.pid
-                tree = [pid, *(child for child, parent in parents.items() if parent == pid)]
-                agent.max_rss_kb = max(agent.max_rss_kb, sum(_rss_kb(p) for p in tree))
+                tree = _descendants(agent.process.pid, parents)
+                agent.max_pss_kb = max(agent.max_pss_kb, sum(_pss_kb(p) for p in tree))
 
     def _account(self, agent: Agent) -> None:
-        """Add the agent process's CPU (its finished workers included) once per process."""
+        """Add the CPU of the agent's process tree once per agent process: the daemon with the
+        workers it waited for, and its children (the warm worker with every worker it forked)."""
         if agent.process is not None and agent.process.pid != agent.accounted_pid:
-            agent.cpu_seconds += _cpu_seconds(agent.process.pid)
-            agent.accounted_pid = agent.process.pid
+            parents = _parents()
+            pid = agent.process.pid
+            agent.cpu_seconds += _cpu_seconds(pid) + sum(
+                _cpu_seconds(child) for child, parent in parents.items() if parent == pid
+            )
+            agent.accounted_pid = pid
 
     def account_all(self) -> None:
         for agent in self.agents:
@@ -388,10 +394,17 @@ def _parents() -> dict[int, int]:
     return parents
 
 
-def _rss_kb(pid: int) -> int:
+def _descendants(pid: int, parents: dict[int, int]) -> list[int]:
+    tree = [pid]
+    for node in tree:
+        tree.extend(child for child, parent in parents.items() if parent == node)
+    return tree
+
+
+def _pss_kb(pid: int) -> int:
     with contextlib.suppress(OSError, ValueError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1])
     return 0
 
@@ -626,11 +639,11 @@ def report(run: Run, latencies: list[float], wall: float) -> bool:
         if not run.short and p99 > STEADY_P99_GOAL_SECONDS:
             ok = False
     cpu = sum(a.cpu_seconds for a in run.agents)
-    rss = [a.max_rss_kb for a in run.agents if a.max_rss_kb]
+    rss = [a.max_pss_kb for a in run.agents if a.max_pss_kb]
     if rss:
         print(f"agents: {len(run.agents)}, CPU {cpu:.1f} s over {wall:.0f} s "
               f"({100 * cpu / wall / len(run.agents):.2f} % of a core each), "
-              f"peak RSS (daemon + worker) median {statistics.median(rss) / 1024:.0f} MiB, max {max(rss) / 1024:.0f} MiB")  # fmt: skip
+              f"peak PSS (daemon + workers) median {statistics.median(rss) / 1024:.0f} MiB, max {max(rss) / 1024:.0f} MiB")  # fmt: skip
     if not run.short and not all(r.drained for r in run.results):
         ok = False
     if lost:

@@ -1,13 +1,17 @@
 """How fast `parse_log` reads a big log, against `grep -c` finding the report headers in it.
 
-Usage: bench/parse_speed.py [SHARED_DIR] [--mb N]
+Usage: bench/parse_speed.py [SHARED_DIR] [--mb N] [--repeat N]
 
 Builds an N MB (default 50) console log in a temporary file: ordinary driver chatter with the
 four real Debian 6.1 crashes of SHARED_DIR/vmcores/*/serial.log (default ../shared) spliced in
 every few MB, then times parse_log over it and `grep -c -E` for the report anchors over the
 same file. grep only *finds* header lines; parse_log also cuts, titles and reads every field,
-so the ratio says what the full analysis costs over the cheapest possible scan. Hostile inputs
-(a header on every line; one 50 MB line) are timed too: they must stay linear.
+so the ratio says what the full analysis costs over the cheapest possible scan. Where the time
+goes is printed per stage (the kernel's lines, the whole-log prefilter, the records, the
+user-space faults). Hostile inputs (a header on every line; one 50 MB line) are timed too: they
+must stay linear.
+
+Goal (issue #12): the 51 MB console log in about a second (GOAL_SECONDS) on one core.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.oops import parse_log  # noqa: E402
+from analysis.logforms import kernel_lines  # noqa: E402
+from analysis.oops import SCAN, _parse_lines, parse_log  # noqa: E402
 from analysis.title import OOPS_GROUPS  # noqa: E402
+from analysis.userfaults import count_user_faults  # noqa: E402
+
+GOAL_SECONDS = 1.1
 
 
 def build_log(shared: Path, megabytes: int) -> bytes:
@@ -45,11 +53,13 @@ def build_log(shared: Path, megabytes: int) -> bytes:
     return b"".join(parts)
 
 
-def timed(label: str, data: bytes) -> float:
-    """Wall time of one parse, then peak Python allocation in a second, traced parse."""
-    start = time.perf_counter()
-    records = parse_log(data)
-    seconds = time.perf_counter() - start
+def timed(label: str, data: bytes, repeat: int = 1) -> float:
+    """Wall time of the best of `repeat` parses, then peak Python allocation in a traced one."""
+    seconds = float("inf")
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        records = parse_log(data)
+        seconds = min(seconds, time.perf_counter() - start)
     tracemalloc.start()
     parse_log(data)
     _, peak = tracemalloc.get_traced_memory()
@@ -60,13 +70,32 @@ def timed(label: str, data: bytes) -> float:
     return seconds
 
 
+def stages(data: bytes) -> None:
+    """parse_kernel_log's stages timed one by one, on the same log."""
+    start = time.perf_counter()
+    view = kernel_lines(data)
+    split = time.perf_counter()
+    candidates = SCAN.lines(view.lines, view.source)
+    scanned = time.perf_counter()
+    _parse_lines(view.lines, view.kernel, view.times, candidates)
+    parsed = time.perf_counter()
+    count_user_faults(view.lines, candidates)
+    counted = time.perf_counter()
+    print(f"  stages: kernel_lines {split - start:.2f} s, prefilter {scanned - split:.2f} s "
+          f"({len(candidates)} lines passed), records {parsed - scanned:.2f} s, "
+          f"user faults {counted - parsed:.2f} s")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("shared", nargs="?", type=Path, default=REPO.parent / "shared")
     parser.add_argument("--mb", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3, help="parses of the console log, the best is kept")
     args = parser.parse_args(argv)
     data = build_log(args.shared, args.mb)
-    ours = timed("parse_log, console log", data)
+    ours = timed("parse_log, console log", data, args.repeat)
+    stages(data)
+    print(f"  goal: <= {GOAL_SECONDS:.1f} s: {'met' if ours <= GOAL_SECONDS else 'missed'} (best of {args.repeat}; the machine's load counts)")
     grep = shutil.which("grep")
     if grep:
         pattern = "|".join(g.anchor.replace(".", r"\.") for g in OOPS_GROUPS)

@@ -88,6 +88,7 @@ def suspects_to_proto(
         ],
         first_release=window.first_release, last_clean_release=window.last_clean_release,
         inconclusive=list(window.inconclusive), regression=window.words, triage=triage_to_proto(triage),
+        regression_stratum=_attrs(window.stratum),
     )  # fmt: skip
 
 
@@ -169,8 +170,12 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
             cluster = _cluster_id(request.cluster_id)
 
             def read() -> pb.GetSuspectsResponse:
+                from collector.analytics.suspects import regression_stratum
+
+                report = self.store.suspects(cluster, window)
+                # Within the top suspect's hosts: a confounded release is no regression.
                 return suspects_to_proto(
-                    self.store.suspects(cluster, window), self.store.regression(cluster, window),
+                    report, self.store.regression(cluster, window, regression_stratum(report)),
                     self.store.get_triage(cluster),
                 )  # fmt: skip
 
@@ -189,10 +194,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
                 request.link if request.HasField("link") else None,
             )  # fmt: skip
             if self.ingestor is not None:
-                if triage.state == "fixed":
-                    self.ingestor.fixed_clusters[cluster] = triage.fixed_in
-                else:
-                    self.ingestor.fixed_clusters.pop(cluster, None)
+                self.ingestor.triage_changed(cluster, triage.state, triage.fixed_in)
             return pb.SetTriageResponse(triage=triage_to_proto(triage))
 
         return await self._run("SetTriage", context, body)

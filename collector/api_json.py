@@ -58,7 +58,15 @@ def cluster_detail_json(d: ClusterDetail) -> dict[str, Any]:
         by_hardware=_breakdown(d.by_hardware),
         by_module=_breakdown(d.by_module),
         fingerprints=list(d.fingerprints),
-    )
+        merges=[
+            {
+                "fingerprint": m.fingerprint, "reason": m.reason, "detail": m.detail,
+                "similarity": m.similarity, "fingerprint_version": m.fingerprint_version,
+                "joined": _iso(m.joined) if m.joined is not None else None,
+            }
+            for m in d.merges
+        ],
+    )  # fmt: skip
     return out
 
 

@@ -17,6 +17,8 @@
     report_burst = 60
     peer_reports_per_second = 20.0                     # per connection source address (NAT: shared)
     peer_report_burst = 600
+    [clustering]
+    transition_days = 90.0                             # rule change: old fingerprints still match this long
     [http_limits]                                      # the HTTP port's deadlines and bounds
     header_timeout = 10.0                              # seconds to send a complete request head
     max_connections_per_client = 64
@@ -62,6 +64,10 @@ class CollectorConfig:
     peer_report_burst: int = 600
     grace_seconds: float = 10.0  # SIGTERM: in-flight RPCs get this long to finish
     symbols_dir: str | None = None  # per-build-id symbol indexes: crashes of those builds get source lines
+    # How long after this database first met a fingerprint rule edition a new crash still joins the
+    # cluster of its fingerprint under the previous edition (docs/collector.md "Rule transitions");
+    # 0 ends the transition now.
+    transition_days: float = 90.0
     # The HTTP port's limits (collector.http.HttpLimits says why each exists).
     http_header_timeout: float = 10.0
     http_body_timeout: float = 10.0
@@ -93,6 +99,8 @@ class CollectorConfig:
             or self.peer_report_burst < 1
         ):
             raise ConfigError(origin, "limits must be positive")
+        if not self.transition_days >= 0:
+            raise ConfigError(origin, "clustering.transition_days must be 0 or more")
         for name in ("http_header_timeout", "http_body_timeout", "http_request_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(origin, f"http_limits.{name.removeprefix('http_')} must be positive")
@@ -131,6 +139,7 @@ _SECTIONS: dict[str, dict[str, str]] = {
     "limits": {"reports_per_second": "reports_per_second", "report_burst": "report_burst",
                "peer_reports_per_second": "peer_reports_per_second", "peer_report_burst": "peer_report_burst"},
     "symbols": {"dir": "symbols_dir"},
+    "clustering": {"transition_days": "transition_days"},
     "http_limits": {"header_timeout": "http_header_timeout", "body_timeout": "http_body_timeout",
                     "request_timeout": "http_request_timeout", "max_connections": "http_max_connections",
                     "max_connections_per_client": "http_max_connections_per_client",

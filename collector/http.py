@@ -10,8 +10,11 @@ within `request_timeout` (503 after), and each client address holds at most
 `max_connections_per_client` of the `max_connections` open connections (past either a quick 503).
 `/healthz` and `/metrics` therefore answer while slow clients hold connections.
 
-Handlers are plain functions over the synchronous `StoreReader`, run in the loop's default
-executor (the store's worker threads), never on the loop itself. The routes are data (`ROUTES`:
+Handlers are plain functions over the synchronous `StoreReader` (and, for the fleet-analytics
+routes and page sections, its `AnalyticsStore` side: rates, suspects, regression windows, triage,
+hardware suspects; docs/analytics.md), run in the loop's default executor (the store's worker
+threads), never on the loop itself. The one route that changes anything is a cluster's triage
+(`POST`, JSON or the cluster page's form), behind the token like every query. The routes are data (`ROUTES`:
 path, handler, whether it needs the token, whether it answers in HTML or JSON, methods);
 docs/http-api.md "Adding a route" shows how to add one.
 
@@ -36,7 +39,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,12 +54,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from collector import web as pages
+from collector.analytics.exposure import check_dimension
+from collector.analytics.triage import ACTIONS, Triage, TriageError
 from collector.api_json import cluster_detail_json, cluster_json, crash_json, host_json
 from collector.auth import bearer_credentials, token_matches
+from collector.store.analytics import AnalyticsStore, UnknownCluster, Window
 from collector.store.base import AmbiguousId, InvalidPageToken, StoreReader
 from wire.model import CrashDetail, Page, QueryFilter
 
 __all__ = [
+    "ANALYTICS_PARAMS",
     "DEFAULT_PAGE_SIZE",
     "FILTER_PARAMS",
     "MAX_PAGE_SIZE",
@@ -74,6 +81,7 @@ __all__ = [
     "crash_detail_json",
     "html_response",
     "json_response",
+    "parse_params",
     "parse_query",
     "serve_in_thread",
     "start_http_server",
@@ -126,6 +134,15 @@ FILTER_PARAMS: Final[Mapping[str, str]] = {
 }
 PAGE_PARAMS: Final = frozenset({"page_size", "page_token"})
 TIME_PARAMS: Final = frozenset({"since", "until"})
+# The analytics routes' parameters (docs/http-api.md, "Fleet analytics"): the dimension of a rates
+# breakdown, one cluster's crashes, and the window (default: the 30 days before now).
+ANALYTICS_PARAMS: Final[Mapping[str, str]] = {
+    "by": "a dimension: kernel_release, machine, hardware, module, agent_version or label:KEY",
+    "cluster": "a cluster id: that cluster's crashes only",
+    "since": "window start (ISO 8601; default 30 days before until)",
+    "until": "window end (ISO 8601; default now)",
+}
+TRIAGE_FIELDS: Final = ("action", "fixed_in", "note", "link")
 
 SECURITY_HEADERS: Final[Mapping[str, str]] = {
     "Server": "crashfleet",
@@ -151,6 +168,26 @@ def _parse_time(name: str, value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def parse_params(query: str, known: Collection[str]) -> dict[str, str]:
+    """Query string -> {name: value}, each of `known` at most once. Unknown or repeated
+    parameters and values over MAX_PARAM_LENGTH are a QueryError naming the parameter."""
+    try:
+        raw = parse_qs(query, keep_blank_values=True, max_num_fields=64)
+    except ValueError as exc:
+        raise QueryError(f"malformed query string: {exc}") from None
+    out: dict[str, str] = {}
+    for name, values in raw.items():
+        if name not in known:
+            hint = f" (known: {', '.join(sorted(known))})" if known else " (this route takes none)"
+            raise QueryError(f"unknown parameter {name!r}{hint}")
+        if len(values) != 1:
+            raise QueryError(f"{name}: given {len(values)} times")
+        if len(values[0]) > MAX_PARAM_LENGTH:
+            raise QueryError(f"{name}: longer than {MAX_PARAM_LENGTH} characters")
+        out[name] = values[0]
+    return out
+
+
 def parse_query(
     query: str,
     *,
@@ -160,23 +197,11 @@ def parse_query(
 ) -> tuple[QueryFilter, Page]:
     """Query string -> (filter, page). Unknown, repeated or (for this route) unsupported parameters
     are errors, so a typo (`?kernel=`) fails loudly instead of silently returning everything."""
-    try:
-        raw = parse_qs(query, keep_blank_values=True, max_num_fields=64)
-    except ValueError as exc:
-        raise QueryError(f"malformed query string: {exc}") from None
     known = {*(FILTER_PARAMS if filters else ()), *(PAGE_PARAMS if paging else ())}
     fields: dict[str, Any] = {}
     size = default_size
     token = ""
-    for name, values in raw.items():
-        if name not in known:
-            hint = f" (known: {', '.join(sorted(known))})" if known else " (this route takes none)"
-            raise QueryError(f"unknown parameter {name!r}{hint}")
-        if len(values) != 1:
-            raise QueryError(f"{name}: given {len(values)} times")
-        value = values[0]
-        if len(value) > MAX_PARAM_LENGTH:
-            raise QueryError(f"{name}: longer than {MAX_PARAM_LENGTH} characters")
+    for name, value in parse_params(query, known).items():
         if name == "page_size":
             try:
                 size = int(value)
@@ -192,6 +217,61 @@ def parse_query(
     if flt.since is not None and flt.until is not None and flt.since > flt.until:
         raise QueryError("since is after until")
     return flt, Page(size=size, token=token)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsQuery:
+    """The analytics routes' parameters, checked: `dim` None is the whole fleet."""
+
+    dim: str | None
+    cluster: str | None
+    window: Window
+
+
+def parse_analytics(query: str, known: Collection[str] = tuple(ANALYTICS_PARAMS)) -> AnalyticsQuery:
+    """`by`, `cluster`, `since`, `until` (those of them in `known`) -> AnalyticsQuery; a bad
+    dimension, an unparseable time or an empty window is a QueryError saying which."""
+    raw = {k: v for k, v in parse_params(query, known).items() if v != ""}  # "" (a blank form field): any
+    dim = raw.get("by")
+    if dim is not None:
+        try:
+            check_dimension(dim)
+        except ValueError as exc:
+            raise QueryError(f"by: {exc}") from None
+    times = {name: _parse_time(name, raw[name]) if name in raw else None for name in ("since", "until")}
+    try:
+        window = Window(times["since"], times["until"])
+    except (ValueError, OverflowError) as exc:
+        raise QueryError(f"since/until: {exc}") from None
+    return AnalyticsQuery(dim, raw.get("cluster"), window)
+
+
+def parse_triage(fields: Mapping[str, Any]) -> tuple[str, str, str | None, str | None]:
+    """A triage change from a JSON object or a form: (action, fixed_in, note, link). `action` is
+    `ack` or `fixed`; `fixed_in` (with fixed) a release its distribution can order; `note` and
+    `link` optional (absent keeps the current one). QueryError naming the field otherwise."""
+    from collector.analytics.releases import ReleaseError, compare_releases  # python-debian: on use
+
+    for name in fields:
+        if name not in TRIAGE_FIELDS:
+            raise QueryError(f"unknown field {name!r} (known: {', '.join(TRIAGE_FIELDS)})")
+    for name, value in fields.items():
+        if value is not None and not isinstance(value, str):
+            raise QueryError(f"{name}: must be a string")
+    action = fields.get("action") or ""
+    if action not in ACTIONS:
+        raise QueryError(f"action: must be one of {', '.join(ACTIONS)}, not {action!r}")
+    fixed_in = (fields.get("fixed_in") or "").strip()
+    if action == "fixed":
+        if not fixed_in:
+            raise QueryError("fixed_in: the release that fixes it is required with action fixed")
+        try:
+            compare_releases(fixed_in, fixed_in)
+        except ReleaseError as exc:
+            raise QueryError(f"fixed_in: {exc}") from None
+    elif fixed_in:
+        raise QueryError("fixed_in: only given with action fixed")
+    return action, fixed_in, fields.get("note"), fields.get("link")
 
 
 # JSON rendering (the list and cluster objects are collector.api_json's) ------------------------
@@ -348,14 +428,53 @@ def _api_get(
     return json_response(HTTPStatus.OK, to_json(detail))
 
 
+class AnalyticsUnavailable(Exception):
+    """The store has no fleet analytics (only the SQL stores do): the analytics routes are 501."""
+
+
+MAX_SUSPECT_HOSTS: Final = 1000
+HOSTS_PAGE_SUSPECTS: Final = 1000  # hosts scored for the hosts page's hardware-suspect flags
+
+
+def _window_json(w: Window) -> dict[str, str | None]:
+    return {"since": pages.iso_time(w.since), "until": pages.iso_time(w.until)}
+
+
 class App:
     """The handlers, bound to one store/registry/token. A handler returns a Response or raises
-    QueryError/InvalidPageToken (a 400); anything else escaping is a 500 (logged)."""
+    QueryError/InvalidPageToken (a 400); anything else escaping is a 500 (logged).
 
-    def __init__(self, store: StoreReader, registry: CollectorRegistry, token: str | None) -> None:
+    `on_triage(cluster_id, state, fixed_in)` is told of every triage change made here (the
+    collector passes its Ingestor's, so a cluster fixed over HTTP is watched for regressions at
+    once)."""
+
+    def __init__(
+        self,
+        store: StoreReader,
+        registry: CollectorRegistry,
+        token: str | None,
+        on_triage: Callable[[str, str, str], None] | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.token = token or None
+        self.analytics = store if isinstance(store, AnalyticsStore) else None
+        self.on_triage = on_triage
+
+    def _analytics(self) -> AnalyticsStore:
+        if self.analytics is None:
+            raise AnalyticsUnavailable
+        return self.analytics
+
+    def _set_triage(self, cluster_id: str, fields: Mapping[str, Any]) -> Triage:
+        action, fixed_in, note, link = parse_triage(fields)
+        try:
+            triage = self._analytics().set_triage(cluster_id, action, fixed_in, note, link)
+        except TriageError as exc:  # note or link refused by collector.analytics.triage
+            raise QueryError(str(exc)) from None
+        if self.on_triage is not None:
+            self.on_triage(triage.cluster_id, triage.state, triage.fixed_in)
+        return triage
 
     # Open routes -------------------------------------------------------------------------------
 
@@ -389,12 +508,76 @@ class App:
     def api_hosts(self, req: Request) -> Response:
         return _api_list(req, self.store.list_hosts, self.store.count_hosts, "hosts", host_json)
 
+    # Fleet analytics (JSON) ----------------------------------------------------------------------
+
+    def api_rates(self, req: Request) -> Response:
+        from collector.analytics.render import rate_json
+
+        q = parse_analytics(req.query)
+        rows = self._analytics().rates(q.dim, q.window, q.cluster)
+        body = {"by": q.dim or "", "cluster": q.cluster or "", **_window_json(q.window)}
+        return json_response(HTTPStatus.OK, {**body, "rates": [rate_json(r) for r in rows]})
+
+    def api_suspects(self, req: Request) -> Response:
+        from collector.analytics.render import suspect_report_json
+
+        q = parse_analytics(req.query, ("since", "until"))
+        cluster_id = req.params["id"]
+        report = self._analytics().suspects(cluster_id, q.window)
+        return json_response(
+            HTTPStatus.OK, {"cluster_id": cluster_id, **_window_json(q.window), **suspect_report_json(report)}
+        )
+
+    def api_releases(self, req: Request) -> Response:
+        from collector.analytics.render import regression_json, triage_json
+
+        q = parse_analytics(req.query, ("since", "until"))
+        cluster_id = req.params["id"]
+        from collector.analytics.suspects import regression_stratum
+
+        analytics = self._analytics()
+        # Within the top suspect's hosts (docs/analytics.md): a confounded release is no regression.
+        stratum = regression_stratum(analytics.suspects(cluster_id, q.window))
+        window = analytics.regression(cluster_id, q.window, stratum)
+        body = {"cluster_id": cluster_id, **_window_json(q.window), **regression_json(window)}
+        return json_response(HTTPStatus.OK, {**body, "triage": triage_json(analytics.get_triage(cluster_id))})
+
+    def api_triage(self, req: Request) -> Response:
+        """GET: the cluster's triage. POST a JSON object {"action": "ack"|"fixed", "fixed_in",
+        "note", "link"}: change it, answer with the new triage."""
+        from collector.analytics.render import triage_json
+
+        parse_params(req.query, ())
+        cluster_id = req.params["id"]
+        if req.method != "POST":
+            return json_response(HTTPStatus.OK, triage_json(self._analytics().get_triage(cluster_id)))
+        try:
+            fields = json.loads(req.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise QueryError("body: not JSON (send a JSON object with action, fixed_in, note, link)") from None
+        if not isinstance(fields, dict):
+            raise QueryError("body: not a JSON object")
+        return json_response(HTTPStatus.OK, triage_json(self._set_triage(cluster_id, fields)))
+
+    def api_suspect_hosts(self, req: Request) -> Response:
+        """The hardware suspects (`?all=true`: every host with evidence, scored), highest first."""
+        from collector.analytics.render import bad_host_json
+
+        raw = parse_params(req.query, ("all", "limit"))
+        every = _flag("all", raw.get("all", ""))
+        limit = _int_param("limit", raw.get("limit", ""), 100, 1, MAX_SUSPECT_HOSTS)
+        rows = self._analytics().bad_hosts(limit)
+        return json_response(
+            HTTPStatus.OK, {"hosts": [bad_host_json(b) for b in rows if every or b.flagged]}
+        )
+
     # Web page ----------------------------------------------------------------------------------
 
     def page_clusters(self, req: Request) -> Response:
         flt, page = parse_query(req.query, default_size=pages.LIST_PAGE_SIZE)
         rows, nxt = self.store.list_clusters(flt, page)
-        return html_response(HTTPStatus.OK, pages.cluster_list_page(rows, flt, page, nxt))
+        triage = self.analytics.triage_states([c.id for c in rows]) if self.analytics is not None else {}
+        return html_response(HTTPStatus.OK, pages.cluster_list_page(rows, flt, page, nxt, triage))
 
     def page_cluster(self, req: Request) -> Response:
         _, page = parse_query(req.query, filters=False, default_size=pages.CRASH_PAGE_SIZE)
@@ -404,7 +587,38 @@ class App:
         crashes, nxt = self.store.list_crashes(QueryFilter(cluster_id=detail.summary.id), page)
         rep_id = detail.summary.representative_crash_id
         rep = self.store.get_crash(rep_id) if rep_id else None
-        return html_response(HTTPStatus.OK, pages.cluster_page(detail, rep, crashes, page, nxt))
+        analysis = None
+        if self.analytics is not None:  # the default window: the 30 days before now
+            from collector.analytics.suspects import regression_stratum
+
+            cluster_id, window = detail.summary.id, Window(None, None)
+            report = self.analytics.suspects(cluster_id, window)
+            analysis = pages.ClusterAnalytics(
+                report,
+                self.analytics.regression(cluster_id, window, regression_stratum(report)),
+                self.analytics.get_triage(cluster_id),
+                window.since,
+                window.until,
+            )
+        return html_response(HTTPStatus.OK, pages.cluster_page(detail, rep, crashes, page, nxt, analysis))
+
+    def page_triage(self, req: Request) -> Response:
+        """The cluster page's triage form: change the triage, then back to the cluster (303)."""
+        parse_params(req.query, ())
+        fields = req.form()
+        if fields.get("action") == "ack":
+            fields.pop("fixed_in", None)  # the form's release field only counts with "fixed"
+        triage = self._set_triage(req.params["id"], fields)
+        location = f"/clusters/{quote(triage.cluster_id, safe='')}#triage"
+        return Response(HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8", (("Location", location),))
+
+    def page_rates(self, req: Request) -> Response:
+        q = parse_analytics(req.query)
+        rows = self._analytics().rates(q.dim, q.window, q.cluster)
+        entered = parse_params(req.query, ANALYTICS_PARAMS)
+        return html_response(
+            HTTPStatus.OK, pages.rates_page(rows, q.dim, q.cluster, q.window.since, q.window.until, entered)
+        )
 
     def page_crash(self, req: Request) -> Response:
         parse_query(req.query, filters=False, paging=False)
@@ -416,7 +630,10 @@ class App:
     def page_hosts(self, req: Request) -> Response:
         flt, page = parse_query(req.query, default_size=pages.LIST_PAGE_SIZE)
         rows, nxt = self.store.list_hosts(flt, page)
-        return html_response(HTTPStatus.OK, pages.hosts_page(rows, flt, page, nxt))
+        suspects = None
+        if self.analytics is not None:
+            suspects = [b for b in self.analytics.bad_hosts(HOSTS_PAGE_SUSPECTS) if b.flagged]
+        return html_response(HTTPStatus.OK, pages.hosts_page(rows, flt, page, nxt, suspects))
 
     # Auth and dispatch -------------------------------------------------------------------------
 
@@ -481,6 +698,30 @@ class App:
             return route.handler(self, req)
         except (QueryError, InvalidPageToken, AmbiguousId) as exc:
             return _error(route.html, HTTPStatus.BAD_REQUEST, str(exc))
+        except UnknownCluster as exc:
+            return _error(route.html, HTTPStatus.NOT_FOUND, f"no cluster {exc.args[0]!r}")
+        except AnalyticsUnavailable:
+            return _error(route.html, HTTPStatus.NOT_IMPLEMENTED, "this store keeps no fleet analytics")
+
+
+def _flag(name: str, value: str) -> bool:
+    if value.lower() in ("", "0", "false", "no"):
+        return False
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    raise QueryError(f"{name}: not a boolean (true or false): {value!r}")
+
+
+def _int_param(name: str, value: str, default: int, low: int, high: int) -> int:
+    if value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise QueryError(f"{name}: not an integer: {value!r}") from None
+    if not low <= number <= high:
+        raise QueryError(f"{name}: must be between {low} and {high}")
+    return number
 
 
 def _cookie_encode(token: str) -> str:
@@ -526,10 +767,17 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("/api/v1/crashes", App.api_crashes),
     Route("/api/v1/crashes/{id}", App.api_crash),
     Route("/api/v1/hosts", App.api_hosts),
+    Route("/api/v1/rates", App.api_rates),
+    Route("/api/v1/clusters/{id}/suspects", App.api_suspects),
+    Route("/api/v1/clusters/{id}/releases", App.api_releases),
+    Route("/api/v1/clusters/{id}/triage", App.api_triage, methods=("GET", "POST")),
+    Route("/api/v1/suspect-hosts", App.api_suspect_hosts),
     Route("/", App.page_clusters, html=True),
     Route("/clusters/{id}", App.page_cluster, html=True),
+    Route("/clusters/{id}/triage", App.page_triage, html=True, methods=("POST",)),
     Route("/crashes/{id}", App.page_crash, html=True),
     Route("/hosts", App.page_hosts, html=True),
+    Route("/rates", App.page_rates, html=True),
 )
 
 
@@ -774,9 +1022,10 @@ async def start_http_server(
     *,
     limits: HttpLimits | None = None,
     routes: Sequence[Route] = ROUTES,
+    on_triage: Callable[[str, str, str], None] | None = None,
 ) -> HttpServer:
     """Bind `listen` (port 0 picks a free port) and serve on the running event loop."""
-    server = HttpServer(App(store, registry, token), limits or HttpLimits(), routes)
+    server = HttpServer(App(store, registry, token, on_triage), limits or HttpLimits(), routes)
     await server._listen(listen)
     log.info(
         "http listening address=%s port=%d auth=%s", server.host, server.port, "token" if token else "off"

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 
+from analysis import editions
 from analysis import fingerprint as fingerprint_rules
 from analysis.model import CrashRecord, Fingerprint, SystemFacts
 from collector import fields
@@ -170,6 +171,15 @@ def _kind_label(request: ingest_service_pb2.ReportCrashRequest) -> str:
     return request.signature.kind if request.HasField("signature") else ""
 
 
+_NO_SECONDARY = Fingerprint(value="", version="", kind="", reason="", frames=(), skipped=())
+
+
+def _secondary_of(record: CrashRecord) -> Fingerprint:
+    """The record's fingerprint under the previous rule edition, or one with an empty value."""
+    found = editions.secondary_fingerprint(record, record.excerpt, fingerprint_rules.compute(record))
+    return found if found is not None else _NO_SECONDARY
+
+
 class Ingestor:
     """Turns ReportCrash/Heartbeat requests into store writes; thread-safe, synchronous."""
 
@@ -180,6 +190,7 @@ class Ingestor:
         signer: Signer | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         symbolize: Callable[[CrashRecord, SystemFacts | None], CrashRecord | None] | None = None,
+        transition_until: datetime | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -190,6 +201,14 @@ class Ingestor:
         # record as symbolized_json; None when it has no index of the crash's build. Never changes
         # the fingerprint: that is computed before, from the record as sent.
         self.symbolize = symbolize
+        # Until then (a rule transition, collector.config transition_days) each crash also gets its
+        # fingerprint under the previous rule edition (analysis.editions), which the store matches
+        # when the new one is unknown; None: no transition.
+        self.transition_until = transition_until
+        # Re-reading a stall's excerpt under the previous rules costs a parse (tens of ms); the
+        # old guilty frame is read from the header and frame names, which the signing key holds,
+        # so it is remembered per signature like the fingerprint.
+        self._secondary = CachedSigner(_secondary_of)
         # Checked once: isinstance against a runtime Protocol is slow enough to show per report.
         self._group = store if isinstance(store, GroupCommit) else None
         self._committer: LoopGroupCommit | None = None
@@ -247,6 +266,13 @@ class Ingestor:
                 host_facts["build_id"] = system.build_id
             if system.kernel_offset is not None:  # kept for symbolizing raw addresses later
                 host_facts["kernel_offset"] = f"0x{system.kernel_offset:x}"
+        received_at = self.clock()
+        secondary = ""
+        if self.transition_until is not None and received_at < self.transition_until:
+            try:
+                secondary = self._secondary(record).value
+            except Exception:  # the old edition is a fallback: its failure must not lose the report
+                log.exception("secondary fingerprint failed key=%s", request.idempotency_key)
         signature_json = stored_signature.stored_json(record, fp)
         symbolized_json = ""
         if self.symbolize is not None:
@@ -269,7 +295,7 @@ class Ingestor:
             frames=fp.frames,
             source=request.source_path,
             crash_time=crash_time,
-            received_at=self.clock(),
+            received_at=received_at,
             kernel_release=record.kernel_release
             or (system.release if system else None)
             or facts.kernel_release,
@@ -280,6 +306,7 @@ class Ingestor:
             host_facts={k: v for k, v in host_facts.items() if v and v != "0"},
             build_id=_build_id(system),
             symbolized_json=symbolized_json,
+            secondary_fingerprint=secondary,
         )
 
     def report(self, request: ingest_service_pb2.ReportCrashRequest, host: str) -> IngestResult:
@@ -401,6 +428,14 @@ class Ingestor:
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
             self._last_purge = time.monotonic()
             self.analytics.purge_exposure(self.clock())
+
+    def triage_changed(self, cluster_id: str, state: str, fixed_in: str) -> None:
+        """A triage change made over gRPC or HTTP: a cluster fixed now is checked for regressions
+        from its next crash on, without waiting for the gauge refresh."""
+        if state == "fixed":
+            self.fixed_clusters[cluster_id] = fixed_in
+        else:
+            self.fixed_clusters.pop(cluster_id, None)
 
     def _check_regression(self, cluster_id: str, release: str) -> None:
         """A crash of a fixed cluster: reopen it when its release is the fixed one or later."""

@@ -16,6 +16,7 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from grpc import aio
@@ -23,6 +24,7 @@ from grpc_health.v1 import _async as health_aio  # `health.aio` at runtime; the 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from analysis.fingerprint import FINGERPRINT_VERSION, PREVIOUS_FINGERPRINT_VERSION
 from collector.analytics_api import SERVICE_NAME as ANALYTICS_SERVICE
 from collector.analytics_api import AnalyticsServicer, add_analytics_service
 from collector.api import IngestServicer, QueryServicer, add_servicers
@@ -135,6 +137,21 @@ async def _refresh_gauges(ingestor: Ingestor, stopping: asyncio.Event) -> None:
             await asyncio.wait_for(stopping.wait(), GAUGE_REFRESH_S)
 
 
+def _transition_until(store: Store, days: float) -> datetime | None:
+    """The end of the current fingerprint edition's transition window (docs/collector.md "Rule
+    transitions"), counted from when this database first met the edition; None without one."""
+    if PREVIOUS_FINGERPRINT_VERSION == FINGERPRINT_VERSION:
+        return None
+    started = store.begin_transition(FINGERPRINT_VERSION, PREVIOUS_FINGERPRINT_VERSION, datetime.now(UTC))
+    until = started + timedelta(days=days)
+    log.info(
+        "fingerprint rule transition version=%s previous=%s started=%s until=%s active=%s",
+        FINGERPRINT_VERSION, PREVIOUS_FINGERPRINT_VERSION, started.isoformat(), until.isoformat(),
+        until > datetime.now(UTC),
+    )  # fmt: skip
+    return until
+
+
 async def start_collector(
     config: CollectorConfig, metrics: Metrics | None = None, store: Store | None = None
 ) -> RunningCollector:
@@ -144,7 +161,11 @@ async def start_collector(
     http: HttpServer | None = None
     try:
         symbols = CollectorSymbols(Path(config.symbols_dir)) if config.symbols_dir else None
-        ingestor = Ingestor(store, metrics, symbolize=symbols.enrich if symbols is not None else None)
+        transition_until = await asyncio.to_thread(_transition_until, store, config.transition_days)
+        ingestor = Ingestor(
+            store, metrics, symbolize=symbols.enrich if symbols is not None else None,
+            transition_until=transition_until,
+        )  # fmt: skip
         limiter = ReportLimiter(
             TokenBuckets(config.reports_per_second, config.report_burst),
             TokenBuckets(config.peer_reports_per_second, config.peer_report_burst),
@@ -179,6 +200,7 @@ async def start_collector(
                 parse_address(config.http, "http", "http"),
                 config.token,
                 limits=http_limits(config),
+                on_triage=ingestor.triage_changed,
             )
     except BaseException:
         if http is not None:

@@ -18,17 +18,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlencode
 
 import jinja2
 from markupsafe import Markup, escape
 
+from collector.analytics.exposure import DIMENSIONS, LABEL_PREFIX
+from collector.analytics.triage import Triage
 from wire.model import (
     ClusterDetail,
     ClusterSummary,
@@ -39,16 +42,27 @@ from wire.model import (
     QueryFilter,
 )
 
+if TYPE_CHECKING:  # the statistics load at the first analytics query (collector.store.analytics)
+    from collector.analytics.badhosts import BadHost
+    from collector.analytics.rates import RateRow
+    from collector.analytics.regression import RegressionWindow
+    from collector.analytics.suspects import Suspect, SuspectReport
+
 __all__ = [
     "CRASH_PAGE_SIZE",
     "CSP",
     "LIST_PAGE_SIZE",
     "NAV",
+    "RATE_CHART_ROWS",
     "TEMPLATES",
     "Chart",
+    "ClusterAnalytics",
+    "Dot",
     "FaultView",
+    "Line",
     "Rect",
     "SourceFrame",
+    "Text",
     "bar_chart",
     "cluster_list_page",
     "cluster_page",
@@ -56,7 +70,10 @@ __all__ = [
     "error_page",
     "fault_view",
     "hosts_page",
+    "iso_time",
     "login_page",
+    "rate_chart",
+    "rates_page",
     "render",
     "signature_document",
     "source_frames",
@@ -71,7 +88,8 @@ SPARK_DAYS: Final = 14
 TEMPLATES: Final = Path(__file__).parent / "templates"
 
 # The header's navigation, in order: (href, label). A new top-level page adds its row here.
-NAV: Final[tuple[tuple[str, str], ...]] = (("/", "Clusters"), ("/hosts", "Hosts"))
+NAV: Final[tuple[tuple[str, str], ...]] = (("/", "Clusters"), ("/rates", "Rates"), ("/hosts", "Hosts"))
+RATE_CHART_ROWS: Final = 25  # values drawn in the rates chart (highest rate first); the table lists all
 
 CSS: Final = (TEMPLATES / "crashfleet.css").read_text(encoding="utf-8").strip()
 _CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
@@ -111,6 +129,11 @@ def _iso(ts: datetime | None) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def iso_time(ts: datetime | None) -> str | None:
+    """RFC 3339 UTC (`2026-11-19T12:00:00Z`), as the JSON API writes times; None stays None."""
+    return _iso(ts) if ts is not None else None
+
+
 def _bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -139,8 +162,36 @@ class Rect:
 
 
 @dataclass(frozen=True, slots=True)
+class Line:
+    css_class: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@dataclass(frozen=True, slots=True)
+class Dot:
+    css_class: str
+    cx: float
+    cy: float
+    r: float
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A text element; `text` may be hostile (a label value) and is escaped by `svg`."""
+
+    css_class: str
+    x: float
+    y: float
+    text: str
+    anchor: str = "start"  # start, middle or end (SVG text-anchor)
+
+
+@dataclass(frozen=True, slots=True)
 class Chart:
-    """An inline SVG chart: its class, size, rectangles and (for a labelled chart) the text a
+    """An inline SVG chart: its class, size, shapes and (for a labelled chart) the text a
     screen reader gets plus the raw values in `data-counts`; no label means aria-hidden."""
 
     css_class: str
@@ -149,6 +200,9 @@ class Chart:
     rects: tuple[Rect, ...]
     label: str = ""
     data: str = ""
+    lines: tuple[Line, ...] = ()
+    dots: tuple[Dot, ...] = ()
+    texts: tuple[Text, ...] = ()
 
 
 def sparkline_chart(counts: Sequence[int], *, bar: int = 5, gap: int = 2, height: int = 24) -> Chart:
@@ -174,15 +228,88 @@ def bar_chart(count: int, peak: int, width: int = 80, height: int = 10) -> Chart
     return Chart("bar", width, height, (Rect("t", width, height, rx=2), Rect("b", w, height, rx=2)))
 
 
+def _nice_ceiling(x: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 × 10^k at or above x (an axis end a reader can count on)."""
+    if x <= 0 or not math.isfinite(x):
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(x))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if step * power >= x * (1 - 1e-12):
+            return step * power
+    return 10.0 * power
+
+
+def _short(text: str, limit: int = 34) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _num(x: float, digits: int = 2) -> str:
+    """A number for a table: thousands separated, `digits` decimals, ∞ for an unbounded end."""
+    if math.isinf(x):
+        return "∞"
+    if math.isnan(x):
+        return "?"
+    return f"{x:,.{digits}f}"
+
+
+def _p_value(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.2g}"
+
+
+def rate_chart(rows: Sequence[RateRow], dim: str | None) -> Chart:
+    """Crash rates per 1,000 host-days as a dot per value with its 95 % interval as a whisker
+    (a forest plot), highest rate first, on one linear axis from 0; at most RATE_CHART_ROWS
+    values. A value without exposure has no rate to draw and says so."""
+    shown = list(rows)[:RATE_CHART_ROWS]
+    label_w, plot_w, right_w, row_h, top = 240, 440, 90, 22, 26
+    ends = [r.ci_high if math.isfinite(r.ci_high) else r.rate_per_1000_host_days for r in shown if r.host_days > 0]
+    peak = _nice_ceiling(max([*ends, 0.0]))
+    width, height = label_w + plot_w + right_w, top + row_h * max(1, len(shown)) + 6
+
+    def x(value: float) -> float:
+        return round(label_w + min(value, peak) / peak * plot_w, 1)
+
+    lines: list[Line] = []
+    texts: list[Text] = []
+    dots: list[Dot] = []
+    for i in range(5):
+        tick = peak * i / 4
+        lines.append(Line("grid", x(tick), top - 4, x(tick), height - 4))
+        texts.append(Text("tick", x(tick), top - 10, f"{tick:g}", "middle"))
+    for i, r in enumerate(shown):
+        y = top + i * row_h + row_h / 2
+        texts.append(Text("name", label_w - 8, y + 4, _short(r.value or "fleet"), "end"))
+        if r.host_days <= 0:
+            texts.append(Text("na", label_w + 4, y + 4, "no exposure: nothing to say"))
+            continue
+        high = r.ci_high if math.isfinite(r.ci_high) else peak
+        lines.append(Line("w", x(r.ci_low), y, x(high), y))
+        lines.append(Line("cap", x(r.ci_low), y - 5, x(r.ci_low), y + 5))
+        if math.isfinite(r.ci_high):
+            lines.append(Line("cap", x(high), y - 5, x(high), y + 5))
+        dots.append(Dot("pt", x(r.rate_per_1000_host_days), y, 4))
+        texts.append(Text("num", label_w + plot_w + 10, y + 4, f"{r.rate_per_1000_host_days:,.2f}"))
+    what = dim or "the fleet as a whole"
+    label = f"crashes per 1,000 host-days with 95 % intervals, by {what}: " + "; ".join(
+        f"{r.value or 'fleet'} {r.rate_per_1000_host_days:.2f} ({r.ci_low:.2f} to {_num(r.ci_high)})"
+        for r in shown
+    )
+    data = ",".join(f"{r.rate_per_1000_host_days:.2f}" for r in shown)
+    return Chart("rates", width, height, (), label, data, tuple(lines), tuple(dots), tuple(texts))
+
+
 def sparkline(counts: Sequence[int], *, bar: int = 5, gap: int = 2, height: int = 24) -> str:
     """The sparkline's markup (what the pages embed)."""
     return str(svg(sparkline_chart(counts, bar=bar, gap=gap, height=height)))
 
 
+_ANCHORS: Final = {"start": "start", "middle": "middle", "end": "end"}
+
+
 def svg(chart: Chart) -> Markup:
     """A Chart as inline SVG (the templates' `svg` filter). Built here rather than in a macro:
     a page draws hundreds of rectangles, and every attribute is a number or one of our class
-    names; the only text, the label, is escaped."""
+    names; the texts (label values, which agents choose) and the label are escaped."""
     rects = "".join(
         f'<rect class="{r.css_class}"'
         + (f' x="{r.x}" y="{r.y}"' if r.x is not None else "")
@@ -190,6 +317,15 @@ def svg(chart: Chart) -> Markup:
         + (f' rx="{r.rx}"' if r.rx else "")
         + "/>"
         for r in chart.rects
+    )
+    rects += "".join(
+        f'<line class="{ln.css_class}" x1="{ln.x1:g}" y1="{ln.y1:g}" x2="{ln.x2:g}" y2="{ln.y2:g}"/>'
+        for ln in chart.lines
+    )
+    rects += "".join(f'<circle class="{d.css_class}" cx="{d.cx:g}" cy="{d.cy:g}" r="{d.r:g}"/>' for d in chart.dots)
+    rects += "".join(
+        f'<text class="{t.css_class}" x="{t.x:g}" y="{t.y:g}" text-anchor="{_ANCHORS[t.anchor]}">{escape(t.text)}</text>'
+        for t in chart.texts
     )
     head = f'<svg class="{chart.css_class}" xmlns="http://www.w3.org/2000/svg" width="{chart.width}" height="{chart.height}"'
     if chart.label:
@@ -220,6 +356,8 @@ _ENV.filters.update(
     iso=_iso,
     size=_bytes,
     kind_class=_kind_class,
+    num=_num,
+    p_value=_p_value,
     sparkline=sparkline_chart,
     bar_chart=bar_chart,
     svg=svg,
@@ -486,9 +624,14 @@ def _form_values(flt: QueryFilter) -> list[tuple[str, str, str]]:
 
 
 def cluster_list_page(
-    clusters: Sequence[ClusterSummary], flt: QueryFilter, page: Page, next_token: str
+    clusters: Sequence[ClusterSummary],
+    flt: QueryFilter,
+    page: Page,
+    next_token: str,
+    triage: Mapping[str, Triage] | None = None,
 ) -> str:
-    """`/`: clusters by most recent activity, one row each with counts, sparkline, hosts, kernels."""
+    """`/`: clusters by most recent activity, one row each with counts, sparkline, hosts, kernels,
+    and the triage badge of those triaged (`regressed` stands out)."""
     filtered = any(
         v is not None
         for v in (flt.since, flt.until, flt.kernel_release, flt.host, flt.module, flt.kind, flt.hardware)
@@ -497,10 +640,37 @@ def cluster_list_page(
         "clusters.html",
         title="Crash clusters",
         clusters=list(clusters),
+        triage=dict(triage or {}),
         filtered=filtered,
         form=_form_values(flt),
         pager=_pager("/", _filter_params(flt), page, next_token, LIST_PAGE_SIZE),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAnalytics:
+    """The cluster page's fleet sections: its suspects, releases and regression window, triage,
+    over the window [since, until)."""
+
+    report: SuspectReport
+    regression: RegressionWindow
+    triage: Triage
+    since: datetime
+    until: datetime
+
+    @property
+    def findings(self) -> list[tuple[Suspect, list[Suspect]]]:
+        """Each finding, strongest first, with the suspects it explains (as the CLI nests them):
+        those worth listing first (collector.analytics.listing), pairs that add nothing last."""
+        from collector.analytics.listing import worth_listing
+
+        suspects = self.report.suspects
+        worth = dict(zip(suspects, worth_listing([(s.attributes, s.explained_by) for s in suspects]), strict=True))
+        return [
+            (s, sorted((e for e in suspects if e.explained_by == s.attributes), key=lambda e: not worth[e]))
+            for s in suspects
+            if not s.explained_by
+        ]
 
 
 def cluster_page(
@@ -509,8 +679,10 @@ def cluster_page(
     crashes: Sequence[CrashSummary],
     page: Page,
     next_token: str,
+    analysis: ClusterAnalytics | None = None,
 ) -> str:
-    """`/clusters/<id>`: what the bug is, where it hits, and every occurrence."""
+    """`/clusters/<id>`: what the bug is, where it hits, what is different about its hosts, the
+    releases it was seen on and its triage (with a store that keeps analytics), every occurrence."""
     c = detail.summary
     fault: FaultView | None = None
     sources: tuple[SourceFrame, ...] = ()
@@ -527,6 +699,9 @@ def cluster_page(
         sources=sources,
         crashes=list(crashes),
         pager=_pager(f"/clusters/{_q(c.id)}", [], page, next_token, CRASH_PAGE_SIZE),
+        analysis=analysis,
+        actions=TRIAGE_ACTIONS,
+        rate_dimensions=DIMENSIONS,
     )
 
 
@@ -547,13 +722,52 @@ def crash_page(detail: CrashDetail) -> str:
     )
 
 
-def hosts_page(hosts: Sequence[HostSummary], flt: QueryFilter, page: Page, next_token: str) -> str:
-    """`/hosts`: the inventory from heartbeats, with each host's crash count."""
+def hosts_page(
+    hosts: Sequence[HostSummary],
+    flt: QueryFilter,
+    page: Page,
+    next_token: str,
+    suspects: Sequence[BadHost] | None = None,
+) -> str:
+    """`/hosts`: the inventory from heartbeats, with each host's crash count; with analytics, the
+    hardware suspects first (collector.analytics.badhosts) and a flag on their rows."""
     return render(
         "hosts.html",
         title="Hosts",
         hosts=list(hosts),
+        suspects=None if suspects is None else list(suspects),
+        flagged={b.host: b for b in suspects or ()},
         pager=_pager("/hosts", _filter_params(flt), page, next_token, LIST_PAGE_SIZE),
+    )
+
+
+# The rates page's dimension choices: the fixed dimensions; `label:KEY` is typed.
+RATE_DIMENSIONS: Final = (*DIMENSIONS, LABEL_PREFIX + "KEY")
+# The cluster page's triage buttons: (action, label).
+TRIAGE_ACTIONS: Final = (("ack", "Acknowledge"), ("fixed", "Fixed in release"))
+
+
+def rates_page(
+    rows: Sequence[RateRow],
+    dim: str | None,
+    cluster: str | None,
+    since: datetime,
+    until: datetime,
+    entered: Mapping[str, str],
+) -> str:
+    """`/rates`: crashes per 1,000 host-days by a dimension (or the fleet), chart and table."""
+    return render(
+        "rates.html",
+        title="Crash rates",
+        rows=list(rows),
+        dim=dim or "",
+        cluster=cluster or "",
+        since=since,
+        until=until,
+        chart=rate_chart(rows, dim),
+        chart_rows=min(len(rows), RATE_CHART_ROWS),
+        dimensions=RATE_DIMENSIONS,
+        entered={name: entered.get(name, "") for name in ("by", "cluster", "since", "until")},
     )
 
 

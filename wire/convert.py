@@ -37,6 +37,7 @@ from analysis.userfaults import MAX_PROGRAMS, bound_counts
 from wire.model import (
     Breakdown,
     ClusterDetail,
+    ClusterMerge,
     ClusterSummary,
     CrashDetail,
     CrashSummary,
@@ -618,6 +619,14 @@ def cluster_detail_to_proto(d: ClusterDetail) -> query_service_pb2.ClusterDetail
         by_hardware=_breakdowns(d.by_hardware),
         by_module=_breakdowns(d.by_module),
         fingerprints=list(d.fingerprints),
+        merges=[
+            query_service_pb2.ClusterMerge(
+                fingerprint=m.fingerprint, reason=m.reason, detail=m.detail, similarity=m.similarity,
+                fingerprint_version=m.fingerprint_version,
+                joined=timestamp_from_datetime(m.joined) if m.joined is not None else None,
+            )
+            for m in d.merges
+        ],
     )
 
 
@@ -629,6 +638,14 @@ def cluster_detail_from_proto(m: query_service_pb2.ClusterDetail) -> ClusterDeta
         by_hardware=_breakdowns_back(m.by_hardware),
         by_module=_breakdowns_back(m.by_module),
         fingerprints=tuple(m.fingerprints),
+        merges=tuple(
+            ClusterMerge(
+                fingerprint=g.fingerprint, reason=g.reason, detail=g.detail, similarity=g.similarity,
+                fingerprint_version=g.fingerprint_version,
+                joined=datetime_from_timestamp(g.joined) if g.HasField("joined") else None,
+            )
+            for g in m.merges
+        ),
     )
 
 

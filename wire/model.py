@@ -82,6 +82,20 @@ class ClusterSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterMerge:
+    """One fingerprint of a cluster and why it is there: 'created' (it made the cluster),
+    'similar' (same bug class and guilty frame, collector.clustering) or 'secondary' (its
+    fingerprint under the previous rule edition was the cluster's: a rule transition)."""
+
+    fingerprint: str
+    reason: str
+    detail: str = ""  # what matched, in words
+    similarity: float = 1.0
+    fingerprint_version: str = ""
+    joined: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterDetail:
     summary: ClusterSummary
     by_host: tuple[Breakdown, ...] = ()
@@ -89,6 +103,7 @@ class ClusterDetail:
     by_hardware: tuple[Breakdown, ...] = ()
     by_module: tuple[Breakdown, ...] = ()
     fingerprints: tuple[str, ...] = ()  # every fingerprint that joined (exact + similar)
+    merges: tuple[ClusterMerge, ...] = ()  # the same fingerprints, each with why it joined
 
 
 @dataclass(frozen=True, slots=True)

@@ -430,6 +430,15 @@ class SymbolIndex:
                 return IndexedSymbol(n, _u(a), s, sec)
         return None
 
+    def symbol_below(self, address: int) -> IndexedSymbol | None:
+        """The nearest code symbol at or below `address`, whatever its size: what binutils names
+        a line row after it (the alignment padding a function's last line row stretches over)."""
+        row = self._db.execute(
+            "SELECT name, address, size, section FROM symbols WHERE address <= ? ORDER BY address DESC LIMIT 1",
+            (_s(address),),
+        ).fetchone()
+        return IndexedSymbol(row[0], _u(row[1]), row[2], row[3]) if row else None
+
     def ensure_cu(self, address: int) -> int | None:
         """Make sure the CU covering `address` is indexed; its offset, or None if no CU covers it."""
         row = self._db.execute(

@@ -75,8 +75,10 @@ class Symbolizer:
             if line is None:
                 return []
             # Assembly has line rows but no DWARF functions; name it from the symbol table, as
-            # binutils does (asm_exc_invalid_op, entry_SYSCALL_64_after_hwframe ...).
-            symbol = self.index.symbol_at(address)
+            # binutils does (asm_exc_invalid_op, entry_SYSCALL_64_after_hwframe ...). So has the
+            # padding after a function, which its last line row covers: binutils names the
+            # function before it, past its size.
+            symbol = self.index.symbol_at(address) or self.index.symbol_below(address)
             return [SourceLocation(symbol.name if symbol else "??", line[0], line[1])]
         file, lineno = line if line is not None else ("??", 0)
         out = [SourceLocation(scopes[-1].name, file, lineno)]

@@ -6,6 +6,12 @@ cluster and its rate λ1 = k1 / E1. For each older release R0 without a crash, �
 were expected had R0 carried the bug, and P(0 | μ) = e^−μ says how surprising its silence is.
 The window runs from the newest R0 whose silence is significant (p < `alpha`) to R1; older
 releases between them with too little exposure to say are named as such.
+
+Under confounding the fleet-wide cells mislead: when only hosts with some attribute S crash and
+those hosts never ran R0, the rest of the fleet's silence on R0 says nothing about the bug. The
+caller then passes the cells of the stratum (crashes of hosts with S, exposure of hosts with S)
+and S itself, and the window is said for those hosts ("too little exposure on R0 among hosts with
+S to say" where they barely ran R0).
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from collector.analytics.exposure import Attr
 from collector.analytics.releases import sort_releases
 from collector.analytics.stats import rate_interval
+from collector.analytics.suspects import describe_attrs
 
 __all__ = ["RegressionWindow", "ReleaseRate", "regression_window"]
 
@@ -41,6 +49,7 @@ class RegressionWindow:
     last_clean_release: str  # "" when no older release's silence is significant
     inconclusive: tuple[str, ...]  # releases between the two with too little exposure to say
     words: str
+    stratum: tuple[Attr, ...] = ()  # the hosts the cells count (the top suspect); () the whole fleet
 
 
 def _p_text(p: float) -> str:
@@ -48,16 +57,18 @@ def _p_text(p: float) -> str:
 
 
 def regression_window(
-    cells: Iterable[tuple[str, int, float]], alpha: float = DEFAULT_ALPHA
+    cells: Iterable[tuple[str, int, float]], alpha: float = DEFAULT_ALPHA, stratum: tuple[Attr, ...] = ()
 ) -> RegressionWindow:
-    """`cells`: (release, crashes of the cluster, fleet host-days on it). ReleaseError on a
+    """`cells`: (release, crashes of the cluster, fleet host-days on it), or with `stratum` the
+    crashes of the hosts with those values and those hosts' host-days. ReleaseError on a
     malformed release."""
     table = {release: (k, e) for release, k, e in cells}
     order = sort_releases(table)
     first = next((r for r in order if table[r][0] > 0), "")
+    among = f" among hosts with {describe_attrs(stratum)}" if stratum else ""
     if not first:
         return RegressionWindow(
-            tuple(_row(r, *table[r]) for r in order), "", "", (), "not seen in the window"
+            tuple(_row(r, *table[r]) for r in order), "", "", (), f"not seen{among} in the window", stratum
         )
     k1, e1 = table[first]
     lam = k1 / e1 if e1 > 0 else math.inf
@@ -77,21 +88,25 @@ def regression_window(
             break
         unsure.append(row.release)
     if not clean:
-        unsure_text = (
-            f"; older releases had too little exposure to say ({', '.join(reversed(unsure))})"
-            if unsure
-            else ""
-        )
-        words = f"first seen on {first} ({k1} crashes over {e1:,.0f} host-days){unsure_text}"
-        return RegressionWindow(tuple(rows), first, "", tuple(reversed(unsure)), words)
+        if unsure and stratum:
+            unsure_text = f"; too little exposure on {', '.join(reversed(unsure))}{among} to say"
+        elif unsure:
+            unsure_text = f"; older releases had too little exposure to say ({', '.join(reversed(unsure))})"
+        else:
+            unsure_text = ""
+        of = f" of hosts with {describe_attrs(stratum)}" if stratum else ""
+        words = f"first seen on {first} ({k1} crashes over {e1:,.0f} host-days{of}){unsure_text}"
+        return RegressionWindow(tuple(rows), first, "", tuple(reversed(unsure)), words, stratum)
     c = next(r for r in rows if r.release == clean)
     words = (
         f"not seen on {clean} over {c.host_days:,.0f} host-days; {c.expected:,.0f} expected at the {first} rate,"
         f" {_p_text(c.p_value)}: regression between {clean} and {first}"
     )
+    if stratum:
+        words = f"{among.strip()}: {words}"
     if unsure:
-        words += f" (too little exposure to say: {', '.join(reversed(unsure))})"
-    return RegressionWindow(tuple(rows), first, clean, tuple(reversed(unsure)), words)
+        words += f" (too little exposure{among} to say: {', '.join(reversed(unsure))})"
+    return RegressionWindow(tuple(rows), first, clean, tuple(reversed(unsure)), words, stratum)
 
 
 def _row(release: str, k: int, e: float) -> ReleaseRate:

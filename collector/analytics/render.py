@@ -1,8 +1,7 @@
-"""The analytics results as JSON objects: what the HTTP API's routes will return.
+"""The analytics results as JSON objects: what the HTTP API's routes return (collector.http).
 
-Plain functions over the library's records, so that the HTTP layer (moving to aiohttp + Jinja2)
-only has to route to them; the field names are the protobuf's (AnalyticsService) and the CLI's
-`--json`, so scripts can move between the three. Infinite interval ends become null.
+Plain functions over the library's records; the field names are the protobuf's
+(AnalyticsService) and the CLI's `--json`, so scripts can move between the three. Infinite interval ends become null.
 """
 
 from __future__ import annotations
@@ -16,7 +15,15 @@ from collector.analytics.regression import RegressionWindow
 from collector.analytics.suspects import Suspect, SuspectReport
 from collector.analytics.triage import Triage
 
-__all__ = ["bad_host_json", "rate_json", "suspect_json", "suspects_json", "triage_json"]
+__all__ = [
+    "bad_host_json",
+    "rate_json",
+    "regression_json",
+    "suspect_json",
+    "suspect_report_json",
+    "suspects_json",
+    "triage_json",
+]
 
 
 def _num(x: float) -> float | None:
@@ -52,11 +59,17 @@ def triage_json(t: Triage) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def suspects_json(report: SuspectReport, window: RegressionWindow, triage: Triage) -> dict[str, Any]:
-    """One cluster's page: its suspects, the releases it was seen on with the window, its triage."""
+def suspect_report_json(report: SuspectReport) -> dict[str, Any]:
+    """What is different about a cluster's hosts: the summary sentence and the suspect rows."""
     return {
         "summary": report.summary, "cluster_hosts": report.cluster_hosts, "candidates": report.candidates,
         "suspects": [suspect_json(s) for s in report.suspects], "hosts": list(report.hosts),
+    }  # fmt: skip
+
+
+def regression_json(window: RegressionWindow) -> dict[str, Any]:
+    """The releases a cluster was seen on, each with the fleet's exposure, and its regression window."""
+    return {
         "releases": [
             {
                 "release": r.release, "crashes": r.crashes, "host_days": r.host_days,
@@ -66,8 +79,14 @@ def suspects_json(report: SuspectReport, window: RegressionWindow, triage: Triag
             for r in window.releases
         ],
         "first_release": window.first_release, "last_clean_release": window.last_clean_release,
-        "inconclusive": list(window.inconclusive), "regression": window.words, "triage": triage_json(triage),
+        "inconclusive": list(window.inconclusive), "regression": window.words,
+        "regression_stratum": _attrs(window.stratum),
     }  # fmt: skip
+
+
+def suspects_json(report: SuspectReport, window: RegressionWindow, triage: Triage) -> dict[str, Any]:
+    """One cluster's page: its suspects, the releases it was seen on with the window, its triage."""
+    return {**suspect_report_json(report), **regression_json(window), "triage": triage_json(triage)}
 
 
 def bad_host_json(b: BadHost) -> dict[str, Any]:

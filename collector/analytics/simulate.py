@@ -4,7 +4,9 @@ A fleet of hosts, each with a hardware model, a kernel release, a role label and
 modules, exposed for part of a window; clusters crash hosts as Poisson processes over their
 exposure. Optional planted signals: a module that multiplies one cluster's rate (and is more
 common on one hardware model, so that the model looks suspicious too), a bad host with EDAC errors
-crashing alone in several clusters, and a cluster that appears with one release.
+crashing alone in several clusters, a cluster that appears with one release, one that appears with
+that release only on the hosts with the module (a regression within them), and a confounded one:
+only hosts with the module crash, and they all run the newest release (no regression to claim).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class SimFleet:
     planted_cluster: str = ""
     regression_cluster: str = ""
     regression_release: str = ""
+    stratum_regression_cluster: str = ""  # veth hosts crash on the newest release only
+    confounded_cluster: str = ""  # veth hosts crash on any release; they run only the newest
 
     def profiles(self) -> list[ProfileExposure]:
         by: dict[frozenset[Attr], list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -58,15 +62,17 @@ class SimFleet:
     def clusters(self) -> list[str]:
         return sorted({c for _, c in self.crashes})
 
-    def release_cells(self, cluster: str) -> list[tuple[str, int, float]]:
-        exposure: dict[str, float] = defaultdict(float)
-        release = {h.name: h.release for h in self.hosts}
+    def release_cells(self, cluster: str, stratum: tuple[Attr, ...] = ()) -> list[tuple[str, int, float]]:
+        """(release, crashes, host-days) of the hosts with every value of `stratum` (all hosts)."""
+        exposure: dict[str, float] = {r: 0.0 for r in {h.release for h in self.hosts}}
+        inside = {h.name: h.release for h in self.hosts if set(stratum) <= h.attrs}
         for h in self.hosts:
-            exposure[h.release] += h.host_days
+            if h.name in inside:
+                exposure[h.release] += h.host_days
         counts: dict[str, int] = defaultdict(int)
         for host, c in self.crashes:
-            if c == cluster:
-                counts[release[host]] += 1
+            if c == cluster and host in inside:
+                counts[inside[host]] += 1
         return [(r, counts[r], e) for r, e in exposure.items()]
 
 
@@ -94,6 +100,8 @@ def simulate_fleet(
     planted_factor: float = 0.0,
     bad_host: bool = False,
     regression: bool = False,
+    stratum_regression: bool = False,
+    confounded: bool = False,
 ) -> SimFleet:
     """A fleet; `planted_factor` > 0 plants PLANTED_MODULE multiplying cluster "c-planted"'s rate."""
     rng = random.Random(seed)
@@ -106,6 +114,8 @@ def simulate_fleet(
         if veth:
             modules.append(PLANTED_MODULE)
         release = rng.choices(RELEASES, weights=(1, 2, 3, 4))[0]
+        if confounded and veth:
+            release = RELEASES[-1]  # the hosts with the module came installed with the newest release
         attrs = host_attributes(
             kernel_release=release, machine="x86_64", hardware=hardware, agent_version="0.1",
             modules=modules, labels={"role": rng.choice(("ci", "web", "db"))},
@@ -130,6 +140,18 @@ def simulate_fleet(
         for h in fleet_hosts:
             if h.release == RELEASES[-1]:
                 crashes += [(h.name, "c-regression")] * _poisson(rng, rate * h.host_days)
+    veth_hosts = [h for h in fleet_hosts if ("module", PLANTED_MODULE) in h.attrs]
+    if stratum_regression:
+        fleet.stratum_regression_cluster = "c-stratum-regression"
+        rate = 370 / total
+        for h in veth_hosts:
+            if h.release == RELEASES[-1]:
+                crashes += [(h.name, "c-stratum-regression")] * _poisson(rng, rate * h.host_days)
+    if confounded:
+        fleet.confounded_cluster = "c-confounded"
+        rate = 150 / total
+        for h in veth_hosts:
+            crashes += [(h.name, "c-confounded")] * _poisson(rng, rate * h.host_days)
     if bad_host:
         host = fleet_hosts[0] = SimHost(
             BAD_HOST, fleet_hosts[0].attrs, fleet_hosts[0].release, fleet_hosts[0].host_days, {"edac_ce": 240}

@@ -35,16 +35,20 @@ __all__ = [
     "describe_attrs",
     "find_suspects",
     "format_ratio",
+    "regression_stratum",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class ProfileExposure:
-    """Host-days one set of attribute values ran over the window, and its hosts (busiest day)."""
+    """Host-days one set of attribute values ran over the window, and its hosts (busiest day).
+    `daily_hosts`: its hosts on each day of the window, a host counted once per day over all
+    profiles; without it, `hosts` ran every day (a host never changed profile)."""
 
     attrs: frozenset[Attr]
     host_days: float
     hosts: int
+    daily_hosts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,15 @@ def format_ratio(x: float) -> str:
     return f"{x:.0f}×" if x >= 10 else f"{x:.1f}×"
 
 
+def regression_stratum(report: SuspectReport) -> tuple[Attr, ...]:
+    """The hosts a regression window compares releases within (docs/analytics.md): those with the
+    top finding's values, less any kernel release (within one release there is nothing to
+    compare); () when the cluster has no finding or its top finding is a release."""
+    if not report.suspects or report.suspects[0].explained_by:
+        return ()
+    return tuple(a for a in report.suspects[0].attributes if a[0] != "kernel_release")
+
+
 def _words(s: Suspect, names: dict[tuple[Attr, ...], str]) -> str:
     text = (
         f"{describe_attrs(s.attributes)}: {s.cluster_hosts_with} of {s.cluster_hosts} crashing hosts"
@@ -135,9 +148,15 @@ class _Fleet:
     def __init__(self, profiles: Sequence[ProfileExposure], values: Sequence[Attr]) -> None:
         self.column = {a: i for i, a in enumerate(values)}
         self.seconds = np.array([round(p.host_days * SECONDS_PER_DAY) for p in profiles], dtype=np.int64)
-        self.counts = np.array([p.hosts for p in profiles], dtype=np.int64)
+        # Hosts per profile and day: distinct hosts of any set of profiles are a day's sum, and
+        # over the window the busiest day's (summing the profiles' own maxima would count a host
+        # once per profile it ran).
+        days = max((len(p.daily_hosts) for p in profiles), default=0) or 1
+        self.daily = np.zeros((len(profiles), days), dtype=np.int64)
+        for i, p in enumerate(profiles):
+            self.daily[i, : len(p.daily_hosts) or days] = p.daily_hosts or p.hosts
         self.total = float(self.seconds.sum()) / SECONDS_PER_DAY
-        self.hosts = int(self.counts.sum())
+        self.hosts = int(self.daily.sum(axis=0).max()) if profiles else 0
         self.matrix = np.zeros((len(profiles), len(values)), dtype=np.int64)
         column = self.column
         for i, p in enumerate(profiles):
@@ -149,12 +168,12 @@ class _Fleet:
         """(host-days, hosts) of the profiles holding every value of `attrs` (candidate values)."""
         cols = [self.column[a] for a in attrs]
         mask = self.matrix[:, cols].all(axis=1)
-        return float(self.seconds[mask].sum()) / SECONDS_PER_DAY, int(self.counts[mask].sum())
+        return float(self.seconds[mask].sum()) / SECONDS_PER_DAY, int(self.daily[mask].sum(axis=0).max())
 
-    def pair_exposure(self) -> tuple[Any, Any]:
-        """(seconds, hosts) of every pair of candidate values: V × V matrices."""
+    def pair_exposure(self) -> Any:
+        """Seconds of every pair of candidate values: a V × V matrix."""
         m = self.matrix
-        return (m.T * self.seconds) @ m, (m.T * self.counts) @ m
+        return (m.T * self.seconds) @ m
 
 
 class _Crashing:
@@ -228,7 +247,7 @@ def find_suspects(
         return SuspectReport(n, 0, (), "no exposure recorded in the window: nothing to compare with")
     crashing.index(fleet.column)
     pair_counts = crashing.pair_counts()  # crashing hosts with both values (the diagonal: with one)
-    pair_days, pair_hosts = fleet.pair_exposure()
+    pair_days = fleet.pair_exposure()
     upper = np.triu(np.ones((len(values), len(values)), dtype=bool), 1)
     dims = [v[0] for v in values]
     for i, j in zip(*np.nonzero(upper), strict=True):
@@ -251,18 +270,19 @@ def find_suspects(
         candidates += len(rows)
         if family is families[1]:
             pair_candidates = len(rows)
-        k, e, fh = pair_counts[rows, cols], pair_days[rows, cols] / SECONDS_PER_DAY, pair_hosts[rows, cols]
+        k, e = pair_counts[rows, cols], pair_days[rows, cols] / SECONDS_PER_DAY
         p, rr, low, high = over_representation_arrays(k, np.full(len(k), n), np.minimum(e / fleet.total, 1.0))
         q = np.asarray(benjamini_hochberg(list(p)))
         for x in np.nonzero((q <= level) & (low > params.min_effect) & (e < fleet.total))[0]:
             i, j = int(rows[x]), int(cols[x])
+            attrs = (values[i],) if i == j else (values[i], values[j])
             significant.append(
                 Suspect(
-                    (values[i],) if i == j else (values[i], values[j]),
+                    attrs,
                     n,
                     int(k[x]),
                     fleet.hosts,
-                    int(fh[x]),
+                    0,  # fleet_hosts_with: counted below for the combinations shown
                     fleet.total,
                     float(e[x]),
                     float(rr[x]),
@@ -276,7 +296,7 @@ def find_suspects(
     # Values that always travel together make hundreds of significant pairs; the strongest
     # MAX_SHOWN are sorted into findings and explained ones, the rest only counted.
     hidden = max(0, len(significant) - MAX_SHOWN)
-    significant = significant[:MAX_SHOWN]
+    significant = [replace(s, fleet_hosts_with=fleet.exposure(s.attributes)[1]) for s in significant[:MAX_SHOWN]]
     primaries: list[Suspect] = []
     explained: list[Suspect] = []
     for s in significant:

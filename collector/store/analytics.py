@@ -96,6 +96,14 @@ class Window:
         self.first_day = self.since_us // exp.DAY_US
         self.end_day = (self.until_us - 1) // exp.DAY_US + 1  # exclusive
 
+    @property
+    def since(self) -> datetime:
+        return _dt(self.since_us)
+
+    @property
+    def until(self) -> datetime:
+        return _dt(self.until_us)
+
 
 def _values(rows: Sequence[Sequence[Any]], width: int, head: str, tail: str, tx: _Tx) -> None:
     """Multi-row `head VALUES (...), (...) tail`, chunked under both databases' parameter limits."""
@@ -220,7 +228,9 @@ class AnalyticsStore:
         for c in credits:
             mine = attrs.get(c.profile, frozenset())
             before = attrs.get(c.already_counted, frozenset()) if c.already_counted else frozenset()
-            profile_rows.append((c.day, c.profile, c.seconds, 0 if c.already_counted == c.profile else 1))
+            # A host is counted once per day, under the first profile credited that day, so that a
+            # day's hosts summed over any set of profiles counts each host once.
+            profile_rows.append((c.day, c.profile, c.seconds, 0 if c.already_counted else 1))
             day_rows += [
                 (c.day, dim, value, c.seconds, 0 if (dim, value) in before else 1)
                 for dim, value in sorted(mine)
@@ -432,14 +442,21 @@ class AnalyticsStore:
             latest = {host: (release, hardware, modules) for host, release, hardware, modules in crashes}
             hosts = self._crashing_hosts(tx, latest)
             rows = tx.all(
-                "SELECT profile, SUM(seconds), MAX(hosts) FROM exposure_profile_days WHERE day >= ? AND day < ?"
-                " GROUP BY profile",
+                "SELECT profile, day, seconds, hosts FROM exposure_profile_days WHERE day >= ? AND day < ?",
                 (w.first_day, w.end_day),
             )
-            attrs = self._profile_attrs(tx, [r[0] for r in rows])
+            attrs = self._profile_attrs(tx, {r[0] for r in rows})
+        # Per profile: its seconds, and its hosts on each day (distinct hosts are a day's sum over
+        # profiles; over the window, the busiest day's).
+        width = w.end_day - w.first_day
+        per: dict[str, tuple[list[int], list[int]]] = {}
+        for pid, day, seconds, n in rows:
+            total, daily = per.setdefault(pid, ([0], [0] * width))
+            total[0] += int(seconds)
+            daily[int(day) - w.first_day] += int(n)
         profiles = [
-            ProfileExposure(attrs[pid], int(seconds) / SECONDS_PER_DAY, int(n))
-            for pid, seconds, n in rows
+            ProfileExposure(attrs[pid], total[0] / SECONDS_PER_DAY, max(daily), tuple(daily))
+            for pid, (total, daily) in per.items()
             if pid in attrs
         ]
         return find_suspects(hosts, profiles, params or SuspectParams())
@@ -480,14 +497,19 @@ class AnalyticsStore:
             result.append(CrashingHost(host, attrs))
         return result
 
-    def regression(self, cluster_id: str, window: Window | None = None) -> RegressionWindow:
-        """The releases this cluster was seen on, with exposure, and its regression window."""
+    def regression(
+        self, cluster_id: str, window: Window | None = None, stratum: tuple[exp.Attr, ...] = ()
+    ) -> RegressionWindow:
+        """The releases this cluster was seen on, with exposure, and its regression window; with
+        `stratum` (the top suspect's values), counted among the hosts with them only."""
         from collector.analytics.regression import regression_window
-        from collector.analytics.releases import ReleaseError
 
         w = window or Window(None, None)
         with self._read_tx() as tx:
             self._check_cluster(tx, cluster_id)
+            if stratum:
+                cells = self._stratum_cells(tx, cluster_id, w, frozenset(stratum))
+                return self._window_of(cells, lambda c: regression_window(c, stratum=stratum))
             counts = dict(
                 tx.all(
                     "SELECT kernel_release, COUNT(*) FROM crashes WHERE cluster_id = ? AND occurred_at >= ?"
@@ -507,18 +529,64 @@ class AnalyticsStore:
             cells.append(
                 (str(release), int(counts.get(release, 0)), int(exposure.get(release, 0)) / SECONDS_PER_DAY)
             )
+        return self._window_of(cells, regression_window)
+
+    @staticmethod
+    def _window_of(
+        cells: list[tuple[str, int, float]], window: Callable[[list[tuple[str, int, float]]], RegressionWindow]
+    ) -> RegressionWindow:
+        from collector.analytics.releases import ReleaseError
+
         try:
-            return regression_window(cells)
+            return window(cells)
         except ReleaseError:
             # A release no ordering accepts (a custom build name): order what can be ordered.
             good = []
             for cell in cells:
                 try:
-                    regression_window([cell])
+                    window([cell])
                 except ReleaseError:
                     continue
                 good.append(cell)
-            return regression_window(good)
+            return window(good)
+
+    def _stratum_cells(
+        self, tx: _Tx, cluster_id: str, w: Window, stratum: frozenset[exp.Attr]
+    ) -> list[tuple[str, int, float]]:
+        """(release, crashes of hosts with every value of `stratum`, those hosts' host-days) for
+        every release of the window. A crash is the stratum's when what its host ran at the crash
+        holds the values (as suspects reads it: the crash's release, hardware and modules, the
+        host's machine, agent version and labels)."""
+        counts: dict[str, int] = {}
+        for release, hardware, modules, machine, agent, host_hardware, labels in tx.all(
+            "SELECT k.kernel_release, k.hardware, k.modules, h.machine, h.agent_version, h.hardware,"
+            " COALESCE(e.labels, '{}') FROM crashes k LEFT JOIN hosts h ON h.hostname = k.host"
+            " LEFT JOIN host_exposure e ON e.hostname = k.host WHERE k.cluster_id = ? AND k.occurred_at >= ?"
+            " AND k.occurred_at < ? AND k.kernel_release <> ''",
+            (cluster_id, w.since_us, w.until_us),
+        ):
+            crash_attrs = exp.host_attributes(
+                kernel_release=release, machine=machine or "", hardware=hardware or host_hardware or "",
+                agent_version=agent or "", modules=json.loads(modules),
+                labels={str(k): str(v) for k, v in _json_dict(labels).items()},
+            )  # fmt: skip
+            if stratum <= set(crash_attrs):
+                counts[str(release)] = counts.get(str(release), 0) + 1
+        rows = tx.all(
+            "SELECT profile, SUM(seconds) FROM exposure_profile_days WHERE day >= ? AND day < ? GROUP BY profile",
+            (w.first_day, w.end_day),
+        )
+        profiles = self._profile_attrs(tx, [r[0] for r in rows])
+        seconds: dict[str, int] = {}
+        for pid, s in rows:
+            attrs = profiles.get(pid, frozenset())
+            for dim, release in attrs:
+                if dim == "kernel_release":
+                    seconds[release] = seconds.get(release, 0) + (int(s) if stratum <= attrs else 0)
+        return [
+            (release, counts.get(release, 0), seconds.get(release, 0) / SECONDS_PER_DAY)
+            for release in set(counts) | set(seconds)
+        ]
 
     # Bad hosts -------------------------------------------------------------------------------
 
@@ -619,6 +687,20 @@ class AnalyticsStore:
                 (cluster_id,),
             )
         return _triage(cluster_id, row)
+
+    def triage_states(self, cluster_ids: Sequence[str]) -> dict[str, Triage]:
+        """The triage of each listed cluster that has one (the cluster list's badges); clusters
+        never triaged are absent (state new). Primary-key lookups, MAX_IN ids a statement."""
+        found: dict[str, Triage] = {}
+        with self._read_tx() as tx:
+            for chunk in _chunks(sorted(set(cluster_ids))):
+                for cluster_id, *rest in tx.all(
+                    "SELECT cluster_id, state, fixed_in, note, link, updated_at, regressed_release"
+                    f" FROM cluster_triage WHERE cluster_id IN ({_marks(len(chunk))})",
+                    chunk,
+                ):
+                    found[str(cluster_id)] = _triage(str(cluster_id), tuple(rest))
+        return found
 
     def set_triage(
         self, cluster_id: str, action: str, fixed_in: str = "", note: str | None = None, link: str | None = None,

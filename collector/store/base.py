@@ -97,6 +97,9 @@ class NewCrash:
     host_facts: dict[str, str] = field(default_factory=dict)
     build_id: str = ""  # the kernel's BUILD-ID from its dump: which uploaded symbol index fits it
     symbolized_json: str = ""  # the record with source lines, when the collector had the index
+    # The fingerprint under the previous rule edition (analysis.editions) while a rule transition
+    # lasts, '' otherwise: a crash whose fingerprint is unknown joins the cluster holding this one.
+    secondary_fingerprint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,9 @@ class IngestResult:
     cluster_created: bool = False
     cluster_new_host: bool = False  # the cluster had not seen this host before
     similarity: float = 1.0  # 1.0 for an exact fingerprint match or a new cluster
+    # How the crash found its cluster: 'exact', 'created', 'similar' or 'secondary' (MERGE_REASONS);
+    # '' for a duplicate.
+    match: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +206,12 @@ class Store(StoreReader, Protocol):
         ...
 
     def heartbeat(self, host: HostRecord, at: datetime) -> None: ...
+
+    def begin_transition(self, version: str, previous_version: str, at: datetime) -> datetime:
+        """When this database first met fingerprint rule edition `version` (whose predecessor is
+        `previous_version`): `at` the first time it is asked, the stored time ever after, on
+        every replica. The start of that edition's transition window."""
+        ...
 
     def user_faults(self, hostname: str) -> dict[str, int]:
         """User-space faults per program the host's last heartbeat counted this boot ({} when none)."""

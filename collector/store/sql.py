@@ -28,6 +28,7 @@ from collector.clustering import (
     CLUSTER_RULES_VERSION,
     MAX_CANDIDATES_PER_BUCKET,
     Candidate,
+    Match,
     best_match,
     bucket_keys,
     bug_class,
@@ -52,6 +53,7 @@ from collector.store.base import (
 from wire.model import (
     Breakdown,
     ClusterDetail,
+    ClusterMerge,
     ClusterSummary,
     CrashDetail,
     CrashSummary,
@@ -329,6 +331,7 @@ HOT_PATHS: dict[str, str] = {
     "ingest": "ReportCrash one crash per transaction (PostgreSQL; SQLite's one-by-one fallback)",
     "ingest_batch": "ReportCrash through SQLite's group commit: many crashes, few statements",
     "ingest_similar": "a crash with an unseen fingerprint: the similarity candidates by bucket",
+    "ingest_secondary": "a crash with an unseen fingerprint whose previous-rules fingerprint is known (a rule transition)",
     "ingest_duplicate": "a report whose idempotency key is stored: dedupe",
     "heartbeat_new": "the first heartbeat of a host (onboarding) with a known module set",
     "heartbeat_new_set": "a heartbeat introducing a module set nobody reported before",
@@ -347,12 +350,13 @@ HOT_PATHS: dict[str, str] = {
     "analytics_rates": "crashfleet rates: the fleet, by kernel release, by module (bench/analytics_bench.py)",
     "analytics_suspects": "crashfleet suspects CLUSTER: its crashing hosts and the window's exposure",
     "analytics_bad_hosts": "crashfleet hosts --suspect, and the gauge refresh's count of flagged hosts",
+    "triage_states": "the triage badges of a page of clusters (the web page's cluster list)",
 }
 # Tables whose rows grow with hosts, crashes or clusters; module sets grow with the number of
 # distinct sets a fleet runs, a few hundred at most, and may be read whole.
 GROWING_TABLES = (
     "hosts", "crashes", "crash_modules", "clusters", "cluster_fingerprints", "cluster_buckets",
-    "cluster_dims", "cluster_days",
+    "cluster_dims", "cluster_days", "cluster_triage",
 )  # fmt: skip
 
 # Parameters per multi-row statement: under SQLite's (32766) and PostgreSQL's (65535) limits.
@@ -363,7 +367,7 @@ _CRASH_INSERT = (
     "INSERT INTO crashes (id, idempotency_key, cluster_id, host, title, kind, normalized_reason,"
     " fingerprint, fingerprint_version, frames, source, crash_time, occurred_at, received_at,"
     " kernel_release, hardware, guilty_frame, modules, host_facts, signature_json, excerpt, symbolized_json,"
-    " build_id)"
+    " build_id, secondary_fingerprint)"
 )
 _CRASH_CONFLICT = "ON CONFLICT (idempotency_key) DO NOTHING"
 _HOST_INSERT = (
@@ -415,6 +419,7 @@ def _crash_row(crash_id: str, cluster_id: str, c: NewCrash, occurred: int) -> tu
         _us(c.crash_time) if c.crash_time is not None else None, occurred, _us(c.received_at),
         c.kernel_release, c.hardware, c.guilty_frame, json.dumps(list(c.modules)),
         json.dumps(c.host_facts, sort_keys=True), c.signature_json, c.excerpt, c.symbolized_json, c.build_id,
+        c.secondary_fingerprint,
     )  # fmt: skip
 
 
@@ -444,6 +449,7 @@ class _Assignment:
     cluster_id: str
     created: bool
     similarity: float
+    match: str = "exact"  # 'exact', 'created', 'similar', 'secondary'
 
 
 @dataclass(slots=True)
@@ -669,7 +675,7 @@ class SqlStore(AnalyticsStore, ABC):
             else:
                 assignment = self._assign(
                     tx, c.fingerprint, c.fingerprint_version, c.kind, c.normalized_reason, c.frames,
-                    c.title, c.guilty_frame, occurred,
+                    c.title, c.guilty_frame, occurred, c.secondary_fingerprint,
                 )  # fmt: skip
                 known[c.fingerprint] = assignment.cluster_id
             crash_id = new_crash_id()
@@ -693,6 +699,7 @@ class SqlStore(AnalyticsStore, ABC):
                     cluster_created=assignment.created,
                     cluster_new_host=pair in new_hosts,
                     similarity=assignment.similarity,
+                    match=assignment.match,
                 )
                 new_hosts.discard(pair)  # only the first crash from a host is news to its cluster
         return [r for r in results if r is not None]
@@ -704,7 +711,7 @@ class SqlStore(AnalyticsStore, ABC):
         occurred = _us(_occurred(c.crash_time, c.received_at))
         assignment = self._assign(
             tx, c.fingerprint, c.fingerprint_version, c.kind, c.normalized_reason, c.frames,
-            c.title, c.guilty_frame, occurred,
+            c.title, c.guilty_frame, occurred, c.secondary_fingerprint,
         )  # fmt: skip
         crash_id = new_crash_id()
         row = _crash_row(crash_id, assignment.cluster_id, c, occurred)
@@ -725,6 +732,7 @@ class SqlStore(AnalyticsStore, ABC):
             cluster_created=assignment.created,
             cluster_new_host=new_host,
             similarity=assignment.similarity,
+            match=assignment.match,
         )
 
     def _candidates(self, tx: Tx, kind: str, reason: str, buckets: Sequence[str]) -> list[Candidate]:
@@ -752,8 +760,11 @@ class SqlStore(AnalyticsStore, ABC):
         title: str,
         guilty_frame: str,
         occurred: int,
+        secondary: str = "",
     ) -> _Assignment:
-        """Exact fingerprint, else the most similar indexed cluster, else a new cluster.
+        """Exact fingerprint, else the cluster of the secondary fingerprint (a rule transition),
+        else the most similar indexed cluster, else a new cluster. The fingerprint row records
+        which of these it was and what matched (`reason`, `detail`): every merge is explained.
 
         Race-free across replicas: whoever inserts the fingerprint row first decides its cluster;
         a loser's INSERT ... ON CONFLICT DO NOTHING waits for the winner's commit, inserts nothing,
@@ -762,14 +773,41 @@ class SqlStore(AnalyticsStore, ABC):
         row = tx.one("SELECT cluster_id FROM cluster_fingerprints WHERE fingerprint = ?", (fingerprint,))
         if row is not None:
             return _Assignment(row[0], False, 1.0)
+        match: Match | None = None
+        why, detail = "created", ""
         buckets = bucket_keys(kind, reason, frames)
-        match = best_match(frames, self._candidates(tx, kind, reason, buckets)) if buckets else None
+        declined = ""
+        if secondary and secondary != fingerprint:
+            row = tx.one("SELECT cluster_id FROM cluster_fingerprints WHERE fingerprint = ?", (secondary,))
+            if row is not None:
+                # The new edition split what the old one merged: the first guilty frame to come
+                # back through the old cluster keeps it; another is another bug under the new rules.
+                other = tx.one(
+                    "SELECT guilty_frame FROM cluster_fingerprints WHERE cluster_id = ? AND reason = 'secondary'"
+                    " AND guilty_frame <> ? LIMIT 1",
+                    (row[0], guilty_frame),
+                )
+                if other is None:
+                    match = Match(row[0], 1.0)
+                    why, detail = "secondary", f"fingerprint under the previous rules {secondary}"
+                else:
+                    declined = f"; not {row[0]} by its previous-rules fingerprint: that went on with {other[0]}"
+        if match is None and buckets:
+            match = best_match(frames, self._candidates(tx, kind, reason, buckets))
+            if match is not None:
+                why = "similar"
+                detail = (
+                    f"bug class {bug_class(kind, reason).replace(chr(0x1F), ' ')}, guilty frame {frames[0]},"
+                    f" frame similarity {match.similarity:.2f} ({CLUSTER_RULES_VERSION})"
+                )
+        detail = (detail + declined).removeprefix("; ")
         cluster_id = match.cluster_id if match is not None else cluster_id_for(fingerprint)
         score = match.similarity if match is not None else 1.0
         won = tx.run(
             "INSERT INTO cluster_fingerprints (fingerprint, cluster_id, fingerprint_version, similarity,"
-            " created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING",
-            (fingerprint, cluster_id, version, score, _us(datetime.now(UTC))),
+            " created_at, reason, detail, guilty_frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (fingerprint) DO NOTHING",
+            (fingerprint, cluster_id, version, score, _us(datetime.now(UTC)), why, detail, guilty_frame),
         )
         if won == 0:
             row = tx.one("SELECT cluster_id FROM cluster_fingerprints WHERE fingerprint = ?", (fingerprint,))
@@ -777,7 +815,7 @@ class SqlStore(AnalyticsStore, ABC):
                 raise StoreError(f"fingerprint {fingerprint} conflicted but is not stored")
             return _Assignment(row[0], False, 1.0)
         if match is not None:
-            return _Assignment(cluster_id, False, score)
+            return _Assignment(cluster_id, False, score, why)
         tx.run(
             "INSERT INTO clusters (id, fingerprint, rules_version, title, kind, normalized_reason,"
             " guilty_frame, frames, count, hosts, first_seen, last_seen, representative_crash_id)"
@@ -791,7 +829,7 @@ class SqlStore(AnalyticsStore, ABC):
             "INSERT INTO cluster_buckets (bucket, cluster_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             [(b, cluster_id) for b in buckets],
         )
-        return _Assignment(cluster_id, True, 1.0)
+        return _Assignment(cluster_id, True, 1.0, "created")
 
     def _account(self, tx: Tx, cluster_id: str, o: _Occurrence) -> bool:
         """Add one occurrence to a cluster's aggregates; True when the cluster gained a new host."""
@@ -1089,7 +1127,8 @@ class SqlStore(AnalyticsStore, ABC):
             ):
                 breakdown[dim].append(Breakdown(value, int(count)))
             fingerprints = tx.all(
-                "SELECT fingerprint FROM cluster_fingerprints WHERE cluster_id = ? ORDER BY created_at, fingerprint",
+                "SELECT fingerprint, reason, detail, similarity, fingerprint_version, created_at"
+                " FROM cluster_fingerprints WHERE cluster_id = ? ORDER BY created_at, fingerprint",
                 (cluster_id,),
             )
         return ClusterDetail(
@@ -1099,6 +1138,10 @@ class SqlStore(AnalyticsStore, ABC):
             by_hardware=tuple(breakdown["hardware"]),
             by_module=tuple(breakdown["module"]),
             fingerprints=tuple(r[0] for r in fingerprints),
+            merges=tuple(
+                ClusterMerge(str(fp), str(why), str(detail), float(score), str(version), _dt(int(at)))
+                for fp, why, detail, score, version, at in fingerprints
+            ),
         )
 
     _CRASH_COLUMNS = (
@@ -1395,6 +1438,20 @@ class SqlStore(AnalyticsStore, ABC):
         return [r[0] for r in rows]
 
     # Recluster --------------------------------------------------------------------------------
+
+    def begin_transition(self, version: str, previous_version: str, at: datetime) -> datetime:
+        def body(tx: Tx) -> datetime:
+            tx.run(
+                "INSERT INTO rule_transitions (version, previous_version, started_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (version) DO NOTHING",
+                (version, previous_version, _us(at)),
+            )
+            row = tx.one("SELECT started_at FROM rule_transitions WHERE version = ?", (version,))
+            if row is None:  # pragma: no cover - inserted or already there in this transaction
+                raise StoreError(f"rule transition {version} not stored")
+            return _dt(int(row[0]))
+
+        return self._retry_write(body)
 
     def recluster(self, resign: Callable[[StoredSignature], Resign]) -> ReclusterReport:
         return self._retry_write(lambda tx: self._recluster_tx(tx, resign))

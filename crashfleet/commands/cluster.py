@@ -55,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
         ("hardware", detail.by_hardware),
     ):  # fmt: skip
         out.write(f"  {label}: " + (", ".join(f"{b.value} ({b.count})" for b in items[:10]) or "-") + "\n")
+    if len(detail.merges) > 1:  # one fingerprint: the cluster's own, nothing was merged
+        out.write("  fingerprints (why each joined):\n")
+        for m in detail.merges:
+            why = f"{m.reason}: {m.detail}" if m.detail else m.reason
+            out.write(f"    {m.fingerprint}  {m.fingerprint_version}  {why}\n")
     out.write("  recent crashes:\n")
     for c in recent:
         out.write(f"    {c.id}  {_query.when(c.received_at)}  {c.host}  {c.source}\n")

@@ -15,6 +15,29 @@ free ones), so the URL stays the same from one run to the next.
 
 In-process agents keep the demo light on two cores (one Python process for sixteen agents); the
 collector is a separate process, exactly as `crashfleet collector` runs in production.
+
+The fleet tells a story (STORY, docs/operations.md "Try it"), so that the fleet analytics have
+something to find: an old group of servers (one QEMU machine model) and a new group (another
+model, veth and bridge loaded for containers) on the same kernel, only the new group crashing in
+the NULL-pointer cluster; one old host with EDAC memory errors crashing alone in unrelated places;
+a kernel update (OLD_RELEASE -> NEW_RELEASE) that brings a new cluster. Each agent reads its
+inventory from a small /proc and DMI tree of its own (the agent's `[host] proc_dir`/`dmi_dir`).
+
+Exposure needs time: crash rates are over host-days. No API can backdate a heartbeat (HeartbeatRequest
+carries no time; the collector stamps its own), so before the collector starts, `seed_history`
+replays four weeks of the fleet's heartbeats, one per host every HISTORY_INTERVAL_S (two hours),
+through the collector's own ingest path
+(`Ingestor.heartbeat_async`: the same validation, store write and exposure accounting as the gRPC
+Heartbeat) with a replayed clock, into the store the collector then opens. That cadence is
+accounted with a cap of HISTORY_CAP_S (three intervals, as the collector's 180 s cap is three of
+its 60 s intervals). The live agents then heartbeat on top of that history. The crashes are all
+dropped live and go the whole way: capture on disk, agent, gRPC, collector.
+
+The dumps come from one QEMU guest: a crash landing on a host is written as that host's kernel
+would have printed it — `Hardware name:` names the host's machine and `Modules linked in:` lists
+the modules it had loaded first (`rehost_log`); on the EDAC host, the memory errors its kernel
+logged before the crash precede the oops. The crash itself (oops, RIP, trace, Code: bytes) is
+untouched, and a real dump is placed as it is.
 """
 
 from __future__ import annotations
@@ -68,14 +91,11 @@ SHARED_CRASHES: tuple[tuple[str, str, str, str], ...] = (
     ("warning", "vmcores/warn/dmesg.txt", "vmcores/warn/vmcore.kdump-zlib", "suse"),
     ("soft-lockup", "vmcores/softlockup/dmesg.txt", "vmcores/softlockup/vmcore.kdump-zlib", "debian"),
 )
-SEED = ("buildtest07 seed oops", "corpora/seed/buildtest07-console.restored.txt")
-SEED_HOST = "buildtest07"  # the article's host gets the article's panic
 
 # Pacing: with --duration, drops happen in the first DROP_SHARE of it and the rest is left for
 # extraction and shipping; without, one drop every OPEN_ENDED_SPACING seconds.
 DROP_SHARE = 0.6
 OPEN_ENDED_SPACING = 1.5
-DROPS_PER_HOST = 2
 STATUS_EVERY = 5.0
 SETTLE_SECONDS = 1.0
 HEARTBEAT_SECONDS = 10.0
@@ -85,6 +105,56 @@ DEMO_GRPC_PORT = 50052
 DEMO_HTTP_PORT = 8082
 STARTUP_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 20.0
+
+# --- the fleet's story -----------------------------------------------------------------------
+OLD_RELEASE = "6.1.0-55-amd64"
+NEW_RELEASE = "6.1.0-56-amd64"  # the release of the real dumps and of most fixtures
+BASE_MODULES = ("crashme", "qemu_fw_cfg", "ext4", "virtio_net")  # crashme: the dumps' test module
+CONTAINER_MODULES = ("veth", "bridge")  # loaded for containers on the new group
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A group of hosts installed alike: DMI vendor and product, and the modules they load."""
+
+    name: str
+    vendor: str
+    product: str
+    modules: tuple[str, ...]
+
+    @property
+    def hardware(self) -> str:
+        """As the kernel prints it in an oops, and as the agent reads it from DMI."""
+        return f"{self.vendor} {self.product}"
+
+
+OLD_GROUP = Group("old", "QEMU", "Standard PC (Q35 + ICH9, 2009)", BASE_MODULES)
+# The real dumps' machine: the new group's crashes are the dumps' own.
+NEW_GROUP = Group("new", "QEMU", "Standard PC (i440FX + PIIX, 1996)", CONTAINER_MODULES + BASE_MODULES)
+BAD_HOST = 2  # an old-group host with a debian (kdump-tools) layout: the real dumps fit it
+
+# History (days before the demo): the old group runs OLD_RELEASE from HISTORY_DAYS ago until the
+# kernel update UPDATE_DAYS ago, NEW_RELEASE since; the new group was installed at the update.
+HISTORY_DAYS = 28
+UPDATE_DAYS = 7
+HISTORY_INTERVAL_S = 2 * 3600  # the replay's resolution: 4 weeks of 16 hosts in a few seconds
+HISTORY_CAP_S = 3 * HISTORY_INTERVAL_S
+
+# Which sample plays which part, first the real crash of ../shared, else the project's fixture.
+# (role, drops, sample names in order of preference)
+STORY: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    ("null", 12, ("null-deref", "e1000e-null-deref")),  # the new group's NULL-pointer cluster
+    ("update", 6, ("warning", "nf-tables-warning")),  # the cluster the kernel update brought
+    ("bad", 2, ("kernel-bug", "ext4-kernel-bug")),  # the EDAC host, alone in these two
+    ("bad", 2, ("soft-lockup", "xfs-soft-lockup")),
+)
+# What the EDAC host's kernel logged before each crash (drivers/edac/edac_mc.c's format).
+EDAC_LINES = (
+    "EDAC MC0: 2 CE memory read error on CPU_SrcID#0_MC#0_Chan#1_DIMM#0 (channel:1 slot:0 page:0x4a2b1"
+    " offset:0x340 grain:32 syndrome:0x0)",
+    "EDAC MC0: 1 UE memory read error on CPU_SrcID#0_MC#0_Chan#1_DIMM#0 (channel:1 slot:0 page:0x4a2b3"
+    " offset:0x0 grain:32)",
+)
 
 # A printk timestamp at the start of a line: "[ 4356.486012] ".
 _STAMP = re.compile(rb"^\[\s*(\d+)\.(\d{6})\]", re.MULTILINE)
@@ -103,7 +173,6 @@ class CrashSample:
     dump: Path | None = None
     dump_layout: str = "rhel"  # where the dump goes (a kdump layout)
     varies: bool = True  # the log has printk timestamps, so copies can be made distinct
-    only_host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +184,7 @@ class Drop:
     sample: CrashSample
     seq: int  # distinct per drop: names the capture and shifts the log's timestamps
     with_dump: bool
+    role: str = ""  # the sample's part in STORY
 
 
 @dataclass(slots=True)
@@ -124,6 +194,8 @@ class Host:
     crash_dir: Path
     pstore_dir: Path
     state_dir: Path
+    group: Group = OLD_GROUP
+    release: str = NEW_RELEASE
     service: AgentService | None = None
     thread: threading.Thread | None = None
     error: BaseException | None = None
@@ -165,10 +237,6 @@ def load_samples(shared: Path | None, fixtures: Path = FIXTURES) -> list[CrashSa
             if log_path.is_file():
                 dump = dump_path if dump_path.is_file() else None
                 samples.append(CrashSample(name, log_path.read_bytes(), dump, dump_layout=layout))
-        seed = shared / SEED[1]
-        if seed.is_file():
-            text = seed.read_bytes()
-            samples.append(CrashSample(SEED[0], text, varies=bool(_STAMP.search(text)), only_host=SEED_HOST))
     if fixtures.is_dir():
         for path in sorted(fixtures.glob("*.txt")):
             text = path.read_bytes()
@@ -178,72 +246,123 @@ def load_samples(shared: Path | None, fixtures: Path = FIXTURES) -> list[CrashSa
     return samples
 
 
-def host_walk(hosts: int) -> list[int]:
-    """Hosts 1..N in an order that jumps across the fleet: a step coprime with N visits each once."""
-    step = next(s for s in (5, 7, 3, 1) if math.gcd(s, hosts) == 1)
-    return [(k * step) % hosts + 1 for k in range(hosts)]
-
-
 def host_layout(host: int) -> str:
     """The distribution layout of host `host` (1-based)."""
     return LAYOUTS[(host - 1) % len(LAYOUTS)]
 
 
-def _host_number(name: str) -> int | None:
-    digits = name.removeprefix("buildtest")
-    return int(digits) if digits.isdigit() else None
+def host_group(host: int, hosts: int) -> Group:
+    """The first half of the fleet is the old group, the rest the new one."""
+    return OLD_GROUP if host <= hosts // 2 else NEW_GROUP
 
 
-def plan_drops(samples: Sequence[CrashSample], hosts: int, window: float | None) -> list[Drop]:
-    """Which crash lands on which host when. Earlier samples are the more common bugs, and each bug
-    reaches new hosts as it recurs (hosts are taken in `host_walk` order, each once per round).
-    Real dumps are used once each, on a host of their `dump_layout` when the fleet has one; a
-    log without timestamps is used once; a sample bound to a host lands there."""
-    count = DROPS_PER_HOST * hosts
-    weights = [max(1, len(samples) - i) for i in range(len(samples))]
-    current = [0] * len(samples)
-    used: set[str] = set()
-    picks: list[CrashSample] = []
-    # Smooth weighted round robin: deterministic and interleaved (no bug arrives all at once).
-    while len(picks) < count:
-        for i, w in enumerate(weights):
-            current[i] += w
-        best = max(range(len(samples)), key=lambda i: current[i])
-        current[best] -= sum(weights)
-        sample = samples[best]
-        if not sample.varies or sample.only_host is not None:
-            if sample.name in used:
-                weights[best] = 0
-                if not any(weights):
-                    break
-                continue
-            used.add(sample.name)
-        picks.append(sample)
-    spacing = (window / max(1, len(picks))) if window is not None else OPEN_ENDED_SPACING
-    order: list[int] = []
+def bad_host(hosts: int) -> int | None:
+    """The EDAC host: BAD_HOST when the fleet's old group has it."""
+    return BAD_HOST if hosts // 2 >= BAD_HOST else None
+
+
+def _pick(samples: Sequence[CrashSample], names: Sequence[str]) -> CrashSample | None:
+    by_name = {s.name: s for s in samples}
+    return next((by_name[n] for n in names if n in by_name), None)
+
+
+def _dump_first(targets: list[int], sample: CrashSample) -> list[int]:
+    """Rotate `targets` so the first host has the layout the sample's dump goes to (if any does)."""
+    if sample.dump is None:
+        return targets
+    for i, h in enumerate(targets):
+        if host_layout(h) == sample.dump_layout:
+            return targets[i:] + targets[:i]
+    return targets
+
+
+def story_parts(samples: Sequence[CrashSample], hosts: int) -> list[tuple[str, CrashSample, list[int]]]:
+    """Each STORY part whose sample is there: (role, sample, the host of each of its drops)."""
+    old = [h for h in range(1, hosts + 1) if host_group(h, hosts) is OLD_GROUP]
+    new = [h for h in range(1, hosts + 1) if host_group(h, hosts) is NEW_GROUP]
+    bad = bad_host(hosts)
+    healthy_old = [h for h in old if h != bad]
+    parts = []
+    for role, count, names in STORY:
+        sample = _pick(samples, names)
+        if sample is None:
+            continue
+        if role == "null":
+            # Every new-group host, some twice: the most common bug.
+            targets = _dump_first(new, sample)
+            slots = (
+                [targets[i % len(targets)] for i in range(max(count * len(new) // 8, len(new)))]
+                if new
+                else []
+            )
+        elif role == "update":
+            # Both groups alike, different hosts each: the kernel's bug, not the machines'.
+            mixed = [h for pair in zip(healthy_old, reversed(new), strict=False) for h in pair]
+            mixed += [h for h in [*healthy_old, *new] if h not in mixed]
+            slots = _dump_first(mixed, sample)[:count]
+        else:
+            slots = [bad] * count if bad is not None else []
+        if not sample.varies:
+            slots = slots[:1]  # identical copies would be one crash to the collector
+        if slots:
+            parts.append((role, sample, slots))
+    return parts
+
+
+def plan_story(samples: Sequence[CrashSample], hosts: int, window: float | None) -> list[Drop]:
+    """Which crash lands on which host when (STORY). The parts are interleaved evenly over the
+    window (no bug arrives all at once); each real dump is placed once, with the first drop of its
+    sample, when that host's layout is a kdump one."""
+    parts = story_parts(samples, hosts)
+    slots = sorted(
+        ((i + 0.5) / len(part_hosts), p, i)
+        for p, (_r, _s, part_hosts) in enumerate(parts)
+        for i in range(len(part_hosts))
+    )
+    spacing = (window / max(1, len(slots))) if window is not None else OPEN_ENDED_SPACING
     dumps_used: set[Path] = set()
     drops = []
-    for seq, sample in enumerate(picks):
-        if not order:
-            order = host_walk(hosts)
-        wants_dump = sample.dump is not None and sample.dump not in dumps_used
-        bound = _host_number(sample.only_host) if sample.only_host is not None else None
-        if bound is not None and bound <= hosts:
-            host = bound
-        else:
-            # The first host of this round with the dump's layout, else simply the next one.
-            host = next(
-                (h for h in order if host_layout(h) == sample.dump_layout), order[0]
-            ) if wants_dump else order[0]  # fmt: skip
-        # Taking the host out keeps each round a permutation: every host gets a crash per round.
-        if host in order:
-            order.remove(host)
-        with_dump = wants_dump and host_layout(host) in DUMP_LAYOUTS
+    for seq, (_key, p, i) in enumerate(slots):
+        role, sample, part_hosts = parts[p]
+        host = part_hosts[i]
+        with_dump = (
+            sample.dump is not None and sample.dump not in dumps_used and host_layout(host) in DUMP_LAYOUTS
+        )
         if with_dump:
             assert sample.dump is not None
             dumps_used.add(sample.dump)
-        drops.append(Drop(round(seq * spacing, 2), host, sample, seq, with_dump))
+        drops.append(Drop(round(seq * spacing, 2), host, sample, seq, with_dump, role))
     return drops
+
+
+_HARDWARE_LINE = re.compile(rb"(Hardware name: )(.*?)((?:, BIOS .*)?)$", re.MULTILINE)
+_MODULES_LINE = re.compile(rb"(Modules linked in:)(.*)$", re.MULTILINE)
+# The first line of the crash: the "cut here" line before a BUG/WARNING, else the report's own.
+_CRASH_LINE = re.compile(
+    rb"^(\[\s*\d+\.\d+\] )?(?:-+\[ cut here \]-+|.*(?:BUG:|WARNING:|kernel BUG|Oops:))", re.MULTILINE
+)
+
+
+def rehost_log(text: bytes, group: Group, edac: bool = False) -> bytes:
+    """The crash's log as a host of `group` would have printed it: its machine on the
+    `Hardware name:` line (the BIOS part kept), the modules it loads that the line lacks first on
+    `Modules linked in:` (the kernel prints the newest first), and with `edac` the EDAC_LINES
+    just before the crash, stamped as its first line. Nothing else changes."""
+    text = _HARDWARE_LINE.sub(lambda m: m[1] + group.hardware.encode() + m[3], text)
+
+    def modules(m: re.Match[bytes]) -> bytes:
+        listed = {t.split(b"(")[0] for t in m[2].split()}
+        extra = [n.encode() for n in group.modules if n.encode() not in listed]
+        return m[1] + b"".join(b" " + n for n in extra) + m[2]
+
+    text = _MODULES_LINE.sub(modules, text)
+    if edac:
+        crash = _CRASH_LINE.search(text)
+        if crash is not None:
+            stamp = crash[1] or b""
+            lines = b"".join(stamp + line.encode() + b"\n" for line in EDAC_LINES)
+            text = text[: crash.start()] + lines + text[crash.start() :]
+    return text
 
 
 # --- writing captures the way each distribution's tools do -----------------------------------
@@ -349,6 +468,67 @@ def _check_free(port: int, flag: str) -> None:
             ) from None
 
 
+def history_steps(now: datetime) -> Iterator[tuple[datetime, bool, bool]]:
+    """(when, old group heartbeats on which release: True = OLD_RELEASE, new group heartbeats)
+    every HISTORY_INTERVAL_S from HISTORY_DAYS ago until `now`."""
+    start = now - timedelta(days=HISTORY_DAYS)
+    update = now - timedelta(days=UPDATE_DAYS)
+    step = timedelta(seconds=HISTORY_INTERVAL_S)
+    when = start
+    while when < now:
+        yield when, when < update, when >= update
+        when += step
+
+
+def seed_history(db_path: Path, hosts: Sequence[Host], now: datetime) -> int:
+    """Four weeks of the fleet's heartbeats (one per host every HISTORY_INTERVAL_S), through the collector's own heartbeat ingest
+    (`Ingestor.heartbeat_async`, what the gRPC Heartbeat calls) with a replayed clock, into the
+    store the collector will open; returns how many. Each host sends what its agent reads from its
+    inventory files (`collect_inventory`); the old group's release before the update is OLD_RELEASE.
+    Accounted with a cap of HISTORY_CAP_S: three of the history's intervals."""
+    import asyncio
+    import dataclasses
+
+    from agent.heartbeat import collect_inventory
+    from collector.ingest import Ingestor
+    from collector.metrics import Metrics
+    from collector.store import open_store
+    from wire import convert
+    from wire.v1 import ingest_service_pb2
+
+    requests: dict[tuple[str, bool], ingest_service_pb2.HeartbeatRequest] = {}
+    for host in hosts:
+        root = host.crash_dir.parent
+        inventory = collect_inventory(host.name, dmi_dir=root / "dmi", proc_dir=root / "proc")
+        for before_update in (False, True):
+            release = OLD_RELEASE if before_update else host.release
+            facts = convert.host_facts_to_proto(dataclasses.replace(inventory, kernel_release=release))
+            requests[(host.name, before_update)] = ingest_service_pb2.HeartbeatRequest(host=facts)
+    store = open_store(f"sqlite:///{db_path}")
+    store.exposure_cap_s = HISTORY_CAP_S  # type: ignore[attr-defined]
+    clock = [now]
+    ingestor = Ingestor(store, Metrics(), clock=lambda: clock[0])
+
+    async def replay() -> int:
+        sent = 0
+        steps = [*history_steps(now), (now, False, True)]  # the last one at `now`: the live agents go on
+        for when, old_on_old_release, new_group_up in steps:
+            clock[0] = when
+            batch = [
+                requests[(h.name, old_on_old_release)]
+                for h in hosts
+                if (h.group is OLD_GROUP or new_group_up)
+            ]
+            await asyncio.gather(*(ingestor.heartbeat_async(r, r.host.hostname) for r in batch))
+            sent += len(batch)
+        return sent
+
+    try:
+        return asyncio.run(replay())
+    finally:
+        store.close()
+
+
 def start_collector(workdir: Path, grpc_port: int, http_port: int, verbose: bool) -> Collector:
     """`crashfleet collector` on SQLite in `workdir`, as a child process; waits for /healthz."""
     for port, flag in ((grpc_port, "--grpc-port"), (http_port, "--http-port")):
@@ -370,7 +550,9 @@ def start_collector(workdir: Path, grpc_port: int, http_port: int, verbose: bool
         cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir, env=env,
         start_new_session=True,  # Ctrl-C goes to the demo, which stops the collector in order
     )  # fmt: skip
-    collector = Collector(process, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", log_path, log_file)
+    collector = Collector(
+        process, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", log_path, log_file
+    )
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -410,15 +592,35 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def make_hosts(workdir: Path, count: int) -> list[Host]:
+    """The fleet's hosts, each with its crash, pstore and state directories and the /proc and DMI
+    files its agent reads its inventory from (`write_inventory`)."""
     hosts = []
     for i in range(1, count + 1):
         name = f"buildtest{i:02d}"
         root = workdir / name
-        host = Host(name, host_layout(i), root / "crash", root / "pstore", root / "state")
+        host = Host(
+            name, host_layout(i), root / "crash", root / "pstore", root / "state", host_group(i, count)
+        )
         for d in (host.crash_dir, host.pstore_dir, host.state_dir):
             d.mkdir(parents=True)
+        write_inventory(host, root)
         hosts.append(host)
     return hosts
+
+
+def write_inventory(host: Host, root: Path) -> None:
+    """`root/proc` and `root/dmi` as the kernel shows them: the release, the loaded modules
+    (/proc/modules, newest first), the memory; the DMI vendor and product."""
+    proc, dmi = root / "proc", root / "dmi"
+    (proc / "sys" / "kernel").mkdir(parents=True)
+    dmi.mkdir()
+    (proc / "sys" / "kernel" / "osrelease").write_text(host.release + "\n")
+    (proc / "modules").write_text(
+        "".join(f"{name} 16384 0 - Live 0x0000000000000000\n" for name in host.group.modules)
+    )
+    (proc / "meminfo").write_text("MemTotal:        8138532 kB\n")
+    (dmi / "sys_vendor").write_text(host.group.vendor + "\n")
+    (dmi / "product_name").write_text(host.group.product + "\n")
 
 
 def start_agents(hosts: Sequence[Host], collector_addr: str) -> None:
@@ -445,18 +647,27 @@ def start_agents(hosts: Sequence[Host], collector_addr: str) -> None:
                 "collector": collector_addr,
                 "settle_seconds": SETTLE_SECONDS,
                 "heartbeat_interval_seconds": HEARTBEAT_SECONDS,
+                # Whatever the collector suggests (60 s): the counts a capture brought must reach it
+                # within the demo.
+                "heartbeat_min_interval_seconds": HEARTBEAT_SECONDS,
+                "heartbeat_max_interval_seconds": HEARTBEAT_SECONDS,
                 "backoff_initial_seconds": 0.2,
                 # The demo's crashes are files: this machine's own kernel log and pstore are not the
                 # fleet's, and building symbol indexes from its debuginfo would take minutes.
                 "kmsg_enabled": False,
                 "symbolize_enabled": False,
                 "metrics_listen": "",
+                # The host's own inventory (write_inventory), not this machine's.
+                "proc_dir": host.crash_dir.parent / "proc",
+                "dmi_dir": host.crash_dir.parent / "dmi",
             },
         )
         config = replace_config(config, pstore_fs_dir=None)
         service = AgentService(config, launcher=launcher, notifier=Notifier({}), environ={})
         host.service = service
-        host.thread = threading.Thread(target=_run_agent, args=(host,), name=f"agent-{host.name}", daemon=True)
+        host.thread = threading.Thread(
+            target=_run_agent, args=(host,), name=f"agent-{host.name}", daemon=True
+        )
         host.thread.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT
     for host in hosts:
@@ -526,11 +737,12 @@ def _drop(drop: Drop, hosts: Sequence[Host], started_wall: datetime) -> str:
     host = hosts[drop.host - 1]
     when = started_wall - timedelta(days=1) + timedelta(minutes=7 * drop.seq, seconds=drop.seq)
     text = vary_log(drop.sample.log, drop.seq) if drop.sample.varies else drop.sample.log
+    text = rehost_log(text, host.group, edac=drop.role == "bad")
     dump = drop.sample.dump if drop.with_dump else None
     path = WRITERS[host.layout](host, when, text, dump)
     host.dropped += 1
     what = f"vmcore + log ({dump.name})" if dump is not None else "kernel log"
-    return f"{host.name}  {host.layout:<14} {drop.sample.name:<22} {what}  -> {path.name}"
+    return f"{host.name}  {host.layout:<14} {drop.sample.name:<22} {what}  -> {path.name}  ({drop.role})"
 
 
 def _sigterm_to_interrupt(_signum: int, _frame: FrameType | None) -> None:
@@ -557,7 +769,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--http-port", type=_port, default=DEMO_HTTP_PORT, metavar="PORT",
         help=f"web page port on 127.0.0.1 (default {DEMO_HTTP_PORT}; 0: any free port)",
     )  # fmt: skip
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (store, logs, dumps)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (store, logs, dumps)"
+    )
     parser.add_argument("--verbose", action="store_true", help="agent and collector log lines too")
 
 
@@ -627,18 +841,33 @@ def _run(args: argparse.Namespace, samples: list[CrashSample], workdir: Path) ->
     started = time.monotonic()
     started_wall = datetime.now(UTC)
     window = args.duration * DROP_SHARE if args.duration is not None else None
-    drops = plan_drops(samples, args.hosts, window)
+    drops = plan_story(samples, args.hosts, window)
     real = sum(1 for s in samples if s.dump is not None)
     source = args.shared if real else FIXTURES
     _print(f"crashfleet demo: a collector and {args.hosts} agents on this machine (in {workdir})")
     _print(f"  crash data: {source} ({real} real vmcores, {len(samples)} kernel logs)")
+    if not real:
+        _print(
+            f"  (no real dumps: {args.shared} is absent or holds none; the project's own kernel logs"
+            " play the parts, without vmcores)"
+        )
     hosts = make_hosts(workdir, args.hosts)
+    _print_story(hosts, drops)
+    seeding = time.monotonic()
+    sent = seed_history(workdir / "collector.db", hosts, datetime.now(UTC))
+    _print(
+        f"  history:    {sent} heartbeats replayed in {time.monotonic() - seeding:.1f}s: {HISTORY_DAYS} days, one per host"
+        f" every {HISTORY_INTERVAL_S // 3600} h, through the collector's heartbeat ingest with a replayed clock"
+        f" (no API backdates a heartbeat: the collector stamps its own); exposure capped at"
+        f" {HISTORY_CAP_S // 3600} h, three intervals"
+    )
     collector = start_collector(workdir, args.grpc_port, args.http_port, args.verbose)
     interrupted = False
     try:
         _print(f"  collector:  gRPC {collector.grpc}, web page {collector.web}/ (SQLite store)")
         start_agents(hosts, collector.grpc)
         _print("  fleet:      " + ", ".join(f"{h.name} ({h.layout})" for h in hosts))
+        started = time.monotonic()  # the drops' schedule and --duration count from here
         span = f"over {drops[-1].at:.0f}s" if drops else ""
         _print(f"dropping {len(drops)} crashes {span}; Ctrl-C stops")
         try:
@@ -658,6 +887,43 @@ def _run(args: argparse.Namespace, samples: list[CrashSample], workdir: Path) ->
         stop_agents(hosts)
         stop_collector(collector)
     return 130 if interrupted else 0
+
+
+def _print_story(hosts: Sequence[Host], drops: Sequence[Drop]) -> None:
+    """Who is who in the fleet, and what will crash where (the answers the analytics must find)."""
+    old = [h.name for h in hosts if h.group is OLD_GROUP]
+    new = [h.name for h in hosts if h.group is NEW_GROUP]
+    bad = bad_host(len(hosts))
+    if old:
+        _print(
+            f"  old group:  {_span(old)}: {OLD_GROUP.hardware}; {OLD_RELEASE} until {UPDATE_DAYS} days ago, then {NEW_RELEASE}"
+        )
+    if new:
+        _print(
+            f"  new group:  {_span(new)}: {NEW_GROUP.hardware}, {' '.join(CONTAINER_MODULES)} loaded;"
+            f" installed {UPDATE_DAYS} days ago on {NEW_RELEASE}"
+        )
+    by_role: dict[str, list[Drop]] = {}
+    for d in drops:
+        by_role.setdefault(d.role, []).append(d)
+    for role, what in (
+        ("null", "the new group's bug"),
+        ("update", f"came with {NEW_RELEASE}, on both groups"),
+        ("bad", "EDAC memory errors logged before each crash"),
+    ):
+        found = by_role.get(role, [])
+        if found:
+            names = sorted({d.sample.name for d in found})
+            where = sorted({hosts[d.host - 1].name.removeprefix("buildtest") for d in found})
+            _print(
+                f"  {role + ':':<11} {', '.join(names)}: {len(found)} crashes on buildtest{','.join(where)} ({what})"
+            )
+    if bad is None:
+        _print("  (no EDAC host: the fleet is too small for one in its old group)")
+
+
+def _span(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]}…{names[-1]}" if len(names) > 3 else ", ".join(names)
 
 
 def serve_until_interrupted(collector: Collector, interactive: bool, poll: float = 0.5) -> None:
@@ -705,7 +971,9 @@ def _feed(
             if host.error is not None:
                 raise DemoError(f"agent {host.name} stopped: {host.error}")
         if collector.process.poll() is not None:
-            raise DemoError(f"the collector exited with {collector.process.returncode}: {_tail(collector.log_path)}")
+            raise DemoError(
+                f"the collector exited with {collector.process.returncode}: {_tail(collector.log_path)}"
+            )
         if args.duration is not None and elapsed >= args.duration:
             return
         time.sleep(0.1)
@@ -725,4 +993,50 @@ def _summary(collector: Collector, hosts: Sequence[Host], drops: Sequence[Drop],
     _print()
     _print(f"$ crashfleet clusters --collector {collector.grpc}")
     cli.main(["clusters", "--collector", collector.grpc])
+    _print()
+    _answers(collector, drops)
+
+
+def story_clusters(web: str, drops: Sequence[Drop]) -> tuple[str | None, str | None]:
+    """The top cluster (most crashes) and the cluster of the update's crash (by its title), as
+    the collector stores them; None when it has none."""
+    from analysis.signature import analyze
+
+    listed = _http_json(f"{web}/api/v1/clusters?page_size=1000")
+    rows = listed.get("clusters", []) if isinstance(listed, dict) else []
+    if not rows:
+        return None, None
+    top = max(rows, key=lambda c: (int(c.get("count", 0)), str(c.get("id"))))
+    update = next((d.sample for d in drops if d.role == "update"), None)
+    titles = {r.title for r in analyze(update.log)} if update is not None else set()
+    new = next((str(c["id"]) for c in rows if c.get("title") in titles), None)
+    return str(top["id"]), new
+
+
+def _answers(collector: Collector, drops: Sequence[Drop]) -> None:
+    """The fleet's answers, by the real commands: what is different about the top cluster's
+    hosts, which host is a hardware suspect, and on which release the update's cluster appeared."""
+    from crashfleet import cli
+
+    top, new = story_clusters(collector.web, drops)
+    if top is None:
+        _print("no clusters: nothing to analyze")
+        return
+    _print(
+        "What is different about the hosts of the top cluster (mind: the new group was installed with the"
+        f" update, none of its hosts ever ran {OLD_RELEASE}):"
+    )
+    _print(f"$ crashfleet suspects --collector {collector.grpc} {top[:12]}")
+    cli.main(["suspects", "--collector", collector.grpc, top])
+    _print()
+    _print("Is it the kernel or the machine:")
+    _print(f"$ crashfleet hosts --suspect --collector {collector.grpc}")
+    cli.main(["hosts", "--suspect", "--collector", collector.grpc])
+    _print()
+    if new is None:
+        _print("(the update's cluster is not among the stored clusters: no regression window to show)")
+        return
+    _print(f"On which release did the update's cluster appear ({NEW_RELEASE} is the update):")
+    _print(f"$ crashfleet suspects --collector {collector.grpc} {new[:12]}")
+    cli.main(["suspects", "--collector", collector.grpc, new])
     _print()

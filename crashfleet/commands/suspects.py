@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from crashfleet.commands import _analytics, _query
@@ -35,9 +36,11 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             # One object per suspect (JSON Lines), each with its cluster's summary beside it.
             rows = []
+            stratum = [{"dim": a.dim, "value": a.value} for a in reply.regression_stratum]
             for s in reply.suspects:
                 row = _analytics.message_json(s)
                 row["summary"] = reply.summary
+                row["regression"], row["regression_stratum"] = reply.regression, stratum
                 rows.append(row)
             _query.emit_json(rows)
             if not rows:  # nothing to list: say why where a person reads it
@@ -45,12 +48,8 @@ def run(args: argparse.Namespace) -> int:
             return
         out = sys.stdout
         out.write(f"{reply.summary}\n")
-        findings = [s for s in reply.suspects if not s.explained_by]
-        for rank, s in enumerate(findings, 1):
-            out.write(f"  {rank}. {s.words}\n")
-            for e in reply.suspects:
-                if list(e.explained_by) == list(s.attributes):
-                    out.write(f"       · {e.words.split(' — ')[0]}\n")
+        for line in finding_lines(reply.suspects):
+            out.write(f"{line}\n")
         if reply.releases:
             out.write(f"\nreleases: {reply.regression}\n")
             _query.emit_table(
@@ -69,3 +68,26 @@ def run(args: argparse.Namespace) -> int:
     return _analytics.call(
         args, "suspects", lambda stub: stub.GetSuspects(request, timeout=args.timeout), render
     )
+
+
+def finding_lines(suspects: Sequence[Any], shown: int | None = None) -> list[str]:
+    """The findings, ranked, each with at most `shown` (EXPLAINED_SHOWN) of the combinations it
+    explains that are worth listing (collector.analytics.listing) and a count of the rest.
+    `suspects`: Suspect messages, findings first."""
+    from collector.analytics.listing import EXPLAINED_SHOWN, worth_listing
+
+    def values(attributes: Any) -> tuple[tuple[str, str], ...]:
+        return tuple((a.dim, a.value) for a in attributes)
+
+    worth = worth_listing([(values(s.attributes), values(s.explained_by)) for s in suspects])
+    lines = []
+    findings = [s for s in suspects if not s.explained_by]
+    for rank, f in enumerate(findings, 1):
+        lines.append(f"  {rank}. {f.words}")
+        under = [(e, w) for e, w in zip(suspects, worth, strict=True) if list(e.explained_by) == list(f.attributes)]
+        listed = [e for e, w in under if w][: EXPLAINED_SHOWN if shown is None else shown]
+        lines += [f"       · {e.words.split(' — ')[0]}" for e in listed]
+        if len(under) > len(listed):
+            name = f.words[: f.words.index(f": {f.cluster_hosts_with} of {f.cluster_hosts} crashing hosts")]
+            lines.append(f"       … and {len(under) - len(listed)} more explained by {name} (--json lists all)")
+    return lines

@@ -309,6 +309,9 @@ class StuckWorker:
     def kill(self) -> None:
         self.killed.set()
 
+    def started(self) -> bool:
+        return True
+
 
 def test_hung_worker_is_killed_and_the_next_one_waits(
     tmp_path: Path, collector: FakeCollector, monkeypatch: pytest.MonkeyPatch

@@ -160,3 +160,25 @@ def test_unwritable_state_dir_is_a_spool_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(SpoolError, match="cannot create state directory"):
         Spool(tmp_path / "file" / "sub" / "s.db")
+
+
+def test_a_job_that_cost_a_worker_is_taken_alone(tmp_path: Path) -> None:
+    """A worker killed by one capture of a batch counted an attempt against all of them; the next
+    workers take each such job alone, so only the capture that kills workers reaches the limit."""
+    clock = Clock()
+    spool = Spool(tmp_path / "s.db", clock=clock)
+    for key in ("hostile", "good-1", "good-2"):
+        spool.add_job(key, "capture", "{}")
+        clock.now += 1.0
+    assert [(j.key, j.attempts) for j in spool.take_jobs(64)] == [("hostile", 0), ("good-1", 0), ("good-2", 0)]
+    # That worker died: the oldest suspect goes alone; fresh jobs are never batched behind it.
+    spool.add_job("fresh", "capture", "{}")
+    assert [(j.key, j.attempts) for j in spool.take_jobs(64)] == [("hostile", 1)]
+    assert [(j.key, j.attempts) for j in spool.take_jobs(64)] == [("hostile", 2)]
+    spool.enqueue_captures([([], None)], done_jobs=["hostile"])  # the third worker gave up on it
+    assert [(j.key, j.attempts) for j in spool.take_jobs(64)] == [("good-1", 1)]
+    spool.enqueue_captures([([], None)], done_jobs=["good-1"])
+    assert [(j.key, j.attempts) for j in spool.take_jobs(64)] == [("good-2", 1)]
+    spool.enqueue_captures([([], None)], done_jobs=["good-2"])
+    assert [(j.key, j.attempts) for j in spool.take_jobs(64)] == [("fresh", 0)]
+    spool.close()

@@ -62,6 +62,22 @@ def test_signalled_dump_settles_quickly_text_only_waits_longer(tmp_path: Path) -
     assert w.next_deadline() is None
 
 
+def test_a_final_readme_signals_a_text_only_capture_done(tmp_path: Path) -> None:
+    """SUSE writes README.txt after everything else: a directory holding only dmesg.txt (the
+    vmcore skipped or failed) is done once it is there, and settles as briefly as a dump."""
+    clock = Clock()
+    text_only = builders.suse(tmp_path, None, b"log\n", name="2026-11-25-12:00")
+    age(text_only, 1.0, clock)
+    w = watcher(tmp_path, clock)
+    w.scan()
+    assert [r.assessment.capture.path for r in w.poll()] == [text_only]
+    # Without its README.txt it is not complete, however long it has been quiet.
+    (text_only / "README.txt").unlink()
+    age(text_only, 10.0, clock)
+    w.scan()
+    assert w.poll() == []
+
+
 def test_incomplete_capture_is_given_up_after_the_timeout(tmp_path: Path) -> None:
     clock = Clock()
     directory = tmp_path / "202611251200"

@@ -16,6 +16,7 @@ from agent.metrics import AgentMetrics
 from agent.service import _capture_job, _kmsg_job
 from agent.ship import Outcome, ShipResult
 from agent.worker import MAX_JOB_ATTEMPTS, open_spool, run_worker
+from analysis.model import CrashRecord
 from analysis.signature import analyze
 from tests.agent import builders
 from tests.agent.test_service import FakeCollector
@@ -176,3 +177,36 @@ def test_the_worker_process_reads_its_configuration_on_stdin(tmp_path: Path) -> 
         [sys.executable, "-m", "agent.worker"], input=b"{", capture_output=True, timeout=60, cwd=REPO
     )
     assert bad.returncode != 0 and b"worker configuration: not JSON" in bad.stderr
+
+
+def test_a_live_log_block_that_already_cost_workers_is_dropped_not_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A block that stopped two workers is not read a third time (taken alone, it would keep
+    every job behind it waiting); the capture queued after it is read by the same worker."""
+    config = config_for(tmp_path)
+    spool = open_spool(config)
+    key, data = _kmsg_job(WARNING_LOG.decode())
+    spool.add_job(key, "kmsg", data)
+    assert [j.key for j in spool.take_jobs(64)] == [key]  # two workers died reading it
+    assert [j.key for j in spool.take_jobs(64)] == [key]
+    directory = builders.debian(config.crash_dir, None, WARNING_LOG + b"[  100.000000] after\n")
+    capture_key, capture_data = _capture_job(Root.CRASH, directory, None)
+    spool.add_job(capture_key, "capture", capture_data)
+    spool.close()
+
+    def must_not_read_the_block(data: bytes | str) -> list[CrashRecord]:
+        raw = data if isinstance(data, bytes) else data.encode()
+        assert len(raw) != len(WARNING_LOG), "the dropped block was read"
+        return analyze(data)
+
+    caplog.set_level(logging.ERROR, logger="agent.worker")
+    collector = FakeCollector()
+    for _ in range(2):  # the block alone, then the capture
+        assert run_worker(config, heartbeat=False, shipper_factory=lambda _c: collector,
+                          analyzer=must_not_read_the_block) == 0  # fmt: skip
+    spool = open_spool(config)
+    assert spool.job_count() == 0
+    assert spool.take_counters()["parse_failures"] == 1
+    assert "live kernel log block dropped: reading it stopped the extractor 2 times" in caplog.text
+    assert [r.signature.title for r in collector.received.values()] == ["WARNING in example_xmit"]

@@ -13,12 +13,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from analysis.logforms import LogForm, detect_form, header_seconds, is_console_noise, kernel_lines
+from analysis.logforms import (
+    LogForm,
+    _unstamped_lines,
+    detect_form,
+    header_seconds,
+    is_console_noise,
+    kernel_lines,
+)
 from analysis.oops import parse_kernel_log, parse_log
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "logforms"
@@ -170,3 +180,51 @@ def test_a_quiet_gap_ends_a_report_in_a_journal_without_printk_times() -> None:
     ]
     [record] = parse_log("\n".join(together) + "\n")
     assert record.panic_message == "Fatal machine check"
+
+
+_ASCII_STAMP = re.compile(r"\[ {0,12}[0-9]{1,12}\.[0-9]")
+
+
+def _unstamped_by_walk(lines: list[str]) -> set[int]:
+    """The lines a console log's fast path must look at, found line by line: every non-empty line
+    (one not starting a `\\r\\n`) that does not begin with a printk stamp, and line 0 of any text."""
+    first = {0} if "\n".join(lines) else set()
+    return first | {i for i, line in enumerate(lines) if line[:1] not in ("", "\r") and not _ASCII_STAMP.match(line)}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet="[ 0123456789.x\r\u0661", max_size=30), min_size=1, max_size=12))
+def test_the_unstamped_scan_passes_every_line_a_walk_finds(lines: list[str]) -> None:
+    """_UNSTAMPED spells out the complement of a stamp for RE2: no unstamped line escapes it."""
+    data = "\n".join(lines).encode("utf-8")
+    count = len(data.decode().splitlines())
+    found = list(_unstamped_lines(data, count))
+    assert found == sorted(set(found)) and all(i < count for i in found)
+    assert _unstamped_by_walk(lines) & set(range(count)) <= set(found)
+
+
+EDGES = ["[ 1.0] ok", "[", "[ ", "[  12", "[12.", "[12.x", "[" + " " * 12 + "1.0] ok", "[" + " " * 13 + "1.0]",
+         "[123456789012.3] ok", "[1234567890123.4]", "", "x", "\r", "[\r", "[ 5.5] ok"]  # fmt: skip
+
+
+def test_the_unstamped_scan_on_the_edges_of_a_stamp() -> None:
+    """Far apart, the lines found are exactly the unstamped ones; close together, the lines
+    after one found are passed with it (the caller asks each for its stamp)."""
+    filler = "[ 2.0] " + "y" * 5000  # a stamped line long enough to keep the others far apart
+    lines = [line for edge in EDGES for line in (edge, filler)]
+    found = list(_unstamped_lines("\n".join(lines).encode(), len(lines)))
+    edges = [i for i in found if lines[i] != filler]  # a filler may be passed with the line before it
+    assert edges == [2 * i for i in (0, 1, 2, 3, 4, 5, 7, 9, 11, 13)]
+    assert edges == sorted(_unstamped_by_walk(lines))
+    close = list(_unstamped_lines("\n".join(EDGES).encode(), len(EDGES)))
+    assert close == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+    assert list(_unstamped_lines("\n".join(EDGES).encode(), 5)) == [0, 1, 2, 3, 4]
+    assert list(_unstamped_lines(b"\x00\x00", 0)) == []  # the NULs dropped, no line is left
+    assert list(_unstamped_lines(b"[ 1.0] a\n[ 1.1] b\n", 2)) == [0]
+
+
+@pytest.mark.parametrize("data", [b"\x00" * 64, b"[ 1.0] BUG: x\n\x00", b"\x00\nplain\n\x00\x00"])
+def test_a_console_log_whose_nuls_are_dropped_keeps_its_lines(data: bytes) -> None:
+    text = data.replace(b"\x00", b"").decode()
+    view = kernel_lines(data)
+    assert view.form is LogForm.CONSOLE and view.lines == text.splitlines() and view.source is None

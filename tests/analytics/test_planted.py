@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.analytics.badhosts import HostEvidence, score_hosts
 from collector.analytics.regression import regression_window
 from collector.analytics.simulate import BAD_HOST, PLANTED_MODULE, RELEASES, SimFleet, simulate_fleet
-from collector.analytics.suspects import SuspectParams, find_suspects
+from collector.analytics.suspects import SuspectParams, find_suspects, regression_stratum
 
 
 def test_planted_module_is_ranked_first_and_the_confounded_hardware_is_explained() -> None:
@@ -34,6 +35,40 @@ def test_regression_window_names_the_release_before_and_the_first_release() -> N
         assert window.last_clean_release == RELEASES[-2]
         assert window.words.startswith(f"not seen on {RELEASES[-2]} over ")
         assert f"expected at the {RELEASES[-1]} rate, p < 0.001" in window.words
+
+
+VETH = (("module", PLANTED_MODULE),)
+
+
+@pytest.mark.parametrize(
+    ("planted", "stratum", "last_clean", "words"),
+    [
+        # Every host on the newest release crashes: the release is the top suspect, the whole
+        # fleet is the stratum, and the window is named.
+        ("regression", (), RELEASES[-2], f"not seen on {RELEASES[-2]} over "),
+        # Only veth hosts crash, only on the newest release; veth hosts ran the older ones too.
+        ("stratum_regression", VETH, RELEASES[-2], f"among hosts with veth loaded: not seen on {RELEASES[-2]}"),
+        # Only veth hosts crash, on any release, and they only ever ran the newest: confounded.
+        ("confounded", VETH, "", f"too little exposure on {', '.join(RELEASES[:-1])} among hosts with veth loaded"),
+    ],
+)
+def test_regression_window_is_counted_within_the_top_suspects_hosts(
+    planted: str, stratum: tuple[tuple[str, str], ...], last_clean: str, words: str
+) -> None:
+    """The window compares releases among the hosts with the top suspect (docs/analytics.md):
+    a regression is still named where those hosts ran the older release without a crash, and
+    none is claimed where they never ran it."""
+    for seed in range(3):
+        fleet = simulate_fleet(seed, hosts=1000, **{planted: True})  # type: ignore[arg-type]
+        cluster = fleet.regression_cluster or fleet.stratum_regression_cluster or fleet.confounded_cluster
+        report = find_suspects(fleet.crashing_hosts(cluster), fleet.profiles())
+        assert regression_stratum(report) == stratum, report.summary
+        window = regression_window(fleet.release_cells(cluster, stratum), stratum=stratum)
+        assert (window.first_release, window.last_clean_release, window.stratum) == (
+            RELEASES[-1], last_clean, stratum
+        ), window.words
+        assert words in window.words
+        assert ("regression between" in window.words) == bool(last_clean)
 
 
 def _evidence(fleet: SimFleet) -> tuple[list[HostEvidence], int, float]:

@@ -10,7 +10,7 @@ from collector.analytics.rates import rate_rows
 from collector.analytics.regression import regression_window
 from collector.analytics.render import bad_host_json, rate_json, suspects_json
 from collector.analytics.simulate import simulate_fleet
-from collector.analytics.suspects import find_suspects
+from collector.analytics.suspects import find_suspects, regression_stratum
 from collector.analytics.triage import Triage, apply
 
 SUSPECT_KEYS = {"attributes", "cluster_hosts", "cluster_hosts_with", "fleet_hosts", "fleet_hosts_with",
@@ -24,12 +24,14 @@ def test_rates_suspects_and_bad_hosts_render_as_strict_json() -> None:
 
     fleet = simulate_fleet(2, hosts=1000, planted_factor=30)
     report = find_suspects(fleet.crashing_hosts(fleet.planted_cluster), fleet.profiles())
-    window = regression_window(fleet.release_cells(fleet.planted_cluster))
+    stratum = regression_stratum(report)
+    window = regression_window(fleet.release_cells(fleet.planted_cluster, stratum), stratum=stratum)
     triage = apply(Triage("c1"), "ack", datetime(2026, 12, 1, tzinfo=UTC), note="x")
     page = json.loads(json.dumps(suspects_json(report, window, triage), allow_nan=False))
     assert page["suspects"] and all(set(s) >= SUSPECT_KEYS for s in page["suspects"])
     assert page["suspects"][0]["attributes"] == [{"dim": "module", "value": "veth"}]
     assert page["triage"]["state"] == "acknowledged" and page["releases"]
+    assert page["regression_stratum"] == [{"dim": "module", "value": "veth"}], "the hosts the window counts"
 
     (bad,) = score_hosts([HostEvidence("h", 3, 1.0, 3, 3, {"mce": 1})], 3, 100.0)
     row_json = json.loads(json.dumps(bad_host_json(bad), allow_nan=False))

@@ -243,3 +243,30 @@ def test_total_count_rides_on_the_first_page_only(collector: tuple[str, str]) ->
         assert (len(hosts.hosts), hosts.total_count) == (1, 1)
         none = stub.ListClusters(q.ListClustersRequest(filter=q.Filter(kind="oops")), timeout=10)
         assert (len(none.clusters), none.total_count, none.next_page_token) == (0, 0, "")
+
+
+def test_cluster_shows_why_each_fingerprint_joined(
+    collector: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The crashme NULL dereference from 6.12 amd64 and 6.1 arm64 (real consoles): one cluster, the
+    arm64 fingerprint joined by similarity, and `cluster` says so in text and JSON."""
+    target, _ = collector
+    real = DATA.parent / "vmcore" / "real"
+    for host, case in (("amd64", "debian13-6.12-amd64-null"), ("arm64", "debian12-6.1-arm64-null")):
+        log = tmp_path / f"{case}.log"
+        shutil.copy(real / case / "serial.log", log)
+        assert main(["submit", "--collector", target, "--hostname", host, "--json", str(log)]) == 0
+    submitted = _lines(capsys)
+    assert len({s["cluster_id"] for s in submitted}) == 1
+    cluster_id = str(submitted[0]["cluster_id"])
+    assert main(["cluster", cluster_id, "--collector", target]) == 0
+    text = capsys.readouterr().out
+    assert "fingerprints (why each joined):" in text
+    assert "  created\n" in text
+    assert "similar: bug class bad-access, guilty frame crashme_napi_pending, frame similarity 0.60 (cl-2)" in text
+    assert main(["cluster", cluster_id, "--collector", target, "--json"]) == 0
+    [doc] = _lines(capsys)
+    merges = doc["merges"]
+    assert isinstance(merges, list)
+    assert [m["reason"] for m in merges] == ["created", "similar"]
+    assert [m["fingerprint"] for m in merges] == doc["fingerprints"]

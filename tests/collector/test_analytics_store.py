@@ -232,3 +232,78 @@ def test_new_cluster_rate_gauge_from_the_reporting_hosts(store: Store) -> None:
     metrics = Metrics(CollectorRegistry())
     Ingestor(store, metrics, clock=lambda: now).refresh_analytics()
     assert metrics.new_cluster_rate._value.get() == pytest.approx(4 / (50 * 2 / 24) * 1000)
+
+
+OLD_R, NEW_R = "6.1.0-55-amd64", "6.1.0-56-amd64"
+QEMU = "QEMU Standard PC (i440FX + PIIX, 1996)"
+
+
+def _update_fleet(store: Store, change_hour: int, new_ran_old: bool) -> str:
+    """The demo's story in three days of hourly heartbeats: 12 old hosts (Dell R640) on OLD_R until
+    `change_hour`, NEW_R after; 8 new hosts (QEMU, veth and bridge) from hour 24 on NEW_R only, or
+    (`new_ran_old`) from hour 0 and updated with the old ones. Each new host crashes twice on
+    NEW_R, in one cluster, whose id is returned."""
+    for i in range(20):
+        new = i >= 12
+        start = 24 if new and not new_ran_old else 0
+        for h in range(start, 73):
+            release = OLD_R if h < change_hour and (not new or new_ran_old) else NEW_R
+            record = _host(
+                f"{'new' if new else 'old'}-{i:02d}", release=release, hardware=QEMU if new else "Dell R640",
+                modules=("ext4", "veth", "bridge") if new else ("ext4",),
+            )  # fmt: skip
+            store.heartbeat(record, T0 + h * HOUR)
+    cluster = ""
+    for n in range(16):
+        crash = make_crash(f"key-up-{n:04d}", host=f"new-{12 + n // 2:02d}", release=NEW_R, hardware=QEMU,
+                           modules=("ext4", "veth", "bridge"), received_at=T0 + (48 + n) * HOUR)  # fmt: skip
+        cluster = store.ingest(crash).cluster_id
+    return cluster
+
+
+@pytest.mark.parametrize("change_hour", [36, 48], ids=["mid-day", "at-midnight"])
+def test_hosts_that_change_release_are_counted_once(hourly: Store, change_hour: int) -> None:
+    """fleet_hosts is the number of distinct hosts, not one per profile a host ran (the old hosts
+    ran two), on the update day too; the same for the values and the fleet's rate row."""
+    store = hourly
+    cluster = _update_fleet(store, change_hour, new_ran_old=False)
+    window = Window(T0, T0 + timedelta(days=3))
+    report = store.suspects(cluster, window)  # type: ignore[attr-defined]
+    assert report.suspects, report.summary
+    assert {s.fleet_hosts for s in report.suspects} == {20}
+    with_ = {s.attributes: s.fleet_hosts_with for s in report.suspects}
+    assert with_[(("hardware", QEMU),)] == with_[(("module", "veth"),)] == 8
+    assert with_.get((("kernel_release", NEW_R),), 20) == 20
+    assert "8 of 8 crashing hosts vs 8 of 20 in the fleet" in report.suspects[0].words
+    (fleet,) = store.rates(None, window)  # type: ignore[attr-defined]
+    assert fleet.hosts == 20
+
+
+@pytest.mark.parametrize(
+    ("new_ran_old", "claim"),
+    [
+        # Only the new hosts crash, and they never ran OLD_R: the old hosts' silence on it says
+        # nothing about the bug.
+        (False, f"too little exposure on {OLD_R} among hosts with "),
+        # The new hosts ran OLD_R for a day and a half without a crash: a regression among them.
+        (True, f"regression between {OLD_R} and {NEW_R}"),
+    ],
+    ids=["confounded", "regression-within-the-stratum"],
+)
+def test_regression_window_within_the_top_suspects_hosts(hourly: Store, new_ran_old: bool, claim: str) -> None:
+    from collector.analytics.suspects import regression_stratum
+
+    store = hourly
+    cluster = _update_fleet(store, 36, new_ran_old)
+    window = Window(T0, T0 + timedelta(days=3))
+    stratum = regression_stratum(store.suspects(cluster, window))  # type: ignore[attr-defined]
+    assert stratum and set(stratum) <= {("hardware", QEMU), ("module", "veth"), ("module", "bridge")}
+    fleet_wide = store.regression(cluster, window)  # type: ignore[attr-defined]
+    assert f"regression between {OLD_R} and {NEW_R}" in fleet_wide.words and fleet_wide.stratum == ()
+    within = store.regression(cluster, window, stratum)  # type: ignore[attr-defined]
+    assert within.stratum == stratum and claim in within.words, within.words
+    assert within.words.count("among hosts with") == 1 and within.first_release == NEW_R
+    assert within.last_clean_release == (OLD_R if new_ran_old else "")
+    rows = {r.release: r for r in within.releases}
+    assert rows[NEW_R].crashes == 16 and rows[NEW_R].host_days == pytest.approx(8 * (72 - (36 if new_ran_old else 24)) / 24)
+    assert rows[OLD_R].host_days == pytest.approx(8 * 36 / 24 if new_ran_old else 0.0)

@@ -79,3 +79,13 @@ def test_rate_limiter_refills_and_bounds_memory() -> None:
     assert limiter.allow("a") and not limiter.allow("a")
     assert limiter.allow("b") and limiter.allow("c")
     assert len(limiter._buckets) == 2  # "a" evicted, least recently used
+
+
+def test_transition_days_is_read_and_checked(tmp_path: Path) -> None:
+    assert CollectorConfig().transition_days == 90.0
+    assert load_config(_write(tmp_path, "[clustering]\ntransition_days = 30\n")).transition_days == 30
+    assert load_config(_write(tmp_path, "[clustering]\ntransition_days = 0\n")).transition_days == 0
+    with pytest.raises(ConfigError, match="transition_days must be 0 or more"):
+        load_config(_write(tmp_path, "[clustering]\ntransition_days = -1\n"))
+    with pytest.raises(ConfigError, match="wrong type"):
+        load_config(_write(tmp_path, '[clustering]\ntransition_days = "forever"\n'))

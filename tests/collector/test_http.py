@@ -10,6 +10,7 @@ import hmac
 import http.client
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from collector import http as chttp
 from collector import web
 from collector.metrics import Metrics
 from tests.collector.memstore import HOSTILE, MemStore, sample_store, with_title
-from wire.model import Breakdown, Page, QueryFilter
+from wire.model import Breakdown, ClusterMerge, Page, QueryFilter
 
 TOKEN = "s3cret-Token_value"
 
@@ -495,7 +496,45 @@ def test_html_errors_render_as_pages(client: Client) -> None:
     assert "page_size: must be between 1 and 1000" in r.text
 
 
+def test_analytics_routes_need_a_store_that_keeps_analytics(client: Client, store: MemStore) -> None:
+    """The in-memory store keeps no exposure: the analytics routes say so (501), the pages that
+    show analytics where they can still render without them."""
+    r = client.get("/api/v1/rates?by=module")
+    assert r.status == 501 and r.json()["error"] == "this store keeps no fleet analytics"
+    assert client.get("/api/v1/rates?by=colour").status == 400  # the query is checked first
+    r = client.get("/rates")
+    assert r.status == 501 and "this store keeps no fleet analytics" in r.text
+    cluster = store.clusters[0].summary.id
+    page = client.get(f"/clusters/{cluster}")
+    assert page.status == 200 and "What is different about these hosts" not in page.text
+    assert client.get("/hosts").status == 200 and "Hardware suspects" not in client.get("/hosts").text
+
+
 # Pure pieces ------------------------------------------------------------------------------------
+
+
+def test_rate_chart_draws_each_interval_on_a_round_axis() -> None:
+    from collector.analytics.rates import RateRow
+
+    rows = [
+        RateRow("module", "veth", 6, 6, 60.0, 100.0, 36.7, 217.7),
+        RateRow("module", "<script>alert(1)</script>" + "x" * 40, 0, 42, 420.0, 0.0, 0.0, 8.78),
+        RateRow("module", "never-reported", 1, 0, 0.0, 0.0, 0.0, math.inf),
+    ]
+    chart = web.rate_chart(rows, "module")
+    markup = str(web.svg(chart))
+    assert chart.data == "100.00,0.00,0.00"
+    assert [t.text for t in chart.texts if t.css_class == "tick"] == ["0", "62.5", "125", "187.5", "250"]
+    whiskers = [line for line in chart.lines if line.css_class == "w"]
+    assert [(w.x1, w.x2) for w in whiskers] == [
+        (round(240 + 36.7 / 250 * 440, 1), round(240 + 217.7 / 250 * 440, 1)),
+        (240.0, round(240 + 8.78 / 250 * 440, 1)),
+    ]
+    assert [d.cx for d in chart.dots] == [round(240 + 100 / 250 * 440, 1), 240.0]
+    assert "no exposure: nothing to say" in markup  # no interval drawn for a value nobody ran
+    assert "<script>" not in markup and "&lt;script&gt;alert(1)&lt;/script&gt;xxxxxxxx…" in markup
+    many = [RateRow("module", f"m{i}", 1, 1, 10.0, 100.0, 2.5, 557.0) for i in range(40)]
+    assert len(web.rate_chart(many, "module").dots) == web.RATE_CHART_ROWS
 
 
 @pytest.mark.parametrize(
@@ -666,7 +705,10 @@ def test_any_string_renders_as_text(text: str) -> None:
             kernel_releases=(value,),
             common_modules=(value,),
         )
-        detail = replace(baseline, summary=summary, by_host=(Breakdown(value, 1),), fingerprints=(value,))
+        detail = replace(
+            baseline, summary=summary, by_host=(Breakdown(value, 1),), fingerprints=(value, value),
+            merges=(ClusterMerge(value, value, value, 1.0, value), ClusterMerge(value, "similar", value, 0.5, value)),
+        )  # fmt: skip
         crash = replace(store.crashes[0].summary, id=value, host=value, source=value, cluster_id=value)
         rep = replace(
             store.crashes[0], summary=crash, excerpt=value, modules=(value,), host_facts={value: value}
@@ -695,3 +737,14 @@ def test_ipv6_listen(store: MemStore, metrics: Metrics) -> None:
         conn.request("GET", "/healthz")
         assert conn.getresponse().status == 200
         conn.close()
+
+
+def test_cluster_page_says_why_each_fingerprint_joined(store: MemStore) -> None:
+    detail = store.clusters[0]
+    merges = (
+        ClusterMerge("a" * 32, "created", "", 1.0, "fp-1+1b8682e0"),
+        ClusterMerge("b" * 32, "secondary", "fingerprint under the previous rules " + "c" * 32, 1.0, "fp-1+1b8682e0"),
+    )
+    page = web.cluster_page(replace(detail, merges=merges), None, [], Page(), "")
+    assert "2 fingerprint(s) in this cluster, and why each joined" in page
+    assert "<strong>secondary</strong>: fingerprint under the previous rules " + "c" * 32 in page

@@ -49,6 +49,11 @@ DRIVERS: dict[str, Callable[[SqlStore, World], object]] = {
             tx, make_crash("new-sim", frames=("func_3", "other", "do_syscall_64"), kind="bug", reason="reason bug")
         )
     ),
+    "ingest_secondary": lambda s, w: s._retry_write(
+        lambda tx: s._ingest_tx(
+            tx, replace(make_crash("new-sec", frames=("func_9", "other")), secondary_fingerprint=w.fingerprints[9])
+        )
+    ),
     "ingest_duplicate": lambda s, w: s._retry_write(lambda tx: s._ingest_tx(tx, _crash(w, "new-1", 7))),
     "heartbeat_new": lambda s, w: s._retry_write(
         lambda tx: s._heartbeat_tx(tx, _beat("brand-new-host", w.module_sets[3][1]), NOW_US)
@@ -90,6 +95,7 @@ DRIVERS: dict[str, Callable[[SqlStore, World], object]] = {
     ),
     "analytics_suspects": lambda s, w: s.suspects(w.clusters[9], WINDOW),  # type: ignore[attr-defined]
     "analytics_bad_hosts": lambda s, w: s.bad_hosts(100),  # type: ignore[attr-defined]
+    "triage_states": lambda s, w: s.triage_states(w.clusters[:50]),
 }
 
 

@@ -104,3 +104,50 @@ def test_kernel_frames_match_addr2line_over_debug_vmlinux(tmp_path: Path) -> Non
         if crash == "null":
             assert listings and any("list.h: 299" in line for line in listings[0])
     assert checked >= 20
+
+
+# The linker's markers around the special text sections vmlinux merges into .text.
+_MARKED = ("noinstr", "entry", "cpuidle", "sched", "lock", "irqentry", "softirqentry")
+
+
+@pytest.mark.slow
+def test_special_section_functions_match_addr2line_over_debug_vmlinux(tmp_path: Path) -> None:
+    """Functions in .init.text, the linker-marked noinstr/entry/cpuidle/sched/lock/irqentry ranges
+    and .cold/.part/.isra/.constprop clones (a seeded sample, first, middle and last byte of each):
+    every chain is the one eu-addr2line -i or addr2line -f -i prints (they disagree on a few inline
+    chains and on DWARF 5 file 1, see docs/symbolize.md), and no address lacks a line either has."""
+    vmlinux = os.environ.get("CRASHFLEET_DEBUG_VMLINUX")
+    if not vmlinux:
+        pytest.skip("set CRASHFLEET_DEBUG_VMLINUX to Debian's 6.1.0-56 debug vmlinux to run this")
+    import random
+    import re
+
+    from analysis.symbolize.elfinfo import ElfImage
+
+    rng = random.Random(14)
+    with ElfImage(vmlinux) as image:
+        marks = image.symbol_values({f"__{m}_text_{edge}" for m in _MARKED for edge in ("start", "end")})
+    with Symbolizer.open(vmlinux, cache_dir=tmp_path) as sym:
+        functions = [s for s in sym.index.all_symbols() if s.size > 0 and not s.name.startswith(("__pfx_", "__cfi_"))]
+        classes = {".init.text": [s for s in functions if s.section == ".init.text"]}
+        for m in _MARKED:
+            low, high = marks[f"__{m}_text_start"], marks[f"__{m}_text_end"]
+            classes[m] = [s for s in functions if low <= s.address < high]
+        for clone in ("cold", "part", "isra", "constprop"):
+            classes[clone] = [s for s in functions if re.search(rf"\.{clone}(?:\.\d+)?(?:\.|$)", s.name)]
+        addresses: set[int] = set()
+        for name, members in classes.items():
+            assert members, f"no {name} functions: the markers or the names changed"
+            for s in rng.sample(members, min(12, len(members))):
+                addresses.update((s.address, s.address + s.size // 2, s.address + s.size - 1))
+        ordered = sorted(addresses)
+        ours = {a: [(x.function, x.file, x.line) for x in sym.lookup(a)] for a in ordered}
+    eu = oracles.elfutils(vmlinux, ordered)
+    bu = oracles.binutils(vmlinux, ordered)
+    wrong = [
+        hex(a) for a in ordered
+        if [(f, n) for _, f, n in ours[a]] != eu.get(a, []) and ours[a] != [c for c in bu.get(a, []) if c[2]]
+    ]  # fmt: skip
+    assert not wrong, wrong[:10]
+    lineless = [hex(a) for a in ordered if not any(n for *_, n in ours[a]) and (eu.get(a) or any(c[2] for c in bu.get(a, [])))]
+    assert not lineless, lineless[:10]

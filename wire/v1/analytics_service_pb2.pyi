@@ -323,6 +323,7 @@ class GetSuspectsResponse(_message.Message):
     INCONCLUSIVE_FIELD_NUMBER: _builtins.int
     REGRESSION_FIELD_NUMBER: _builtins.int
     TRIAGE_FIELD_NUMBER: _builtins.int
+    REGRESSION_STRATUM_FIELD_NUMBER: _builtins.int
     cluster_hosts: _builtins.int
     candidates: _builtins.int
     summary: _builtins.str
@@ -343,6 +344,12 @@ class GetSuspectsResponse(_message.Message):
     def inconclusive(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def triage(self) -> Global___Triage: ...
+    @_builtins.property
+    def regression_stratum(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attribute]:
+        """The hosts the regression window was counted among: the top suspect's values (less any
+        kernel release); empty for the whole fleet.
+        """
+
     def __init__(
         self,
         *,
@@ -357,10 +364,11 @@ class GetSuspectsResponse(_message.Message):
         inconclusive: _abc.Iterable[_builtins.str] | None = ...,
         regression: _builtins.str = ...,
         triage: Global___Triage | None = ...,
+        regression_stratum: _abc.Iterable[Global___Attribute] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["triage", b"triage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "cluster_hosts", b"cluster_hosts", "first_release", b"first_release", "hosts", b"hosts", "inconclusive", b"inconclusive", "last_clean_release", b"last_clean_release", "regression", b"regression", "releases", b"releases", "summary", b"summary", "suspects", b"suspects", "triage", b"triage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "cluster_hosts", b"cluster_hosts", "first_release", b"first_release", "hosts", b"hosts", "inconclusive", b"inconclusive", "last_clean_release", b"last_clean_release", "regression", b"regression", "regression_stratum", b"regression_stratum", "releases", b"releases", "summary", b"summary", "suspects", b"suspects", "triage", b"triage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

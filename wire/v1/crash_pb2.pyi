@@ -641,8 +641,8 @@ class HostFacts(_message.Message):
 
     @_builtins.property
     def hardware_errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___HardwareErrorCount]:
-        """Hardware-error events the agent counted in the kernel log since it started, by kind
-        (analysis.hwerrors: mce, edac_ce, edac_ue, aer_corrected, aer_uncorrected, aer_fatal,
+        """Hardware-error events the agent counted, by kind: in the live kernel log since it started,
+        plus in the kernel log of every capture it read, once per capture (analysis.hwerrors: mce, edac_ce, edac_ue, aer_corrected, aer_uncorrected, aer_fatal,
         memory_failure). Heartbeats carry them; the collector keeps the latest per host.
         """
 

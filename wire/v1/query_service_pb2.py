@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!crashfleet/v1/query_service.proto\x12\rcrashfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n\x06\x46ilter\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ekernel_release\x18\x03 \x01(\t\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\x0e\n\x06module\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x10\n\x08hardware\x18\x07 \x01(\t\x12\x12\n\ncluster_id\x18\x08 \x01(\t\")\n\tBreakdown\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xc2\x03\n\x0e\x43lusterSummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x03\x12\r\n\x05hosts\x18\x06 \x01(\x03\x12.\n\nfirst_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fkernel_releases\x18\t \x03(\t\x12\x10\n\x08hardware\x18\n \x03(\t\x12\x16\n\x0e\x63ommon_modules\x18\x0b \x03(\t\x12\x1f\n\x17representative_crash_id\x18\x0c \x01(\t\x12\x14\n\x0cguilty_frame\x18\r \x01(\t\x12\x14\n\x0c\x64\x61ily_counts\x18\x0e \x03(\x03\x12\x32\n\x0e\x66irst_received\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_received\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x91\x02\n\rClusterDetail\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1d.crashfleet.v1.ClusterSummary\x12)\n\x07\x62y_host\x18\x02 \x03(\x0b\x32\x18.crashfleet.v1.Breakdown\x12\x33\n\x11\x62y_kernel_release\x18\x03 \x03(\x0b\x32\x18.crashfleet.v1.Breakdown\x12-\n\x0b\x62y_hardware\x18\x04 \x03(\x0b\x32\x18.crashfleet.v1.Breakdown\x12+\n\tby_module\x18\x05 \x03(\x0b\x32\x18.crashfleet.v1.Breakdown\x12\x14\n\x0c\x66ingerprints\x18\x06 \x03(\t\"\x9f\x02\n\x0c\x43rashSummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12.\n\ncrash_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ekernel_release\x18\n \x01(\t\x12\x10\n\x08hardware\x18\x0b \x01(\t\x12\x14\n\x0cguilty_frame\x18\x0c \x01(\t\"\xff\x01\n\x0b\x43rashDetail\x12,\n\x07summary\x18\x01 \x01(\x0b\x32\x1b.crashfleet.v1.CrashSummary\x12\x16\n\x0esignature_json\x18\x02 \x01(\t\x12\x0f\n\x07\x65xcerpt\x18\x03 \x01(\t\x12\x0f\n\x07modules\x18\x04 \x03(\t\x12=\n\nhost_facts\x18\x05 \x03(\x0b\x32).crashfleet.v1.CrashDetail.HostFactsEntry\x12\x17\n\x0fsymbolized_json\x18\x06 \x01(\t\x1a\x30\n\x0eHostFactsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xeb\x01\n\x0bHostSummary\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x16\n\x0ekernel_release\x18\x02 \x01(\t\x12\x0f\n\x07machine\x18\x03 \x01(\t\x12\x10\n\x08hardware\x18\x04 \x01(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12\x0c\n\x04\x63pus\x18\x06 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\x0f\n\x07modules\x18\x08 \x03(\t\x12\x32\n\x0elast_heartbeat\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63rashes\x18\n \x01(\x03\"c\n\x13ListClustersRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.crashfleet.v1.Filter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"u\n\x14ListClustersResponse\x12/\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x1d.crashfleet.v1.ClusterSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x13\n\x0btotal_count\x18\x03 \x01(\x03\"\'\n\x11GetClusterRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\"C\n\x12GetClusterResponse\x12-\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x1c.crashfleet.v1.ClusterDetail\"b\n\x12ListCrashesRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.crashfleet.v1.Filter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"q\n\x13ListCrashesResponse\x12,\n\x07\x63rashes\x18\x01 \x03(\x0b\x32\x1b.crashfleet.v1.CrashSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x13\n\x0btotal_count\x18\x03 \x01(\x03\"#\n\x0fGetCrashRequest\x12\x10\n\x08\x63rash_id\x18\x01 \x01(\t\"=\n\x10GetCrashResponse\x12)\n\x05\x63rash\x18\x01 \x01(\x0b\x32\x1a.crashfleet.v1.CrashDetail\"`\n\x10ListHostsRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.crashfleet.v1.Filter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"l\n\x11ListHostsResponse\x12)\n\x05hosts\x18\x01 \x03(\x0b\x32\x1a.crashfleet.v1.HostSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x13\n\x0btotal_count\x18\x03 \x01(\x03\x32\xad\x03\n\x0cQueryService\x12W\n\x0cListClusters\x12\".crashfleet.v1.ListClustersRequest\x1a#.crashfleet.v1.ListClustersResponse\x12Q\n\nGetCluster\x12 .crashfleet.v1.GetClusterRequest\x1a!.crashfleet.v1.GetClusterResponse\x12T\n\x0bListCrashes\x12!.crashfleet.v1.ListCrashesRequest\x1a\".crashfleet.v1.ListCrashesResponse\x12K\n\x08GetCrash\x12\x1e.crashfleet.v1.GetCrashRequest\x1a\x1f.crashfleet.v1.GetCrashResponse\x12N\n\tListHosts\x12\x1f.crashfleet.v1.ListHostsRequest\x1a .crashfleet.v1.ListHostsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!crashfleet/v1/query_service.proto\x12\rcrashfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n\x06\x46ilter\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ekernel_release\x18\x03 \x01(\t\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\x0e\n\x06module\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x10\n\x08hardware\x18\x07 \x01(\t\x12\x12\n\ncluster_id\x18\x08 \x01(\t\")\n\tBreakdown\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xc2\x03\n\x0e\x43lusterSummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x03\x12\r\n\x05hosts\x18\x06 \x01(\x03\x12.\n\nfirst_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fkernel_releases\x18\t \x03(\t\x12\x10\n\x08hardware\x18\n \x03(\t\x12\x16\n\x0e\x63ommon_modules\x18\x0b \x03(\t\x12\x1f\n\x17representative_crash_id\x18\x0c \x01(\t\x12\x14\n\x0cguilty_frame\x18\r \x01(\t\x12\x14\n\x0c\x64\x61ily_counts\x18\x0e \x03(\x03\x12\x32\n\x0e\x66irst_received\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_received\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x02\n\rClusterDetail\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1d.crashfleet.v1.ClusterSummary\x12)\n\x07\x62y_host\x18\x02 \x03(\x0b\x32\x18.crashfleet.v1.Breakdown\x12\x33\n\x11\x62y_kernel_release\x18\x03 \x03(\x0b\x32\x18.crashfleet.v1.Breakdown\x12-\n\x0b\x62y_hardware\x18\x04 \x03(\x0b\x32\x18.crashfleet.v1.Breakdown\x12+\n\tby_module\x18\x05 \x03(\x0b\x32\x18.crashfleet.v1.Breakdown\x12\x14\n\x0c\x66ingerprints\x18\x06 \x03(\t\x12+\n\x06merges\x18\x07 \x03(\x0b\x32\x1b.crashfleet.v1.ClusterMerge\"\xa0\x01\n\x0c\x43lusterMerge\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x12\n\nsimilarity\x18\x04 \x01(\x01\x12\x1b\n\x13\x66ingerprint_version\x18\x05 \x01(\t\x12*\n\x06joined\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9f\x02\n\x0c\x43rashSummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12.\n\ncrash_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ekernel_release\x18\n \x01(\t\x12\x10\n\x08hardware\x18\x0b \x01(\t\x12\x14\n\x0cguilty_frame\x18\x0c \x01(\t\"\xff\x01\n\x0b\x43rashDetail\x12,\n\x07summary\x18\x01 \x01(\x0b\x32\x1b.crashfleet.v1.CrashSummary\x12\x16\n\x0esignature_json\x18\x02 \x01(\t\x12\x0f\n\x07\x65xcerpt\x18\x03 \x01(\t\x12\x0f\n\x07modules\x18\x04 \x03(\t\x12=\n\nhost_facts\x18\x05 \x03(\x0b\x32).crashfleet.v1.CrashDetail.HostFactsEntry\x12\x17\n\x0fsymbolized_json\x18\x06 \x01(\t\x1a\x30\n\x0eHostFactsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xeb\x01\n\x0bHostSummary\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x16\n\x0ekernel_release\x18\x02 \x01(\t\x12\x0f\n\x07machine\x18\x03 \x01(\t\x12\x10\n\x08hardware\x18\x04 \x01(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12\x0c\n\x04\x63pus\x18\x06 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\x0f\n\x07modules\x18\x08 \x03(\t\x12\x32\n\x0elast_heartbeat\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63rashes\x18\n \x01(\x03\"c\n\x13ListClustersRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.crashfleet.v1.Filter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"u\n\x14ListClustersResponse\x12/\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x1d.crashfleet.v1.ClusterSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x13\n\x0btotal_count\x18\x03 \x01(\x03\"\'\n\x11GetClusterRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\"C\n\x12GetClusterResponse\x12-\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x1c.crashfleet.v1.ClusterDetail\"b\n\x12ListCrashesRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.crashfleet.v1.Filter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"q\n\x13ListCrashesResponse\x12,\n\x07\x63rashes\x18\x01 \x03(\x0b\x32\x1b.crashfleet.v1.CrashSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x13\n\x0btotal_count\x18\x03 \x01(\x03\"#\n\x0fGetCrashRequest\x12\x10\n\x08\x63rash_id\x18\x01 \x01(\t\"=\n\x10GetCrashResponse\x12)\n\x05\x63rash\x18\x01 \x01(\x0b\x32\x1a.crashfleet.v1.CrashDetail\"`\n\x10ListHostsRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.crashfleet.v1.Filter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"l\n\x11ListHostsResponse\x12)\n\x05hosts\x18\x01 \x03(\x0b\x32\x1a.crashfleet.v1.HostSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x13\n\x0btotal_count\x18\x03 \x01(\x03\x32\xad\x03\n\x0cQueryService\x12W\n\x0cListClusters\x12\".crashfleet.v1.ListClustersRequest\x1a#.crashfleet.v1.ListClustersResponse\x12Q\n\nGetCluster\x12 .crashfleet.v1.GetClusterRequest\x1a!.crashfleet.v1.GetClusterResponse\x12T\n\x0bListCrashes\x12!.crashfleet.v1.ListCrashesRequest\x1a\".crashfleet.v1.ListCrashesResponse\x12K\n\x08GetCrash\x12\x1e.crashfleet.v1.GetCrashRequest\x1a\x1f.crashfleet.v1.GetCrashResponse\x12N\n\tListHosts\x12\x1f.crashfleet.v1.ListHostsRequest\x1a .crashfleet.v1.ListHostsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,35 +41,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLUSTERSUMMARY']._serialized_start=332
   _globals['_CLUSTERSUMMARY']._serialized_end=782
   _globals['_CLUSTERDETAIL']._serialized_start=785
-  _globals['_CLUSTERDETAIL']._serialized_end=1058
-  _globals['_CRASHSUMMARY']._serialized_start=1061
-  _globals['_CRASHSUMMARY']._serialized_end=1348
-  _globals['_CRASHDETAIL']._serialized_start=1351
-  _globals['_CRASHDETAIL']._serialized_end=1606
-  _globals['_CRASHDETAIL_HOSTFACTSENTRY']._serialized_start=1558
-  _globals['_CRASHDETAIL_HOSTFACTSENTRY']._serialized_end=1606
-  _globals['_HOSTSUMMARY']._serialized_start=1609
-  _globals['_HOSTSUMMARY']._serialized_end=1844
-  _globals['_LISTCLUSTERSREQUEST']._serialized_start=1846
-  _globals['_LISTCLUSTERSREQUEST']._serialized_end=1945
-  _globals['_LISTCLUSTERSRESPONSE']._serialized_start=1947
-  _globals['_LISTCLUSTERSRESPONSE']._serialized_end=2064
-  _globals['_GETCLUSTERREQUEST']._serialized_start=2066
-  _globals['_GETCLUSTERREQUEST']._serialized_end=2105
-  _globals['_GETCLUSTERRESPONSE']._serialized_start=2107
-  _globals['_GETCLUSTERRESPONSE']._serialized_end=2174
-  _globals['_LISTCRASHESREQUEST']._serialized_start=2176
-  _globals['_LISTCRASHESREQUEST']._serialized_end=2274
-  _globals['_LISTCRASHESRESPONSE']._serialized_start=2276
-  _globals['_LISTCRASHESRESPONSE']._serialized_end=2389
-  _globals['_GETCRASHREQUEST']._serialized_start=2391
-  _globals['_GETCRASHREQUEST']._serialized_end=2426
-  _globals['_GETCRASHRESPONSE']._serialized_start=2428
-  _globals['_GETCRASHRESPONSE']._serialized_end=2489
-  _globals['_LISTHOSTSREQUEST']._serialized_start=2491
-  _globals['_LISTHOSTSREQUEST']._serialized_end=2587
-  _globals['_LISTHOSTSRESPONSE']._serialized_start=2589
-  _globals['_LISTHOSTSRESPONSE']._serialized_end=2697
-  _globals['_QUERYSERVICE']._serialized_start=2700
-  _globals['_QUERYSERVICE']._serialized_end=3129
+  _globals['_CLUSTERDETAIL']._serialized_end=1103
+  _globals['_CLUSTERMERGE']._serialized_start=1106
+  _globals['_CLUSTERMERGE']._serialized_end=1266
+  _globals['_CRASHSUMMARY']._serialized_start=1269
+  _globals['_CRASHSUMMARY']._serialized_end=1556
+  _globals['_CRASHDETAIL']._serialized_start=1559
+  _globals['_CRASHDETAIL']._serialized_end=1814
+  _globals['_CRASHDETAIL_HOSTFACTSENTRY']._serialized_start=1766
+  _globals['_CRASHDETAIL_HOSTFACTSENTRY']._serialized_end=1814
+  _globals['_HOSTSUMMARY']._serialized_start=1817
+  _globals['_HOSTSUMMARY']._serialized_end=2052
+  _globals['_LISTCLUSTERSREQUEST']._serialized_start=2054
+  _globals['_LISTCLUSTERSREQUEST']._serialized_end=2153
+  _globals['_LISTCLUSTERSRESPONSE']._serialized_start=2155
+  _globals['_LISTCLUSTERSRESPONSE']._serialized_end=2272
+  _globals['_GETCLUSTERREQUEST']._serialized_start=2274
+  _globals['_GETCLUSTERREQUEST']._serialized_end=2313
+  _globals['_GETCLUSTERRESPONSE']._serialized_start=2315
+  _globals['_GETCLUSTERRESPONSE']._serialized_end=2382
+  _globals['_LISTCRASHESREQUEST']._serialized_start=2384
+  _globals['_LISTCRASHESREQUEST']._serialized_end=2482
+  _globals['_LISTCRASHESRESPONSE']._serialized_start=2484
+  _globals['_LISTCRASHESRESPONSE']._serialized_end=2597
+  _globals['_GETCRASHREQUEST']._serialized_start=2599
+  _globals['_GETCRASHREQUEST']._serialized_end=2634
+  _globals['_GETCRASHRESPONSE']._serialized_start=2636
+  _globals['_GETCRASHRESPONSE']._serialized_end=2697
+  _globals['_LISTHOSTSREQUEST']._serialized_start=2699
+  _globals['_LISTHOSTSREQUEST']._serialized_end=2795
+  _globals['_LISTHOSTSRESPONSE']._serialized_start=2797
+  _globals['_LISTHOSTSRESPONSE']._serialized_end=2905
+  _globals['_QUERYSERVICE']._serialized_start=2908
+  _globals['_QUERYSERVICE']._serialized_end=3337
 # @@protoc_insertion_point(module_scope)

@@ -179,6 +179,7 @@ class ClusterDetail(_message.Message):
     BY_HARDWARE_FIELD_NUMBER: _builtins.int
     BY_MODULE_FIELD_NUMBER: _builtins.int
     FINGERPRINTS_FIELD_NUMBER: _builtins.int
+    MERGES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def summary(self) -> Global___ClusterSummary: ...
     @_builtins.property
@@ -193,6 +194,10 @@ class ClusterDetail(_message.Message):
     def fingerprints(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Every fingerprint that joined (exact and similar)."""
 
+    @_builtins.property
+    def merges(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterMerge]:
+        """The same fingerprints, oldest first, each with why it joined."""
+
     def __init__(
         self,
         *,
@@ -202,14 +207,56 @@ class ClusterDetail(_message.Message):
         by_hardware: _abc.Iterable[Global___Breakdown] | None = ...,
         by_module: _abc.Iterable[Global___Breakdown] | None = ...,
         fingerprints: _abc.Iterable[_builtins.str] | None = ...,
+        merges: _abc.Iterable[Global___ClusterMerge] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_hardware", b"by_hardware", "by_host", b"by_host", "by_kernel_release", b"by_kernel_release", "by_module", b"by_module", "fingerprints", b"fingerprints", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_hardware", b"by_hardware", "by_host", b"by_host", "by_kernel_release", b"by_kernel_release", "by_module", b"by_module", "fingerprints", b"fingerprints", "merges", b"merges", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClusterDetail: _TypeAlias = ClusterDetail  # noqa: Y015
+
+@_typing.final
+class ClusterMerge(_message.Message):
+    """One fingerprint of a cluster and why it joined: "created" (it made the cluster), "similar"
+    (same bug class and guilty frame, with the frames' similarity) or "secondary" (its fingerprint
+    under the previous rule edition was already the cluster's, during a rule transition).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_VERSION_FIELD_NUMBER: _builtins.int
+    JOINED_FIELD_NUMBER: _builtins.int
+    fingerprint: _builtins.str
+    reason: _builtins.str
+    detail: _builtins.str
+    """What matched, in words."""
+    similarity: _builtins.float
+    fingerprint_version: _builtins.str
+    @_builtins.property
+    def joined(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        fingerprint: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        similarity: _builtins.float = ...,
+        fingerprint_version: _builtins.str = ...,
+        joined: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["joined", b"joined"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "fingerprint", b"fingerprint", "fingerprint_version", b"fingerprint_version", "joined", b"joined", "reason", b"reason", "similarity", b"similarity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterMerge: _TypeAlias = ClusterMerge  # noqa: Y015
 
 @_typing.final
 class CrashSummary(_message.Message):
