@@ -11,7 +11,9 @@ heartbeats would have credited (one credit per host and day), are written by bul
 same tables, since replaying 10^5 × 30 × 1440 heartbeats would take days. Crashes go through the real batched ingest (clusters, dims, crash modules); one cluster
 is planted on hosts with the `veth` module. Measured (median of 7): suspects of the planted
 cluster and of a typical cluster, the fleet rate, rates by kernel release and by module, the
-bad-host list; goal <= 200 ms each. The reference, measured in the same run: the first page of
+bad-host list; goal <= 200 ms each (the median wall clock; beside it the fastest run and this
+process's CPU time, which a busy shared machine inflates less). On PostgreSQL the schema is VACUUM ANALYZEd after the setup,
+as autovacuum would have done on a live server. The reference, measured in the same run: the first page of
 `crashfleet clusters` (ListClusters, 100 rows), the query a user runs first. Storage: bytes of the
 exposure tables per host-day.
 
@@ -44,7 +46,7 @@ from collector.analytics.simulate import PLANTED_MODULE, simulate_fleet  # noqa:
 from collector.analytics.suspects import find_suspects  # noqa: E402
 from collector.store.analytics import Window  # noqa: E402
 from collector.store.base import NewCrash  # noqa: E402
-from collector.store.sql import SqlStore  # noqa: E402
+from collector.store.sql import SqlStore, _put_module_set, module_set_id  # noqa: E402
 from wire.model import HostRecord, Page, QueryFilter  # noqa: E402
 
 GOAL_MS = 200.0
@@ -69,12 +71,20 @@ def _profiles(rng: random.Random) -> list[tuple[str, str, str, tuple[str, ...]]]
 
 
 def _time_ms(fn: Callable[[], Any], repeat: int = 7) -> float:
-    samples = []
+    return _times_ms(fn, repeat)[0]
+
+
+def _times_ms(fn: Callable[[], Any], repeat: int = 7) -> tuple[float, float, float]:
+    """(median, fastest) wall-clock ms and the median CPU ms of this process. On a shared machine
+    the wall clock counts the time other processes held the cores; the fastest run and the CPU
+    time say what the query itself costs (on PostgreSQL the server's share is not in the CPU time)."""
+    wall, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+        wall.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+    return statistics.median(wall), min(wall), statistics.median(cpu)
 
 
 def build(store: SqlStore, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
@@ -102,16 +112,19 @@ def build(store: SqlStore, args: argparse.Namespace, rng: random.Random) -> dict
                     store._heartbeat_tx(tx, r, int(now.timestamp() * 1_000_000))
     stamp = int(now.timestamp() * 1_000_000)
     bulk_hosts, bulk_exposure, bulk_profiles = [], [], {}
+    module_sets: dict[str, tuple[str, ...]] = {}
     for r in records[args.real_heartbeats :]:
         attrs, pid = store._facts_profile(r)  # type: ignore[attr-defined]
         bulk_profiles[pid] = json.dumps(attrs)
+        set_id = module_set_id(r.modules)
+        module_sets[set_id] = r.modules
         bulk_hosts.append((r.hostname, r.kernel_release, r.machine, r.hardware, r.agent_version, r.cpus,
-                           r.memory_bytes, json.dumps(sorted(r.modules)), stamp, 0))  # fmt: skip
+                           r.memory_bytes, set_id, stamp, 0))  # fmt: skip
         bulk_exposure.append((r.hostname, pid, stamp, -1, "", 0, json.dumps(dict(r.labels)), "{}"))
     with store._write_tx() as tx:  # type: ignore[attr-defined]
         tx.many(
             "INSERT INTO hosts (hostname, kernel_release, machine, hardware, agent_version, cpus, memory_bytes,"
-            " modules, last_heartbeat, crashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", bulk_hosts,
+            " module_set, last_heartbeat, crashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", bulk_hosts,
         )  # fmt: skip
         tx.many(
             "INSERT INTO host_exposure (hostname, profile, since, counted_day, counted_profile, seconds, labels,"
@@ -121,10 +134,8 @@ def build(store: SqlStore, args: argparse.Namespace, rng: random.Random) -> dict
             "INSERT INTO exposure_profiles (id, attrs, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             [(pid, text, stamp) for pid, text in bulk_profiles.items()],
         )
-        tx.many(
-            "INSERT INTO host_modules (module, hostname) VALUES (?, ?)",
-            [(m, r.hostname) for r in records[args.real_heartbeats :] for m in sorted(set(r.modules))],
-        )
+        for set_id, modules in module_sets.items():  # shared module sets, as heartbeats store them
+            _put_module_set(tx, set_id, modules, stamp)
     heartbeat_s = time.perf_counter() - start
     # Thirty days of credited exposure, as steady heartbeats would have left it.
     per_class: dict[int, int] = {}
@@ -196,8 +207,21 @@ def pg_storage_bytes(store: SqlStore, tables: tuple[str, ...]) -> int | None:
     return total
 
 
+def pg_vacuum(store: SqlStore) -> None:
+    """VACUUM ANALYZE the bench's schema: what autovacuum does to a live database after bulk
+    writes (a server with autovacuum off, as the test server here, never would): planner
+    statistics, and the visibility map that index-only scans need."""
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as conn:  # type: ignore[attr-defined]
+        conn.execute(f'SET search_path TO "{store.schema}"')  # type: ignore[attr-defined]
+        conn.execute("VACUUM ANALYZE")
+
+
 def measure(label: str, store: SqlStore, args: argparse.Namespace, rng: random.Random, pg: bool = False) -> None:
     info = build(store, args, rng)
+    if pg:
+        pg_vacuum(store)
     window = Window(None, info["now"] + timedelta(hours=1))
     with store._read_tx() as tx:  # type: ignore[attr-defined]
         planted = tx.one("SELECT id FROM clusters WHERE fingerprint = 'fp-0'")[0]
@@ -222,9 +246,10 @@ def measure(label: str, store: SqlStore, args: argparse.Namespace, rng: random.R
     ]
     print(f"   reference: ListClusters first page (100 rows) {reference:.1f} ms")
     for name, fn in cases:
-        ms = _time_ms(fn)
+        ms, fastest, cpu = _times_ms(fn)
         verdict = "ok" if ms <= GOAL_MS else "OVER GOAL"
-        print(f"   {name:30s} {ms:8.1f} ms  {ms / reference:6.1f}× reference  goal <= {GOAL_MS:.0f} ms: {verdict}")
+        print(f"   {name:30s} {ms:8.1f} ms  {ms / reference:6.1f}× reference  goal <= {GOAL_MS:.0f} ms: {verdict:9s}"
+              f"  (fastest {fastest:.1f} ms, CPU {cpu:.1f} ms)")  # fmt: skip
     tables = ("exposure_days", "exposure_profile_days", "exposure_profiles", "host_exposure")
     size = pg_storage_bytes(store, tables) if pg else storage_bytes(store, tables)
     host_days = args.hosts * args.days

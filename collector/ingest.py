@@ -28,6 +28,7 @@ from analysis import fingerprint as fingerprint_rules
 from analysis.model import CrashRecord, Fingerprint, SystemFacts
 from collector import fields
 from collector import signature as stored_signature
+from collector.analytics.newclusters import NEW_CLUSTER_WINDOW, peak_new_cluster_rate
 from collector.groupcommit import LoopGroupCommit
 from collector.metrics import BACKFILL_AGE, Metrics
 from collector.signing import CachedSigner
@@ -414,13 +415,16 @@ class Ingestor:
     def refresh_analytics(self) -> None:
         """Fleet gauges, the fixed-cluster cache, and once a day the exposure retention."""
         assert self.analytics is not None
+        now = self.clock()
         with self.metrics.time_store("analytics_gauges"):
-            reporting = self.analytics.hosts_reporting(self.clock() - REPORTING_WINDOW)
+            reporting = self.analytics.hosts_reporting(now - REPORTING_WINDOW)
+            new = self.analytics.new_clusters(now - NEW_CLUSTER_WINDOW)
             regressed = self.analytics.count_regressed()
             suspects = sum(1 for b in self.analytics.bad_hosts(limit=1000) if b.flagged)
             self.fixed_clusters = self.analytics.fixed_clusters()
         self.metrics.set_hosts_reporting(reporting)
         self.metrics.set_analytics(regressed, suspects)
+        self.metrics.set_new_cluster_rate(peak_new_cluster_rate(new, sum(reporting.values()), now))
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
             self._last_purge = time.monotonic()
             self.analytics.purge_exposure(self.clock())

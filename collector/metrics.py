@@ -54,6 +54,7 @@ __all__ = [
     "HOSTS",
     "HOSTS_REPORTING",
     "METRIC_NAMES",
+    "NEW_CLUSTER_RATE",
     "REPORTS_RECEIVED",
     "REPORT_RESULTS",
     "RPC_DURATION",
@@ -76,6 +77,8 @@ STORE_DURATION: Final = "crashfleet_store_duration_seconds"  # histogram: _bucke
 HOSTS_REPORTING: Final = "crashfleet_hosts_reporting"
 CLUSTERS_REGRESSED: Final = "crashfleet_clusters_regressed"
 HARDWARE_SUSPECTS: Final = "crashfleet_hardware_suspect_hosts"
+# The highest crash rate per 1,000 host-days among clusters in their first day (collector.analytics.newclusters).
+NEW_CLUSTER_RATE: Final = "crashfleet_new_cluster_rate_per_1000_host_days"
 HOSTS_REPORTING_TOP = 10  # kernel releases shown by name; the rest are summed under `other`
 HOSTS: Final = "crashfleet_hosts"
 BUILD_INFO: Final = "crashfleet_build_info"
@@ -95,6 +98,7 @@ METRIC_NAMES: Final[tuple[str, ...]] = (
     HOSTS_REPORTING,
     CLUSTERS_REGRESSED,
     HARDWARE_SUSPECTS,
+    NEW_CLUSTER_RATE,
 )
 
 # A new crash that happened longer ago than this before it was received (a backfill through
@@ -224,6 +228,13 @@ class Metrics:
         self.hardware_suspects = Gauge(
             "crashfleet_hardware_suspect_hosts", "Hosts the bad-host rules flag as hardware suspects.", registry=r
         )
+        self.new_cluster_rate = Gauge(
+            NEW_CLUSTER_RATE,
+            "Highest crash rate per 1,000 host-days of the reporting hosts among clusters first seen in the"
+            " last 24 hours with at least 3 crashes, over the time since their first crash (at least an hour);"
+            " 0 when there is none.",
+            registry=r,
+        )
         self.build_info = Info("crashfleet_build", "Version of the running collector.", registry=r)
         self.build_info.info({"version": version if version is not None else _version()})
         self._release_label = _BoundedLabel(MAX_KERNEL_RELEASES, OTHER_RELEASE)
@@ -291,6 +302,9 @@ class Metrics:
     def set_analytics(self, regressed: int, hardware_suspects: int) -> None:
         self.clusters_regressed.set(regressed)
         self.hardware_suspects.set(hardware_suspects)
+
+    def set_new_cluster_rate(self, per_1000_host_days: float) -> None:
+        self.new_cluster_rate.set(per_1000_host_days)
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         """`method` is the RPC's short name (`ReportCrash`), `code` a grpc.StatusCode name (`OK`)."""

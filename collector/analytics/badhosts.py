@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from collector.analytics.stats import benjamini_hochberg, poisson_upper_tails
+from collector.analytics.stats import benjamini_hochberg_padded, poisson_upper_tails
 
 __all__ = ["FLAG_SCORE", "RULES", "BadHost", "HostEvidence", "Rule", "score_hosts"]
 
@@ -46,10 +46,14 @@ class Rule:
 
 
 def _severe(h: HostEvidence) -> int:
+    if not h.hardware_errors:  # most hosts: no errors reported
+        return 0
     return sum(n for k, n in h.hardware_errors.items() if k in SEVERE_KINDS)
 
 
 def _corrected(h: HostEvidence) -> int:
+    if not h.hardware_errors:
+        return 0
     return sum(n for k, n in h.hardware_errors.items() if k not in SEVERE_KINDS)
 
 
@@ -103,24 +107,36 @@ class BadHost:
 
 
 def score_hosts(
-    evidence: Sequence[HostEvidence], fleet_crashes: int, fleet_host_days: float, tested: int = 0
+    evidence: Sequence[HostEvidence],
+    fleet_crashes: int,
+    fleet_host_days: float,
+    tested: int = 0,
+    limit: int | None = None,
 ) -> list[BadHost]:
-    """Every host scored, highest first; `flagged` marks the hardware suspects. `tested`: how
-    many hosts crashed in all, when `evidence` holds only some of them (the others enter the
-    correction with p = 1, which keeps it valid)."""
+    """Every host scored, highest first (the first `limit` when given); `flagged` marks the
+    hardware suspects. `tested`: how many hosts crashed in all, when `evidence` holds only some of
+    them (the others enter the correction with p = 1, which keeps it valid). Every host is scored
+    (the ranking needs them all); the reasons are written only for the hosts returned."""
     rate = fleet_crashes / fleet_host_days if fleet_host_days > 0 else 0.0
     crashed = [i for i, h in enumerate(evidence) if h.crashes > 0]
     ps = poisson_upper_tails(
         [evidence[i].crashes for i in crashed], [rate * evidence[i].host_days for i in crashed]
     )
-    ps += [1.0] * max(0, tested - len(ps))
-    qs = dict(zip(crashed, benjamini_hochberg(ps)[: len(crashed)], strict=True))
+    qs = [1.0] * len(evidence)
+    for i, q in zip(crashed, benjamini_hochberg_padded(ps, tested), strict=True):
+        qs[i] = q
+    ranked: list[tuple[float, HostEvidence, list[float]]] = []
+    for h, q in zip(evidence, qs, strict=True):
+        h = HostEvidence(
+            h.host, h.crashes, h.host_days, h.clusters, h.unshared_clusters, h.hardware_errors, h.user_faults,
+            q, rate * h.host_days,
+        )  # fmt: skip
+        points = [rule.points(h) for rule in RULES]
+        ranked.append((round(sum([pts for pts in points if pts > 0]), 3), h, points))
+    ranked.sort(key=lambda item: (-item[0], -item[1].crashes, item[1].host))
     result = []
-    for i, h in enumerate(evidence):
-        h = replace(h, excess_q=qs.get(i, 1.0), expected=rate * h.host_days)
-        scored = [(rule, rule.points(h)) for rule in RULES]
-        hits = [(rule, pts) for rule, pts in scored if pts > 0]
-        score = round(sum(pts for _, pts in hits), 3)
+    for score, h, points in ranked if limit is None else ranked[:limit]:
+        hits = [(rule, pts) for rule, pts in zip(RULES, points, strict=True) if pts > 0]
         hits.sort(key=lambda item: -item[1])
         reason = "; ".join(rule.words(h) for rule, _ in hits) or "nothing unusual"
         result.append(
@@ -130,5 +146,4 @@ def score_hosts(
                 reason, tuple(rule.name for rule, _ in hits),
             )
         )  # fmt: skip
-    result.sort(key=lambda b: (-b.score, -b.crashes, b.host))
     return result

@@ -20,6 +20,7 @@ __all__ = [
     "Interval",
     "OverRepresentation",
     "benjamini_hochberg",
+    "benjamini_hochberg_padded",
     "binomial_upper_tail",
     "over_representation",
     "over_representation_arrays",
@@ -188,3 +189,14 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     if not p_values:
         return []
     return [float(q) for q in _stats.false_discovery_control(list(p_values), method="bh")]
+
+
+def benjamini_hochberg_padded(p_values: Sequence[float], total: int) -> list[float]:
+    """The q-values of `p_values` when `total` p-values were tested and the others are 1 (hosts
+    that were not scored one by one): `benjamini_hochberg(p_values + [1.0] * ...)[: len(p_values)]`
+    without building the padding as Python floats."""
+    if not p_values:
+        return []
+    p = np.ones(max(total, len(p_values)))
+    p[: len(p_values)] = p_values
+    return _stats.false_discovery_control(p, method="bh")[: len(p_values)].tolist()  # type: ignore[no-any-return]

@@ -176,6 +176,42 @@ class _Fleet:
         return (m.T * self.seconds) @ m
 
 
+class _Crashing:
+    """The crashing hosts as their distinct attribute sets, each with how many hosts have it:
+    hosts of one configuration class share a set, so a cluster's thousands of hosts are a few
+    hundred rows. Every count below is a weighted sum over those rows, equal to counting host by
+    host."""
+
+    def __init__(self, hosts: Sequence[CrashingHost]) -> None:
+        groups = Counter(h.attrs for h in hosts)
+        self.sets = list(groups)
+        self.weights = np.array([groups[a] for a in self.sets], dtype=np.int64)
+        self.support: Counter[Attr] = Counter()
+        for attrs, m in groups.items():
+            for a in attrs:
+                self.support[a] += m
+        self.column: dict[Attr, int] = {}
+        self.have = np.zeros((len(self.sets), 0), dtype=np.int64)
+
+    def index(self, column: dict[Attr, int]) -> None:
+        """The sets × candidate-values matrix (1 where the set holds the value)."""
+        self.column = column
+        self.have = np.zeros((len(self.sets), len(column)), dtype=np.int64)
+        for row, attrs in enumerate(self.sets):
+            cols = [column[a] for a in attrs if a in column]
+            if cols:
+                self.have[row, cols] = 1
+
+    def pair_counts(self) -> Any:
+        """Crashing hosts holding both of every two candidate values (V × V; the diagonal: one)."""
+        return (self.have.T * self.weights) @ self.have
+
+    def count(self, attrs: Iterable[Attr]) -> int:
+        """Crashing hosts holding every value of `attrs` (candidate values)."""
+        cols = [self.column[a] for a in attrs]
+        return int(self.weights[self.have[:, cols].all(axis=1)].sum())
+
+
 def _mutually_exclusive(a: Attr, b: Attr) -> bool:
     """Two values of one single-valued dimension (a host runs one kernel): never a pair."""
     return a[0] == b[0] and a[0] != "module"
@@ -204,13 +240,13 @@ def find_suspects(
             f"seen on {n} hosts: too few to compare with the fleet (at least {params.min_support})",
             names,
         )
-    support: Counter[Attr] = Counter(a for h in hosts for a in h.attrs)
-    values = sorted(a for a, c in support.items() if c >= params.min_support)
+    crashing = _Crashing(hosts)
+    values = sorted(a for a, c in crashing.support.items() if c >= params.min_support)
     fleet = _Fleet(profiles, values)
     if fleet.total <= 0:
         return SuspectReport(n, 0, (), "no exposure recorded in the window: nothing to compare with")
-    have = np.array([[v in h.attrs for v in values] for h in hosts], dtype=np.int64).reshape(n, len(values))
-    pair_counts = have.T @ have  # crashing hosts with both values (the diagonal: with one)
+    crashing.index(fleet.column)
+    pair_counts = crashing.pair_counts()  # crashing hosts with both values (the diagonal: with one)
     pair_days = fleet.pair_exposure()
     upper = np.triu(np.ones((len(values), len(values)), dtype=bool), 1)
     dims = [v[0] for v in values]
@@ -267,13 +303,13 @@ def find_suspects(
         for p in primaries:
             # A pair's value tested within a stronger finding's hosts is one of many such tests.
             alpha = params.stratum_alpha / (pair_candidates if len(s.attributes) > 1 else 1)
-            why = _explained(s, p, hosts, fleet, params, alpha)
+            why = _explained(s, p, crashing, fleet, params, alpha)
             if why is not None:
                 explained.append(replace(s, explained_by=p.attributes, always_together=why))
                 break
         else:
             if len(s.attributes) == 1 or _interaction(
-                s, hosts, fleet, params.stratum_alpha / pair_candidates
+                s, crashing, fleet, params.stratum_alpha / pair_candidates
             ):
                 primaries.append(s)
     texts = {p.attributes: describe_attrs(p.attributes) for p in primaries}
@@ -293,7 +329,7 @@ def find_suspects(
 def _explained(
     s: Suspect,
     stronger: Suspect,
-    hosts: Sequence[CrashingHost],
+    crashing: _Crashing,
     fleet: _Fleet,
     params: SuspectParams,
     alpha: float,
@@ -309,26 +345,26 @@ def _explained(
         params.together * s.host_days_with
     ):
         return True
-    inside = [h for h in hosts if theirs <= h.attrs]
+    inside = crashing.count(theirs)
     if not inside or e_theirs <= 0:
         return None
     p0 = e_joint / e_theirs
-    n1 = sum(1 for h in inside if mine <= h.attrs)
-    if p0 >= 1.0 or (p0 > 0 and binomial_upper_tail(n1, len(inside), p0) > alpha):
+    n1 = crashing.count(joint)
+    if p0 >= 1.0 or (p0 > 0 and binomial_upper_tail(n1, inside, p0) > alpha):
         return False
     return None
 
 
-def _interaction(pair: Suspect, hosts: Sequence[CrashingHost], fleet: _Fleet, alpha: float) -> bool:
+def _interaction(pair: Suspect, crashing: _Crashing, fleet: _Fleet, alpha: float) -> bool:
     """A pair is its own finding only when each value still matters among the hosts with the
     other one (the module matters on that hardware model, and the model with that module)."""
     for given, other in (pair.attributes, pair.attributes[::-1]):
-        inside = [h for h in hosts if given in h.attrs]
+        inside = crashing.count((given,))
         e_given, _ = fleet.exposure((given,))
         if not inside or e_given <= 0:
             return False
         p0 = pair.host_days_with / e_given
-        n1 = sum(1 for h in inside if other in h.attrs)
-        if p0 >= 1.0 or binomial_upper_tail(n1, len(inside), p0) > alpha:
+        n1 = crashing.count((given, other))
+        if p0 >= 1.0 or binomial_upper_tail(n1, inside, p0) > alpha:
             return False
     return True

@@ -7,6 +7,7 @@ A mixin of SqlStore kept in its own module (migration 0004): the heartbeat path 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from collector.analytics import exposure as exp
+from collector.analytics.newclusters import NewCluster
 from collector.analytics.triage import Triage, after_crash, apply
 
 if TYPE_CHECKING:
@@ -184,6 +186,10 @@ class AnalyticsStore:
              labels_json, errors_json),
         )  # fmt: skip
 
+    # A crashing host's stored inventory -> its attribute values (a pure function, remembered).
+    _inventories_lock = threading.Lock()
+    _inventories: ClassVar[dict[tuple[str, ...], frozenset[exp.Attr]]] = {}
+
     _facts_lock = threading.Lock()
     _facts: ClassVar[dict[tuple[Any, ...], tuple[tuple[exp.Attr, ...], str]]] = {}
 
@@ -290,6 +296,12 @@ class AnalyticsStore:
             )
         return {str(r): int(n) for r, n in rows}
 
+    def new_clusters(self, since: datetime) -> list[NewCluster]:
+        """Clusters whose first crash happened at or after `since` (index clusters_first_seen)."""
+        with self._read_tx() as tx:
+            rows = tx.all("SELECT id, count, first_seen FROM clusters WHERE first_seen >= ?", (_us(since),))
+        return [NewCluster(str(cid), int(n), _dt(int(first))) for cid, n, first in rows]
+
     # Rates -----------------------------------------------------------------------------------
 
     def rates(
@@ -310,23 +322,21 @@ class AnalyticsStore:
             )
             params: list[Any] = [w.since_us, w.until_us] + ([cluster_id] if cluster_id else [])
             if dim is None:
-                row = tx.one(
-                    "SELECT COALESCE(SUM(seconds), 0) FROM exposure_profile_days WHERE day >= ? AND day < ?",
-                    (w.first_day, w.end_day),
-                )
-                hosts_row = tx.one(
-                    "SELECT COALESCE(MAX(n), 0) FROM (SELECT SUM(hosts) AS n FROM exposure_profile_days"
-                    " WHERE day >= ? AND day < ? GROUP BY day) d",
+                # Seconds and hosts per day in one pass over the window (exposure_profile_days_window
+                # covers it): the fleet's host-days, and its busiest day's hosts.
+                days = tx.all(
+                    "SELECT SUM(seconds), SUM(hosts) FROM exposure_profile_days WHERE day >= ? AND day < ?"
+                    " GROUP BY day",
                     (w.first_day, w.end_day),
                 )
                 count = tx.one(f"SELECT COUNT(*) FROM crashes k WHERE {crash_terms}", params)
-                seconds = int(row[0]) if row else 0
+                seconds = sum(int(s) for s, _ in days)
                 cells = [
                     (
                         "",
                         "",
                         int(count[0]) if count else 0,
-                        int(hosts_row[0]) if hosts_row else 0,
+                        max((int(n) for _, n in days), default=0),
                         seconds / SECONDS_PER_DAY,
                     )
                 ]
@@ -366,7 +376,8 @@ class AnalyticsStore:
         elif dim == "module":
             sql = (
                 f"SELECT m.module, COUNT(*) FROM crashes k JOIN crash_modules m ON m.crash_id = k.id"
-                f" WHERE {terms} GROUP BY m.module"
+                f" WHERE {terms} GROUP BY m.module /* scan: crash_modules has no index by crash, only"
+                " when the window cuts a cluster's crashes (docs/analytics.md, Rates) */"
             )
         elif dim in _HOST_DIM_COLUMNS:
             column = _HOST_DIM_COLUMNS[dim]
@@ -389,8 +400,10 @@ class AnalyticsStore:
     @staticmethod
     def _window_covers(tx: _Tx, w: Window, cluster_id: str | None) -> bool:
         """Whether every crash of the cluster (of all clusters) happened inside the window."""
-        sql = "SELECT MIN(first_seen), MAX(last_seen) FROM clusters"
-        row = tx.one(sql + " WHERE id = ?", (cluster_id,)) if cluster_id else tx.one(sql)
+        if cluster_id:
+            row = tx.one("SELECT first_seen, last_seen FROM clusters WHERE id = ?", (cluster_id,))
+        else:  # each bound from the end of its index (clusters_first_seen, clusters_recent)
+            row = tx.one("SELECT (SELECT MIN(first_seen) FROM clusters), (SELECT MAX(last_seen) FROM clusters)")
         if row is None or row[0] is None:
             return True
         return bool(w.since_us <= int(row[0]) and int(row[1]) < w.until_us)
@@ -461,14 +474,27 @@ class AnalyticsStore:
                 chunk,
             ):
                 facts[host] = (machine, agent, hardware, labels)
+        # Hosts of one configuration share their values: each distinct inventory (as stored) is
+        # parsed and turned into attributes once per process, and its hosts share one frozenset.
+        known = self._inventories
         result = []
         for host, (release, hardware, modules) in sorted(latest.items()):
             machine, agent, host_hardware, labels = facts.get(host, ("", "", "", "{}"))
-            attrs = exp.host_attributes(
-                kernel_release=release, machine=machine, hardware=hardware or host_hardware, agent_version=agent,
-                modules=json.loads(modules), labels={str(k): str(v) for k, v in _json_dict(labels).items()},
-            )  # fmt: skip
-            result.append(CrashingHost(host, frozenset(attrs)))
+            key = (release, hardware or host_hardware, modules, machine, agent, labels)
+            attrs = known.get(key)
+            if attrs is None:
+                attrs = frozenset(
+                    exp.host_attributes(
+                        kernel_release=release, machine=machine, hardware=hardware or host_hardware,
+                        agent_version=agent, modules=json.loads(modules),
+                        labels={str(k): str(v) for k, v in _json_dict(labels).items()},
+                    )
+                )  # fmt: skip
+                with self._inventories_lock:
+                    if len(known) >= PROFILE_CACHE:
+                        known.clear()
+                    known[key] = attrs
+            result.append(CrashingHost(host, attrs))
         return result
 
     def regression(
@@ -573,12 +599,16 @@ class AnalyticsStore:
 
         with self._read_tx() as tx:
             crashed = tx.one("SELECT COUNT(*) FROM hosts WHERE crashes > 0")
-            total_crashes = tx.one("SELECT COALESCE(SUM(count), 0) FROM clusters")
+            total_crashes = tx.one("SELECT COALESCE(SUM(count), 0) FROM clusters /* scan: a row per bug */")
             total_seconds = tx.one("SELECT COALESCE(SUM(seconds), 0) FROM exposure_profile_days")
+            # The host of each cluster seen on a single host: driven from clusters (a row per bug)
+            # into their breakdown rows by primary key, not from the host rows of every cluster
+            # (`dim || ''` keeps SQLite off the (dim, value) index, which it otherwise walks whole).
             unshared = dict(
                 tx.all(
-                    "SELECT d.value, COUNT(*) FROM clusters c JOIN cluster_dims d ON d.cluster_id = c.id"
-                    " AND d.dim = 'host' WHERE c.hosts = 1 GROUP BY d.value"
+                    "SELECT d.value, COUNT(*) FROM cluster_dims d WHERE d.dim || '' = 'host' AND d.cluster_id IN"
+                    " (SELECT c.id FROM clusters c WHERE c.hosts = 1 /* scan: a row per bug, not per crash */)"
+                    " GROUP BY d.value"
                 )
             )
             errors = {
@@ -595,19 +625,18 @@ class AnalyticsStore:
                         " /* scan: only hosts whose kernel reported user-space faults have rows */"
                     )
                 }
-            # Hosts with several crashes, with their clusters and exposure, in one indexed read.
+            # Hosts with several crashes, with their exposure, in one indexed read.
             crashes: dict[str, int] = {}
-            clusters: dict[str, int] = {}
             seconds: dict[str, int] = {}
+            # (The hosts' clusters are counted after scoring, for the hosts returned only.)
             evidence_sql = (
-                "SELECT h.hostname, h.crashes, COALESCE(e.seconds, 0), (SELECT COUNT(*) FROM cluster_dims d"
-                " WHERE d.dim = 'host' AND d.value = h.hostname) FROM hosts h"
+                "SELECT h.hostname, h.crashes, COALESCE(e.seconds, 0) FROM hosts h"
                 " LEFT JOIN host_exposure e ON e.hostname = h.hostname WHERE "
             )
 
             def take(rows: list[tuple[Any, ...]]) -> None:
-                for host, n, s, k in rows:
-                    crashes[host], seconds[host], clusters[host] = int(n), int(s), int(k)
+                for host, n, s in rows:
+                    crashes[host], seconds[host] = int(n), int(s)
 
             take(tx.all(evidence_sql + "h.crashes >= 3"))
             others = sorted(
@@ -617,25 +646,36 @@ class AnalyticsStore:
             for chunk in _chunks(others):
                 take(tx.all(evidence_sql + f"h.hostname IN ({_marks(len(chunk))})", chunk))
             candidates = sorted(set(crashes) | set(others))
-        evidence = [
-            HostEvidence(
-                h,
-                crashes.get(h, 0),
-                seconds.get(h, 0) / SECONDS_PER_DAY,
-                clusters.get(h, 0),
-                int(unshared.get(h, 0)),
-                errors.get(h, {}),
-                (user_faults or {}).get(h),
+            # The clusters of each host do not enter the score: counted for the hosts shown only.
+            evidence = [
+                HostEvidence(
+                    h,
+                    crashes.get(h, 0),
+                    seconds.get(h, 0) / SECONDS_PER_DAY,
+                    0,
+                    int(unshared.get(h, 0)),
+                    errors.get(h, {}),
+                    (user_faults or {}).get(h),
+                )
+                for h in candidates
+            ]
+            scored = score_hosts(
+                evidence,
+                int(total_crashes[0]) if total_crashes else 0,
+                (int(total_seconds[0]) if total_seconds else 0) / SECONDS_PER_DAY,
+                tested=int(crashed[0]) if crashed else 0,
+                limit=max(1, limit),
             )
-            for h in candidates
-        ]
-        scored = score_hosts(
-            evidence,
-            int(total_crashes[0]) if total_crashes else 0,
-            (int(total_seconds[0]) if total_seconds else 0) / SECONDS_PER_DAY,
-            tested=int(crashed[0]) if crashed else 0,
-        )
-        return scored[: max(1, limit)]
+            clusters: dict[str, int] = {}
+            for chunk in _chunks([b.host for b in scored]):
+                clusters.update(
+                    tx.all(
+                        "SELECT value, COUNT(*) FROM cluster_dims WHERE dim = 'host'"
+                        f" AND value IN ({_marks(len(chunk))}) GROUP BY value",
+                        list(chunk),
+                    )
+                )
+        return [dataclasses.replace(b, clusters=int(clusters.get(b.host, 0))) for b in scored]
 
     # Triage ----------------------------------------------------------------------------------
 

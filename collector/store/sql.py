@@ -346,6 +346,10 @@ HOT_PATHS: dict[str, str] = {
     "list_hosts": "ListHosts, first and next page",
     "list_hosts_of_module": "ListHosts running one module",
     "counts": "the totals a listing's first page carries",
+    "new_clusters": "the gauge refresh: clusters first seen in the last day (their first-window rate)",
+    "analytics_rates": "crashfleet rates: the fleet, by kernel release, by module (bench/analytics_bench.py)",
+    "analytics_suspects": "crashfleet suspects CLUSTER: its crashing hosts and the window's exposure",
+    "analytics_bad_hosts": "crashfleet hosts --suspect, and the gauge refresh's count of flagged hosts",
     "triage_states": "the triage badges of a page of clusters (the web page's cluster list)",
 }
 # Tables whose rows grow with hosts, crashes or clusters; module sets grow with the number of

@@ -130,3 +130,27 @@ def test_property_every_reported_suspect_meets_the_documented_thresholds(seed: i
             assert s.q_value <= params.fdr / 2 and s.ci_low > params.min_effect
             assert 0 < s.host_days_with <= s.host_days
         assert report.summary
+
+
+def test_grouped_host_counts_equal_counting_host_by_host() -> None:
+    """Suspects count crashing hosts through their distinct attribute sets with weights
+    (suspects._Crashing); every count must equal the plain count over the hosts."""
+    from itertools import combinations
+
+    from collector.analytics.suspects import CrashingHost, _Crashing
+
+    fleet = simulate_fleet(7, planted_factor=30)
+    hosts = fleet.crashing_hosts(fleet.planted_cluster)
+    # Hosts of one configuration class share their set: twins of every other host.
+    hosts += [CrashingHost(h.host + "-twin", h.attrs) for h in hosts[::2]]
+    crashing = _Crashing(hosts)
+    assert len(crashing.sets) < len(hosts)  # hosts do share sets: the grouping is exercised
+    assert crashing.support == Counter(a for h in hosts for a in h.attrs)
+    values = sorted(a for a, n in crashing.support.items() if n >= 3)
+    crashing.index({v: i for i, v in enumerate(values)})
+    pairs = crashing.pair_counts()
+    for i, j in combinations(range(len(values)), 2):
+        both = sum(1 for h in hosts if values[i] in h.attrs and values[j] in h.attrs)
+        assert pairs[i, j] == both == crashing.count((values[i], values[j]))
+    for i, v in enumerate(values):
+        assert pairs[i, i] == sum(1 for h in hosts if v in h.attrs) == crashing.count((v,))

@@ -81,3 +81,13 @@ def test_vectorized_rates_and_tails_agree_with_the_single_forms() -> None:
         assert ci.high == pytest.approx(one_ci.high) or math.isinf(one_ci.high)
     pairs = [(0, 2.0), (1, 2.0), (5, 0.5), (3, 0.0)]
     assert poisson_upper_tails(*zip(*pairs, strict=True)) == pytest.approx([poisson_upper_tail(k, m) for k, m in pairs])
+
+
+def test_benjamini_hochberg_padded_is_the_correction_over_all_tested() -> None:
+    from collector.analytics.stats import benjamini_hochberg_padded
+
+    ps = [0.001, 0.04, 0.2]
+    assert benjamini_hochberg_padded(ps, 10) == benjamini_hochberg([*ps, *[1.0] * 7])[:3]
+    assert benjamini_hochberg_padded(ps, 10) != benjamini_hochberg(ps)  # the padding matters
+    assert benjamini_hochberg_padded(ps, 0) == benjamini_hochberg(ps)
+    assert benjamini_hochberg_padded([], 5) == []

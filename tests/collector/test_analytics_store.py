@@ -205,6 +205,35 @@ def test_exposure_retention_purges_old_days(hourly: Store) -> None:
     assert not math.isnan(store.rates(None, Window(T0, T0 + HOUR))[0].host_days)  # type: ignore[attr-defined]
 
 
+def test_new_cluster_rate_gauge_from_the_reporting_hosts(store: Store) -> None:
+    """The gauge of new clusters' first-window rate, through the real store and Ingestor: 4 crashes
+    of a cluster first seen 2 hours ago on a fleet of 50 reporting hosts is 4 / (50 × 2/24) × 1000
+    = 960 per 1,000 host-days; a cluster first seen 2 days ago, or one with 2 crashes, is left out."""
+    from prometheus_client import CollectorRegistry
+
+    from collector.ingest import Ingestor
+    from collector.metrics import Metrics
+
+    now = T0 + timedelta(days=3)
+    for i in range(50):
+        store.heartbeat(_host(f"h{i:02d}"), now - timedelta(minutes=5))
+    store.heartbeat(_host("gone"), now - timedelta(hours=2))  # not reporting: out of the denominator
+
+    def crash(key: str, frame: str, host: str, at: datetime) -> None:
+        store.ingest(make_crash(key, host=host, frames=(frame, "x", "y"), crash_time=at, received_at=now))
+
+    for i in range(4):  # new: first crash 2 hours ago
+        crash(f"new-{i}", "fresh_bug", f"h{i:02d}", now - timedelta(hours=2) + i * timedelta(minutes=20))
+    for i in range(9):  # old: first crash two days ago, busy since
+        crash(f"old-{i}", "old_bug", f"h{i:02d}", now - timedelta(days=2) + i * timedelta(hours=5))
+    for i in range(2):  # new but only 2 crashes: below MIN_CRASHES, however high its rate
+        crash(f"few-{i}", "rare_bug", f"h{i:02d}", now - timedelta(minutes=10))
+    assert sorted(c.crashes for c in store.new_clusters(now - timedelta(hours=24))) == [2, 4]  # type: ignore[attr-defined]
+    metrics = Metrics(CollectorRegistry())
+    Ingestor(store, metrics, clock=lambda: now).refresh_analytics()
+    assert metrics.new_cluster_rate._value.get() == pytest.approx(4 / (50 * 2 / 24) * 1000)
+
+
 OLD_R, NEW_R = "6.1.0-55-amd64", "6.1.0-56-amd64"
 QEMU = "QEMU Standard PC (i440FX + PIIX, 1996)"
 

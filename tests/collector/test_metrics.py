@@ -25,6 +25,7 @@ EXPECTED: dict[str, tuple[str, frozenset[str]]] = {
     "crashfleet_hosts_reporting": ("gauge", frozenset({"kernel_release"})),
     "crashfleet_clusters_regressed": ("gauge", frozenset()),
     "crashfleet_hardware_suspect_hosts": ("gauge", frozenset()),
+    "crashfleet_new_cluster_rate_per_1000_host_days": ("gauge", frozenset()),
 }
 # Label names that would mean one series per host / cluster / crash: never allowed.
 UNBOUNDED_LABELS = {"host", "hostname", "cluster", "cluster_id", "crash", "crash_id", "fingerprint", "id"}
@@ -41,6 +42,7 @@ def _exercise(metrics: m.Metrics) -> None:
     metrics.set_hosts({"6.1.0-18-amd64": 3})
     metrics.set_hosts_reporting({"6.1.0-18-amd64": 3})
     metrics.set_analytics(regressed=1, hardware_suspects=2)
+    metrics.set_new_cluster_rate(12.5)
     metrics.observe_rpc("ReportCrash", "OK", 0.002)
     with metrics.time_store("insert_crash"):
         pass

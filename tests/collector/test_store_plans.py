@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from collector.store import HostRecord, Store
+from collector.store.analytics import Window
 from collector.store.sql import HOT_PATHS, SqlStore, _encode_token
 from collector.store.sqlite import SqliteStore
 from tests.collector.conftest import make_crash
@@ -24,6 +25,7 @@ from tests.collector.plans import NOW_US, World, explain_connection, fill, full_
 from wire.model import Page, QueryFilter
 
 AT = datetime.fromtimestamp(NOW_US / 1e6, tz=UTC)
+WINDOW = Window(None, AT + timedelta(hours=1))
 
 
 def _beat(name: str, modules: tuple[str, ...]) -> HostRecord:
@@ -87,6 +89,12 @@ DRIVERS: dict[str, Callable[[SqlStore, World], object]] = {
         s.count_clusters(QueryFilter()), s.count_crashes(QueryFilter(cluster_id=w.clusters[9])),
         s.count_hosts(QueryFilter()),
     ),
+    "new_clusters": lambda s, w: s.new_clusters(AT - timedelta(days=1)),  # type: ignore[attr-defined]
+    "analytics_rates": lambda s, w: (
+        s.rates(None, WINDOW), s.rates("kernel_release", WINDOW), s.rates("module", WINDOW),  # type: ignore[attr-defined]
+    ),
+    "analytics_suspects": lambda s, w: s.suspects(w.clusters[9], WINDOW),  # type: ignore[attr-defined]
+    "analytics_bad_hosts": lambda s, w: s.bad_hosts(100),  # type: ignore[attr-defined]
     "triage_states": lambda s, w: s.triage_states(w.clusters[:50]),
 }
 

@@ -32,6 +32,7 @@ PROMETHEUS_OWN = re.compile(r'\bup\{job="crashfleet-collector"\}')
 # Panels the issue asks for, by title, with what each must query.
 REQUIRED_PANELS: dict[str, str] = {
     "Panic rate by kernel release": "crashfleet_crashes_total",
+    "New clusters: crashes per 1,000 host-days in their first day": "crashfleet_new_cluster_rate_per_1000_host_days",
     "New clusters and spreading": "crashfleet_clusters_created_total",
     "Top clusters by reports": "/api/v1/clusters",
     "Spool depth": "crashfleet_agent_spool_depth",
@@ -216,3 +217,66 @@ def test_provisioning() -> None:
     (provider,) = dashboards["providers"]
     assert provider["type"] == "file" and provider["options"]["path"]
     assert provider["allowUiUpdates"] is False
+
+
+# Series of the rule test "releases the host gauge does not name are rated together under other"
+# (deploy/prometheus/tests/kernel_release.yml): 10,000 hosts on -55 and 40 summed as `other`.
+PANIC_RATE_SERIES = (
+    ('crashfleet_hosts_reporting{instance="c1:8080",kernel_release="6.1.0-55-amd64"}', "10000x90"),
+    ('crashfleet_hosts_reporting{instance="c2:8080",kernel_release="6.1.0-55-amd64"}', "10000x90"),
+    ('crashfleet_hosts_reporting{instance="c1:8080",kernel_release="other"}', "40x90"),
+    ('crashfleet_crashes_total{instance="c1:8080",kernel_release="6.1.0-55-amd64"}', "0+1x90"),
+    ('crashfleet_crashes_total{instance="c1:8080",kernel_release="6.1.0-53-amd64"}', "0+0.0166666666666667x90"),
+    ('crashfleet_crashes_total{instance="c2:8080",kernel_release="6.1.0-54-amd64"}', "0+0.0166666666666667x90"),
+    ('crashfleet_crashes_total{instance="c1:8080",kernel_release="other"}', "0+0.0166666666666667x90"),
+)
+
+
+def test_panic_rate_panel_is_per_1000_host_days_of_the_reporting_hosts(tmp_path: Path) -> None:
+    """The panel computes what the alert rules compute: evaluated by promtool on the same series,
+    its lines equal the recording rules' (per release with the unnamed ones as `other`, and the fleet)."""
+    tool = shutil.which("promtool")
+    if tool is None:
+        if IN_CI:
+            pytest.fail("promtool is missing on the CI machine")
+        pytest.skip("promtool is not installed (Debian package `prometheus`)")
+    (panel,) = [p for p in _query_panels() if p["title"] == "Panic rate by kernel release"]
+    exprs = {t["legendFormat"]: t["expr"].replace("$kernel_release", ".*") for t in panel["targets"]}
+    assert set(exprs) == {"{{kernel_release}}", "fleet"}
+    for expr in exprs.values():
+        assert "crashfleet_hosts_reporting" in expr and "86400 * 1000" in expr
+    rules = REPO / "deploy" / "prometheus" / "rules" / "crashfleet.rules.yml"
+    series = [{"series": name, "values": values} for name, values in PANIC_RATE_SERIES]
+    cases = [
+        (f"round({exprs['{{kernel_release}}']}, 0.001)", [("6.1.0-55-amd64", 144), ("other", 1800)]),
+        ("round(kernel_release:crashfleet_crashes_per_1000_host_days:rate1h, 0.001)",
+         [("6.1.0-55-amd64", 144), ("other", 1800)]),
+        # 63 crashes an hour, 1,512 a day, over 10,040 hosts.
+        (f"round({exprs['fleet']}, 0.001)", [(None, 150.598)]),
+        ("round(:crashfleet_crashes_per_1000_host_days:rate1h, 0.001)", [(None, 150.598)]),
+    ]  # fmt: skip
+    test = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "80m",
+                        "exp_samples": [
+                            {"labels": f'{{kernel_release="{release}"}}' if release else "{}", "value": value}
+                            for release, value in samples
+                        ],
+                    }
+                    for expr, samples in cases
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "panel_test.yml"
+    path.write_text(yaml.safe_dump(test))
+    result = subprocess.run([tool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,6 +1,7 @@
 """A real Prometheus (Debian's /usr/bin/prometheus) scraping a real collector process, with the
-production alert rules: a crash storm sent through the collector's gRPC API (`crashfleet submit`)
-must show up as CrashfleetPanicRateHigh through Prometheus' HTTP API, and not before the storm.
+production alert rules: a fleet heartbeats through the collector's gRPC API, then a crash storm
+sent through it (`crashfleet submit`) must show up as CrashfleetPanicRateHigh (crashes per 1,000
+host-days of the hosts reporting) through Prometheus' HTTP API, and not before the storm.
 
 Everything listens on 127.0.0.1 on ports the OS picked as free; scrape and evaluation run every
 second and the rules' `for:` durations are shortened to one second — the expressions themselves
@@ -23,15 +24,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
 import pytest
 import yaml
 
 from tests.conftest import IN_CI, REPO
+from wire.v1 import crash_pb2, ingest_service_pb2, ingest_service_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
 RULES = REPO / "deploy" / "prometheus" / "rules" / "crashfleet.rules.yml"
-STORM_SIZE = 60  # > 30 new crashes in the 15 minute window is > 120/h: the alert's threshold
+STORM_SIZE = 60  # >= 5 new crashes in the 15 minute window, and far above 20 per 1,000 host-days
+FLEET_HOSTS = 20  # hosts that heartbeat: the denominator of the rate
 RELEASES = ("6.1.0-55-amd64", "6.1.0-56-amd64")
 T = TypeVar("T")
 
@@ -242,6 +246,16 @@ def _submit(grpc_addr: str, paths: list[Path], hostname: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _heartbeat_fleet(grpc_addr: str) -> None:
+    with grpc.insecure_channel(grpc_addr) as channel:
+        stub = ingest_service_pb2_grpc.IngestServiceStub(channel)
+        for i in range(FLEET_HOSTS):
+            facts = crash_pb2.HostFacts(
+                hostname=f"fleet{i:02d}", kernel_release=RELEASES[i % len(RELEASES)], machine="x86_64"
+            )
+            stub.Heartbeat(ingest_service_pb2.HeartbeatRequest(host=facts), timeout=10)
+
+
 def test_crash_storm_fires_the_panic_rate_alert(
     tmp_path: Path, prometheus_binary: str, collector: tuple[str, str]
 ) -> None:
@@ -287,6 +301,14 @@ def test_crash_storm_fires_the_panic_rate_alert(
             (proc,),
         )
 
+        # The fleet first: the rate is per host reporting (the collector re-reads its gauges every 15 s).
+        _heartbeat_fleet(grpc_addr)
+        _wait(
+            "the hosts reporting in Prometheus",
+            lambda: _query(prom, f"sum(crashfleet_hosts_reporting) == {FLEET_HOSTS}"),
+            60,
+            (proc,),
+        )
         # One crash per release first: the labelled counters exist before the storm, so the storm is
         # an increase Prometheus can see rather than the first sample of a new series.
         _submit(grpc_addr, _crash_files(tmp_path / "warmup", len(RELEASES), 1000), "buildtest01")
@@ -313,8 +335,11 @@ def test_crash_storm_fires_the_panic_rate_alert(
         total = len(RELEASES) + STORM_SIZE
         _wait(f"Prometheus to see all {total} crashes", lambda: _query(prom, f"sum(crashfleet_crashes_total) == {total}"),
               30, (proc,))  # fmt: skip
-        rate = _query(prom, ":crashfleet_crashes:rate15m * 3600")
-        assert rate is not None and rate > 120
+        rate = _query(prom, ":crashfleet_crashes_per_1000_host_days:rate15m")
+        hourly = _query(prom, ":crashfleet_crashes:rate15m * 3600")
+        assert rate is not None and hourly is not None and rate > 20
+        # The same crashes per second, over the hosts reporting, in crashes per 1,000 host-days.
+        assert rate == pytest.approx(hourly * 24 * 1000 / FLEET_HOSTS, rel=0.05)
         # The storm was one signature: exactly one cluster, so the new-cluster alert saw it too.
         assert _query(prom, "max(crashfleet_clusters)") == 1
         assert "CrashfleetNewCrashCluster" in _alerts(prom)
