@@ -554,19 +554,21 @@ def start_collector(workdir: Path, grpc_port: int, http_port: int, verbose: bool
         process, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", log_path, log_file
     )
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            stop_collector(collector)
-            raise DemoError(f"the collector exited with {process.returncode}: {_tail(log_path)}")
-        with (
-            contextlib.suppress(urllib.error.URLError, OSError),
-            urllib.request.urlopen(f"{collector.web}/healthz", timeout=2) as response,
-        ):
-            if response.status == 200:
-                return collector
-        time.sleep(0.2)
-    stop_collector(collector)
-    raise DemoError(f"the collector did not answer /healthz within {STARTUP_TIMEOUT:.0f}s: {_tail(log_path)}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise DemoError(f"the collector exited with {process.returncode}: {_tail(log_path)}")
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                urllib.request.urlopen(f"{collector.web}/healthz", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return collector
+            time.sleep(0.2)
+        raise DemoError(f"the collector did not answer /healthz within {STARTUP_TIMEOUT:.0f}s: {_tail(log_path)}")
+    except BaseException:  # a failed start, or a Ctrl-C while waiting: never leave it running
+        stop_collector(collector)
+        raise
 
 
 def stop_collector(collector: Collector) -> None:
@@ -829,6 +831,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with _workdir(args.keep) as workdir:
             return _run(args, samples, workdir)
+    except KeyboardInterrupt:
+        # Before the fleet runs (the history replay, the collector starting): nothing to drain.
+        _print("\ninterrupted before the fleet started")
+        return 130
     except DemoError as exc:
         print(f"crashfleet demo: {exc}", file=sys.stderr)
         return 1
@@ -865,12 +871,12 @@ def _run(args: argparse.Namespace, samples: list[CrashSample], workdir: Path) ->
     interrupted = False
     try:
         _print(f"  collector:  gRPC {collector.grpc}, web page {collector.web}/ (SQLite store)")
-        start_agents(hosts, collector.grpc)
-        _print("  fleet:      " + ", ".join(f"{h.name} ({h.layout})" for h in hosts))
-        started = time.monotonic()  # the drops' schedule and --duration count from here
-        span = f"over {drops[-1].at:.0f}s" if drops else ""
-        _print(f"dropping {len(drops)} crashes {span}; Ctrl-C stops")
-        try:
+        try:  # a Ctrl-C while the agents start is the same as one while crashes drop
+            start_agents(hosts, collector.grpc)
+            _print("  fleet:      " + ", ".join(f"{h.name} ({h.layout})" for h in hosts))
+            started = time.monotonic()  # the drops' schedule and --duration count from here
+            span = f"over {drops[-1].at:.0f}s" if drops else ""
+            _print(f"dropping {len(drops)} crashes {span}; Ctrl-C stops")
             _feed(args, drops, hosts, collector, started, started_wall)
         except KeyboardInterrupt:
             interrupted = True

@@ -451,19 +451,19 @@ def test_demo_runs_unattended_and_tells_the_story(data: str, tmp_path: Path) -> 
     assert grpc and not _port_open(grpc[1]), "the collector was left running"
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_everything_cleanly() -> None:
+def _interrupt_demo(when: str) -> tuple[int, str]:
+    """Run a 5-host demo, send it SIGINT after the first output line matching `when`; its exit
+    status and whole output (pytest-timeout bounds a demo that never prints it)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "crashfleet", "demo", "--hosts", "5", *FREE_PORTS],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 60
     try:
         for line in proc.stdout:
             lines.append(line)
-            if re.search(r"^\s+\d+\.\ds\s+buildtest\d+", line) or time.monotonic() > deadline:
+            if re.search(when, line):
                 break
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
@@ -471,8 +471,13 @@ def test_ctrl_c_stops_everything_cleanly() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    out = "".join(lines) + rest
-    assert proc.returncode == 130, out
+    return proc.returncode, "".join(lines) + rest
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_everything_cleanly() -> None:
+    returncode, out = _interrupt_demo(r"^\s+\d+\.\ds\s+buildtest\d+")  # the first crash stored
+    assert returncode == 130, out
     assert "interrupted: stopping the fleet" in out and "Traceback" not in out
     _summary_numbers(out)
     grpc = re.search(r"gRPC (127\.0\.0\.1:\d+)", out)
@@ -487,3 +492,17 @@ def test_a_log_without_timestamps_is_dropped_once() -> None:
     drops = demo.plan_story(samples, demo.MAX_HOSTS, None)
     assert [d.role for d in drops if d.sample is plain] == ["null"]
     assert len([d for d in drops if d.role == "update"]) == 6
+
+
+@pytest.mark.slow
+def test_ctrl_c_before_the_fleet_runs_leaves_nothing_behind() -> None:
+    """A Ctrl-C during the history replay or the collector's start: exit 130 with a plain line,
+    no traceback, and no collector process left serving (it runs in a session of its own)."""
+    returncode, out = _interrupt_demo(r"^  history:")  # the replay is done; the collector starts next
+    assert returncode == 130, out
+    assert "Traceback" not in out
+    assert "interrupted" in out
+    workdir = re.search(r"on this machine \(in (\S+)\)", out)
+    assert workdir, out
+    leftover = subprocess.run(["pgrep", "-f", workdir[1]], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", f"processes left running: {leftover.stdout}"
