@@ -104,6 +104,7 @@ HEARTBEAT_SECONDS = 10.0
 DEMO_GRPC_PORT = 50052
 DEMO_HTTP_PORT = 8082
 STARTUP_TIMEOUT = 60.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # both stop the demo (SIGTERM is turned into Ctrl-C)
 DRAIN_TIMEOUT = 20.0
 
 # --- the fleet's story -----------------------------------------------------------------------
@@ -546,29 +547,48 @@ def start_collector(workdir: Path, grpc_port: int, http_port: int, verbose: bool
         "--log-level", "info" if verbose else "warning",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-    process = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir, env=env,
-        start_new_session=True,  # Ctrl-C goes to the demo, which stops the collector in order
-    )  # fmt: skip
-    collector = Collector(
-        process, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", log_path, log_file
-    )
-    deadline = time.monotonic() + STARTUP_TIMEOUT
+    # A Ctrl-C raised inside Popen (after the fork) would leave a child no one holds, in a session
+    # of its own: while the collector starts, a stop request is only noted, and acted on here.
+    stop_requested: list[int] = []
+    deferred = {sig: signal.signal(sig, lambda signum, _frame: stop_requested.append(signum)) for sig in STOP_SIGNALS}
+    collector: Collector | None = None
     try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise DemoError(f"the collector exited with {process.returncode}: {_tail(log_path)}")
-            with (
-                contextlib.suppress(urllib.error.URLError, OSError),
-                urllib.request.urlopen(f"{collector.web}/healthz", timeout=2) as response,
-            ):
-                if response.status == 200:
-                    return collector
-            time.sleep(0.2)
-        raise DemoError(f"the collector did not answer /healthz within {STARTUP_TIMEOUT:.0f}s: {_tail(log_path)}")
+        process = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir, env=env,
+            start_new_session=True,  # Ctrl-C goes to the demo, which stops the collector in order
+        )  # fmt: skip
+        collector = Collector(
+            process, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", log_path, log_file
+        )
+        _wait_healthy(collector, stop_requested)
     except BaseException:  # a failed start, or a Ctrl-C while waiting: never leave it running
-        stop_collector(collector)
+        if collector is not None:
+            stop_collector(collector)
         raise
+    finally:
+        for sig, handler in deferred.items():
+            signal.signal(sig, handler)
+    if stop_requested:  # noted after the last check
+        stop_collector(collector)
+        raise KeyboardInterrupt
+    return collector
+
+
+def _wait_healthy(collector: Collector, stop_requested: list[int]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if stop_requested:
+            raise KeyboardInterrupt
+        if collector.process.poll() is not None:
+            raise DemoError(f"the collector exited with {collector.process.returncode}: {_tail(collector.log_path)}")
+        with (
+            contextlib.suppress(urllib.error.URLError, OSError),
+            urllib.request.urlopen(f"{collector.web}/healthz", timeout=2) as response,
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.2)
+    raise DemoError(f"the collector did not answer /healthz within {STARTUP_TIMEOUT:.0f}s: {_tail(collector.log_path)}")
 
 
 def stop_collector(collector: Collector) -> None:
