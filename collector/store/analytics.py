@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from collector.analytics import exposure as exp
 from collector.analytics.newclusters import NewCluster
 from collector.analytics.triage import Triage, after_crash, apply
+from collector.store.base import from_us as _dt
+from collector.store.base import to_us as _us
 
 if TYPE_CHECKING:
     # The statistics (scipy, numpy) load at the first analytics query, not when the collector
@@ -72,16 +74,6 @@ class _Tx(Protocol):
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-
-def _us(when: datetime) -> int:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1_000_000)
-
-
-def _dt(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
 
 
 class Window:

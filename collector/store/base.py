@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from wire.model import (
@@ -40,6 +40,8 @@ __all__ = [
     "Store",
     "StoreError",
     "StoredSignature",
+    "from_us",
+    "to_us",
 ]
 
 
@@ -61,6 +63,17 @@ class AmbiguousId(ValueError):
         listed = ", ".join(self.candidates[:shown])
         more = " and more" if len(self.candidates) > shown else ""
         super().__init__(f"{what} id prefix {prefix!r} is ambiguous: {listed}{more}; give more digits")
+
+
+def to_us(when: datetime) -> int:
+    """Microseconds since the epoch, the stores' time column unit (a naive time is taken as UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1_000_000)
+
+
+def from_us(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
 
 
 @dataclass(frozen=True, slots=True)

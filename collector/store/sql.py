@@ -50,6 +50,8 @@ from collector.store.base import (
     StoredSignature,
     StoreError,
 )
+from collector.store.base import from_us as _dt
+from collector.store.base import to_us as _us
 from wire.model import (
     Breakdown,
     ClusterDetail,
@@ -180,16 +182,6 @@ def load_migrations() -> tuple[Migration, ...]:
     if versions != list(range(1, len(found) + 1)):
         raise StoreError(f"migrations must be numbered 1..N without gaps, found {versions}")
     return tuple(found)
-
-
-def _us(when: datetime) -> int:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1_000_000)
-
-
-def _dt(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
 
 
 def _occurred(crash_time: datetime | None, received_at: datetime) -> datetime:

@@ -40,7 +40,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from collector.store.base import HostRecord, IngestResult, NewCrash, StoreError
-from collector.store.sql import SqlStore, Tx, _us
+from collector.store.base import to_us as _us
+from collector.store.sql import SqlStore, Tx
 
 __all__ = ["BUSY_TIMEOUT_MS", "SqliteStore", "Write"]
 
