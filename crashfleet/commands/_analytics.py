@@ -47,6 +47,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def set_window(request: Any, args: argparse.Namespace) -> None:
+    """Copy `--since` / `--until` into a request's window fields (unset: the collector's default)."""
+    from wire import convert
+
+    if args.since is not None:
+        request.since.CopyFrom(convert.timestamp_from_datetime(args.since))
+    if args.until is not None:
+        request.until.CopyFrom(convert.timestamp_from_datetime(args.until))
+
+
 def ratio(x: float) -> str:
     if math.isinf(x):
         return "∞"

@@ -23,14 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wire import convert
     from wire.v1 import analytics_service_pb2 as pb
 
     request = pb.GetRatesRequest(dim=args.by or "", cluster_id=args.cluster or "")
-    if args.since is not None:
-        request.since.CopyFrom(convert.timestamp_from_datetime(args.since))
-    if args.until is not None:
-        request.until.CopyFrom(convert.timestamp_from_datetime(args.until))
+    _analytics.set_window(request, args)
 
     def render(reply: Any) -> None:
         if args.json:
