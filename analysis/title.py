@@ -1125,6 +1125,16 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
         kind=K.MACHINE_CHECK,
     ),
     OopsGroup(
+        # arch/arm64/kernel/traps.c:panic_bad_stack (VMAP_STACK): ESR, FAR, the stacks, the registers
+        # (`pc :` is where the stack ran out), then panic("kernel stack overflow") and its call
+        # trace. Starting the report here keeps the registers in it: the RIP, its module, and
+        # STALL_RIP_RULE's guilty frame when a module recursed (x86's "BUG: stack guard page").
+        "Insufficient stack space to handle exception!",
+        (TitleRule("arm64-bad-stack", _re(r"Insufficient stack space to handle exception!"), K.STACK_GUARD_PAGE,
+                   "kernel stack overflow in {frame}", TRACE_ONLY, skip=("bad_stack",), extractor=Extractor.STALL),),
+        kind=K.STACK_GUARD_PAGE,
+    ),
+    OopsGroup(
         "unreferenced object 0x",  # mm/kmemleak.c:print_unreferenced (debugfs, or the console when verbose)
         (TitleRule("kmemleak-object", _re(r"unreferenced object 0x"), K.MEMORY_LEAK, "memory leak in {frame}",
                    (re.compile(r"backtrace(?: \(crc [0-9a-fA-F]*\))?:"), TRACE),
