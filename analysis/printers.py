@@ -70,6 +70,8 @@ PRINTERS: tuple[Printer, ...] = (
             "arm-internal-error", "arm64-6.1-undef", False),
     Printer("arch/arm64/kernel/traps.c:arm64_serror_panic", K.MACHINE_CHECK, "SError Interrupt", "arm64-serror",
             "arm64-6.1-serror", False),
+    Printer("arch/arm64/kernel/traps.c:panic_bad_stack", K.STACK_GUARD_PAGE, "kernel stack overflow in crashme_recurse",
+            "arm64-bad-stack", "arm64-6.1-bad-stack", True),
     # page allocator, interrupts
     Printer("mm/page_alloc.c:warn_alloc", K.WARNING, "page allocation failure in crashme_grow_ring",
             "page-alloc-failure", "mm-6.1-page-alloc-failure", False),
