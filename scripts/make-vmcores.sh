@@ -150,6 +150,10 @@ if [ "$needs_module" = 1 ]; then
   if [ -n "$want_cc" ] && ! command -v "${prefix:-$(gcc -dumpmachine)-}gcc-$want_cc" >/dev/null; then
     echo "note: gcc-$want_cc is not installed; building the module with this host's gcc" >&2
     MAKEVARS+=(CC="${prefix:-$(gcc -dumpmachine)-}gcc" CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT= CONFIG_DEBUG_INFO_BTF_MODULES=)
+    # Without -fmin-function-alignment the older gcc misaligns arm64's ftrace call-ops patch
+    # sites, and loading the module WARNs ("Misaligned patch-site"), fatal with panic_on_warn:
+    # the module gets no ftrace patch sites at all.
+    NO_FTRACE='ccflags-remove-y += $(CC_FLAGS_FTRACE)'
   fi
   # kbuild's programs (fixdep, modpost, objtool) from a newer suite need its C library: run each
   # through that suite's dynamic loader (--argv0 keeps Debian's per-arch dispatchers working).
@@ -177,7 +181,7 @@ if [ "$needs_module" = 1 ]; then
   cp "$MODSRC/crashme.c" "$WORK/module/"
   # As DKMS builds it: __FILE__ (kernel BUG at ..., WARNING at ...) names /usr/src/crashme-1.0,
   # not this run's temporary directory.
-  printf 'obj-m := crashme.o\nccflags-y += -fmacro-prefix-map=%s=/usr/src/crashme-1.0\n' "$WORK/module" > "$WORK/module/Kbuild"
+  printf 'obj-m := crashme.o\nccflags-y += -fmacro-prefix-map=%s=/usr/src/crashme-1.0\n%s\n' "$WORK/module" "${NO_FTRACE:-}" > "$WORK/module/Kbuild"
   make -s -C "$HDRS" M="$WORK/module" "${MAKEVARS[@]}" modules
 fi
 
