@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from analysis.decode import context_listing
 from analysis.esr import decode_esr
 from analysis.signature import analyze
 from analysis.vmcore import read_dump
@@ -103,6 +104,10 @@ def test_crashes_match_expected_and_console(case: str) -> None:
             assert (record.code.instruction, record.code.bad_register, record.code.access) == (
                 w["instruction"], w["bad_register"], w["verdict"],
             )  # fmt: skip
+        if "code_listing" in w:  # the whole `Code:` line disassembled, the faulting word marked `>`
+            assert record.code is not None
+            listing = [("> " if line.faulting else "  ") + line.text for line in context_listing(record.code)]
+            assert listing == w["code_listing"]
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if "same_bug_as_shared" in _expected(c)])
