@@ -330,6 +330,7 @@ HOT_PATHS: dict[str, str] = {
     "heartbeat_new": "the first heartbeat of a host (onboarding) with a known module set",
     "heartbeat_new_set": "a heartbeat introducing a module set nobody reported before",
     "heartbeat_same": "a known host, inventory unchanged",
+    "heartbeat_batch": "a writer thread's batch of heartbeats: new hosts, and known ones credited exposure",
     "list_clusters": "ListClusters, first and next page",
     "list_clusters_filtered": "ListClusters by host and module",
     "get_cluster": "GetCluster by id and by unique prefix",
