@@ -236,6 +236,16 @@ _UNAVAILABLE = (
 # x86 show_opcodes() prints 42 bytes before RIP and 21 after (OPCODE_BUFSIZE 64); when they
 # cannot be read, "Unable to access opcode bytes at RIP 0x..." names the window's start, RIP - 42.
 X86_CODE_PROLOGUE = 42
+# The bytes each architecture reads around the instruction pointer for its `Code:` line, as
+# (before, after including the instruction): x86 show_opcodes(), arm64 dump_kernel_instr().
+# One unreadable byte anywhere in that window makes the kernel print no code at all, so when
+# the window straddles a page boundary the unreadable page may be the neighbour of RIP's own.
+CODE_WINDOWS: Mapping[str, tuple[int, int]] = {
+    "x86_64": (X86_CODE_PROLOGUE, 64 - X86_CODE_PROLOGUE),
+    "i386": (X86_CODE_PROLOGUE, 64 - X86_CODE_PROLOGUE),
+    "arm64": (16, 4),
+}
+CODE_PAGE_SIZE = 4096  # the smallest page any of CODE_WINDOWS' architectures maps
 CODE_PREFIXES = ("Code:", "Instruction dump:", "Krnl Code:")  # x86/arm/arm64/riscv, powerpc, s390
 MAX_CODE_TOKENS = 256  # real Code: lines hold 64 bytes or 5-16 words; more is not a Code: line
 
@@ -586,7 +596,8 @@ def _unreadable_code_verdict(
     address: int | None, registers: Mapping[str, int], arch: str, fault_address: int | None
 ) -> str | None:
     """When the code bytes could not be read, the instruction pointer itself is the bad pointer:
-    execution went somewhere with nothing mapped (a NULL or corrupted function pointer)."""
+    execution went somewhere with nothing mapped (a NULL or corrupted function pointer). None
+    when the unreadable byte may lie on the page beside RIP's (see CODE_WINDOWS)."""
     if not _kernel_mode(registers):
         return None
     if address is not None and arch in ("x86_64", "i386"):
@@ -606,7 +617,46 @@ def _unreadable_code_verdict(
         )
     if arch == "x86_64" and not _is_canonical(address):
         return f"jump to non-canonical address 0x{address:x} (corrupted function pointer or return address)"
+    fetch_fault = fault_address is not None and fault_address & _mask(arch) == address
+    if _window_crosses_page(address, arch) and not fetch_fault:
+        # A function in the first 42 bytes of a module's text (or the last 21) has an unmapped
+        # neighbour page: the kernel ran the instruction at RIP, so only an instruction fetch
+        # fault at RIP itself (fault address == RIP) says execution went nowhere. What is left
+        # to judge is the data address the fault names.
+        return _fault_address_only_verdict(fault_address, arch)
     return f"jump to unmapped address 0x{address:x} (corrupted function pointer or return address?)"
+
+
+def _fault_address_only_verdict(fault_address: int | None, arch: str) -> str | None:
+    """What the fault address alone says when no instruction could be read: its pointer class
+    (NULL + offset, a poison value + offset, non-canonical), never a register (none is known)."""
+    if fault_address is None:
+        return None
+    address = fault_address & _mask(arch)
+    unknown = "; code bytes unreadable, register unknown"
+    if address < 4096:
+        return f"NULL pointer{_hex_offset(address)} at fault address 0x{address:x}{unknown}"
+    if _ADDRESS_BITS.get(arch, 64) == 64:
+        exact = [p for p in POISON_VALUES if p.mask == _EXACT and 0 <= address - p.value < 4096]
+        if exact:
+            poison = max(exact, key=lambda p: p.value)
+            return f"{poison.meaning}{_hex_offset(address - poison.value)} at fault address 0x{address:x}{unknown}"
+        found = _poison(address)
+        if found is not None:
+            return f"{found.meaning} at fault address 0x{address:x}{unknown}"
+    if arch in ("x86_64", "arm64") and not _is_canonical(address, arch):
+        return f"non-canonical fault address 0x{address:x}{unknown}"
+    return None
+
+
+def _window_crosses_page(address: int, arch: str) -> bool:
+    """True when the bytes the kernel reads for the `Code:` line around `address` span two pages."""
+    window = CODE_WINDOWS.get(arch)
+    if window is None:
+        return False
+    before, after = window
+    page = address // CODE_PAGE_SIZE
+    return (address - before) // CODE_PAGE_SIZE != page or (address + after - 1) // CODE_PAGE_SIZE != page
 
 
 # Instructions that touch memory only through the stack pointer, without a memory operand.
