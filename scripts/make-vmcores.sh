@@ -149,6 +149,10 @@ if [ "$needs_module" = 1 ]; then
   if [ -n "$want_cc" ] && ! command -v "${prefix:-$(gcc -dumpmachine)-}gcc-$want_cc" >/dev/null; then
     echo "note: gcc-$want_cc is not installed; building the module with this host's gcc" >&2
     MAKEVARS+=(CC="${prefix:-$(gcc -dumpmachine)-}gcc" CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT= CONFIG_DEBUG_INFO_BTF_MODULES=)
+  elif ! command -v pahole >/dev/null; then
+    # The suite's own compiler is here (bookworm-backports' 6.12 is built with bookworm's gcc-12),
+    # but BTF for the module needs pahole (package dwarves): the module loads without it.
+    MAKEVARS+=(CONFIG_DEBUG_INFO_BTF_MODULES=)
   fi
   # kbuild's programs (fixdep, modpost, objtool) from a newer suite need its C library: run each
   # through that suite's dynamic loader (--argv0 keeps Debian's per-arch dispatchers working).
@@ -195,6 +199,7 @@ build_initramfs() {
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
 insmod /qemu_fw_cfg.ko
 echo 1 > /proc/sys/kernel/panic_on_oops
 echo 1 > /proc/sys/kernel/panic_on_warn
