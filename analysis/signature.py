@@ -26,10 +26,16 @@ __all__ = ["INTERRUPTED_KINDS", "analyze", "analyze_log", "finish_record"]
 log = logging.getLogger(__name__)
 
 # Reports whose `Code:` line shows where a timer or NMI interrupt found the CPU (a loop that ran
-# too long), not an instruction that faulted: decoded, but no pointer verdict.
+# too long), not an instruction that faulted: decoded, but no pointer verdict. A deliberate
+# panic() (out of memory, sysrq, any "Kernel panic - not syncing" with no oops before it) faults
+# nowhere either: a `Code:` line in its trace is an exception frame the task was in, e.g. the
+# user page fault whose allocation ran out of memory inside clear_user's `rep stos`.
 INTERRUPTED_KINDS = frozenset(
-    {CrashKind.SOFT_LOCKUP, CrashKind.HARD_LOCKUP, CrashKind.RCU_STALL, CrashKind.HUNG_TASK}
-)
+    {
+        CrashKind.SOFT_LOCKUP, CrashKind.HARD_LOCKUP, CrashKind.RCU_STALL, CrashKind.HUNG_TASK,
+        CrashKind.PANIC, CrashKind.OUT_OF_MEMORY,
+    }
+)  # fmt: skip
 
 
 def finish_record(record: CrashRecord) -> CrashRecord:
