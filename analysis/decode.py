@@ -441,6 +441,7 @@ class Facts:
     kernel_mode: bool
     suspect: Suspect | None = None  # set when the memory operand has a register of known value
     warning: bool = False  # the report is a WARNING: its trap is WARN(), not BUG()
+    pf_error: int | None = None  # x86 #PF error code of a page-fault oops (P=1, W=2, U=4, I=16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -816,6 +817,26 @@ def _user_address_rule(f: Facts) -> Verdict | None:
     return _blame(f, f"user-space address 0x{mem.address:x} through {s.register} accessed from kernel mode")
 
 
+# x86 #PF error-code bits (arch/x86/include/asm/trap_pf.h): present page, write, user mode, fetch.
+_PF_PROTECTION, _PF_WRITE, _PF_USER, _PF_INSTR = 0x1, 0x2, 0x4, 0x10
+
+
+def _read_only_write_rule(f: Facts) -> Verdict | None:
+    """A kernel-mode write that faulted on a present page (#PF error code P=1, W=1) at the
+    operand's address: the pointer is fine, the page is read-only (const data, rodata, a
+    write-protected page table or text): the write itself is the bug, not a wild pointer."""
+    s, mem, code = f.suspect, f.memory, f.pf_error
+    if s is None or mem is None or code is None or f.fault_address is None or f.arch not in ("x86_64", "i386"):
+        return None
+    if code & (_PF_PROTECTION | _PF_WRITE | _PF_USER | _PF_INSTR) != _PF_PROTECTION | _PF_WRITE:
+        return None
+    if mem.address is not None and not _same_address(f.fault_address, mem.address, f.arch):
+        return None  # the fault is not this operand's: let the fault-address rule say so
+    return _blame(
+        f, f"write to read-only memory at 0x{f.fault_address:x} through {s.register} (#PF: permissions violation)"
+    )
+
+
 def _fault_address_rule(f: Facts) -> Verdict | None:
     """With a fault address: does it match the operand? A mismatch is said, not hidden."""
     s, mem = f.suspect, f.memory
@@ -872,6 +893,7 @@ VERDICT_RULES: tuple[VerdictRule, ...] = (
     VerdictRule("non-canonical", _non_canonical_rule),
     VerdictRule("near-null", _near_null_rule),
     VerdictRule("user-address", _user_address_rule),
+    VerdictRule("read-only-write", _read_only_write_rule),
     VerdictRule("fault-address", _fault_address_rule),
     VerdictRule("pointer", _pointer_rule),
     VerdictRule("register-unknown", _unknown_register_rule),
@@ -1062,12 +1084,14 @@ def decode_code(
     *,
     interrupted: bool = False,
     warning: bool = False,
+    pf_error: int | None = None,
 ) -> CodeDecode:
     """Decode the faulting instruction of a `Code:` line and judge its memory operand; never raises.
 
     `interrupted` says the marker is where an interrupt found the CPU (soft/hard lockups, RCU
     stalls), not a faulting instruction: the instruction is still decoded, but not judged.
     `warning` says the report is a WARNING, whose trap instruction is WARN()'s, not BUG()'s.
+    `pf_error` is the x86 #PF error code of a page-fault oops (`#PF: error_code(0x0003)`).
     """
     arch = normalize_arch(arch)
     try:
@@ -1126,6 +1150,7 @@ def decode_code(
         kernel_mode=_kernel_mode(registers),
         suspect=_suspect_of(mem, arch),
         warning=warning,
+        pf_error=pf_error,
     )
     if interrupted:
         verdict: Verdict | None = Verdict(INTERRUPTED_VERDICT)

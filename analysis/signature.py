@@ -38,6 +38,10 @@ INTERRUPTED_KINDS = frozenset(
 )  # fmt: skip
 
 
+# Oopses whose error code is the x86 #PF one (a GPF's `0000` is a segment selector, not that).
+PAGE_FAULT_KINDS = frozenset({CrashKind.NULL_DEREF, CrashKind.PAGING_REQUEST})
+
+
 def finish_record(record: CrashRecord) -> CrashRecord:
     """Add the decoded `Code:` line and the fingerprint to a parsed record (in place; returned)."""
     if record.code_line:
@@ -48,6 +52,7 @@ def finish_record(record: CrashRecord) -> CrashRecord:
             record.fault_address,
             interrupted=record.kind in INTERRUPTED_KINDS,
             warning=record.kind is CrashKind.WARNING,
+            pf_error=record.oops_code.value if record.oops_code and record.kind in PAGE_FAULT_KINDS else None,
         )
         if record.code.error:
             log.debug("code not decoded title=%r reason=%r", record.title, record.code.error)
