@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from analysis.esr import decode_esr
+from analysis.model import CrashRecord
 from analysis.signature import analyze
 from analysis.title import title_kind
 from analysis.vmcore import read_dump
@@ -96,12 +97,22 @@ def test_system_facts(case: str) -> None:
     assert facts.cpus == 2
 
 
+def _summary(record: CrashRecord) -> tuple[object, ...]:
+    """What the dump's log and the serial console must agree on, field by field."""
+    rip = record.rip
+    code = record.code
+    return (
+        record.kind, record.title, record.guilty_frame, rip.function if rip else None, rip.module if rip else None,
+        record.fault_address, (code.instruction, code.bad_register, code.access) if code else None,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_crashes_match_expected_and_console(case: str) -> None:
     want = _expected(case)["crashes"]
     from_dump = analyze(read_dump(str(_dump(case))).log)
     from_console = analyze(read_text_fixture(REAL / case / "serial.log"))
-    assert [c.title for c in from_console] == [c.title for c in from_dump]
+    assert [_summary(c) for c in from_console] == [_summary(c) for c in from_dump]
     assert [(c.kind.value, c.title) for c in from_dump] == [(w["kind"], w["title"]) for w in want]
     for record, w in zip(from_dump, want, strict=True):
         rip = record.rip
