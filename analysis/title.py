@@ -854,8 +854,11 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
                 (re.compile(r"apic_timer_interrupt"), _RIP_FRAME, TRACE),
                 (re.compile(r"(?:apic_timer_interrupt|Exception stack|el1h_64_irq)"), TRACE),
                 skip=("apic_timer_interrupt", "rcu"), extractor=Extractor.STALL,
-                # arm64 6.1 prints the stalled CPU's own `pc :` and trace, no interrupt frame
-                parts3=(_re(r"^pc ?: {{FUNC}}"), _CALL_TRACE, TRACE),
+                # Another CPU detected the stall and had the stalled one print its own registers
+                # (`NMI backtrace for cpu N`: 5.10's nmi_cpu_backtrace -> show_regs, no interrupt
+                # frame): that CPU's `RIP:` / arm64 `pc :` and trace.
+                parts3=(re.compile(r"NMI backtrace for cpu \d+$"), _re(r"^(?:pc ?: |RIP: (?:[0-9a-f]{4}:)?){{FUNC}}"),
+                        _CALL_TRACE, TRACE),
             ),
             TitleRule(
                 "non-static-key", _re(r"INFO: trying to register non-static key"), K.LOCKDEP,
