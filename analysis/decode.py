@@ -442,6 +442,7 @@ class Facts:
     suspect: Suspect | None = None  # set when the memory operand has a register of known value
     warning: bool = False  # the report is a WARNING: its trap is WARN(), not BUG()
     pf_error: int | None = None  # x86 #PF error code of a page-fault oops (P=1, W=2, U=4, I=16)
+    stack_guard: bool = False  # the report says the stack ran into its guard page
 
 
 @dataclass(frozen=True, slots=True)
@@ -690,6 +691,19 @@ _STACK_POINTERS: Mapping[str, str] = {
 }
 
 
+def _stack_guard_rule(f: Facts) -> Verdict | None:
+    """The kernel said the stack hit its guard page (`BUG: stack guard page was hit`, the 5.10
+    double fault): the faulting access is the overflowing frame's, whatever register it went
+    through (a `rep stos` zero-filling the new frame through rdi = rsp); the stack pointer's
+    depth is the bug, the address is hashed in the message."""
+    sp = _STACK_POINTERS.get(f.arch)
+    if not f.stack_guard or sp is None:
+        return None
+    value = register_value(sp, f.registers, f.arch)
+    where = f" ({sp} = 0x{value:x})" if value is not None else ""
+    return Verdict(f"stack overflow: {f.mnemonic} ran into the stack's guard page{where}", sp, value)
+
+
 def _stack_rule(f: Facts) -> Verdict | None:
     """A fault on a stack access (push/pop/call/ret, or an operand based on the stack pointer):
     the stack overflowed into its guard page, or the stack pointer itself is corrupt."""
@@ -882,6 +896,7 @@ INTERRUPTED_VERDICT = "not a fault: an interrupt found the CPU at this instructi
 VERDICT_RULES: tuple[VerdictRule, ...] = (
     VerdictRule("trap", _trap_rule),
     VerdictRule("divide", _divide_rule),
+    VerdictRule("stack-guard", _stack_guard_rule),
     VerdictRule("stack", _stack_rule),
     VerdictRule("no-memory-operand", _no_memory_rule),
     VerdictRule("kasan-shadow", _kasan_shadow_rule),
@@ -1085,6 +1100,7 @@ def decode_code(
     interrupted: bool = False,
     warning: bool = False,
     pf_error: int | None = None,
+    stack_guard: bool = False,
 ) -> CodeDecode:
     """Decode the faulting instruction of a `Code:` line and judge its memory operand; never raises.
 
@@ -1092,6 +1108,7 @@ def decode_code(
     stalls), not a faulting instruction: the instruction is still decoded, but not judged.
     `warning` says the report is a WARNING, whose trap instruction is WARN()'s, not BUG()'s.
     `pf_error` is the x86 #PF error code of a page-fault oops (`#PF: error_code(0x0003)`).
+    `stack_guard` says the report is a stack overflow into the guard page.
     """
     arch = normalize_arch(arch)
     try:
@@ -1151,6 +1168,7 @@ def decode_code(
         suspect=_suspect_of(mem, arch),
         warning=warning,
         pf_error=pf_error,
+        stack_guard=stack_guard,
     )
     if interrupted:
         verdict: Verdict | None = Verdict(INTERRUPTED_VERDICT)

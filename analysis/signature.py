@@ -53,6 +53,7 @@ def finish_record(record: CrashRecord) -> CrashRecord:
             interrupted=record.kind in INTERRUPTED_KINDS,
             warning=record.kind is CrashKind.WARNING,
             pf_error=record.oops_code.value if record.oops_code and record.kind in PAGE_FAULT_KINDS else None,
+            stack_guard=record.kind is CrashKind.STACK_GUARD_PAGE,
         )
         if record.code.error:
             log.debug("code not decoded title=%r reason=%r", record.title, record.code.error)
