@@ -92,7 +92,7 @@ PRINTERS: tuple[Printer, ...] = (
             "BUG: MAX_LOCKDEP_KEYS too low!", "lockdep-limit", "lockdep-6.1-keys-too-low", True),
     # stalls, hangs, lockups, NMI
     Printer("kernel/rcu/tree_stall.h:print_cpu_stall", K.RCU_STALL, "INFO: rcu detected stall in crashme_spin",
-            "rcu-stall", "rcu-6.1-self-detected-stall", True),
+            "rcu-self-stall", "rcu-6.1-self-detected-stall", True),
     Printer("kernel/hung_task.c:check_hung_task", K.HUNG_TASK, "INFO: task hung in crashme_flush", "hung-task",
             "hung-6.1-task-blocked", True),
     Printer("kernel/watchdog.c:watchdog_timer_fn", K.SOFT_LOCKUP, "BUG: soft lockup in crashme_spin", "soft-lockup",
