@@ -140,9 +140,11 @@ def test_crashes_match_expected_and_console(case: str) -> None:
 
 @pytest.mark.parametrize("case", [c for c in CASES if "same_bug_as_shared" in _expected(c)])
 def test_same_bug_on_another_kernel_has_the_same_fingerprint(case: str) -> None:
-    """The crashme NULL dereference (and soft lockup) on Debian 13's 6.12 and on Debian 12's 6.1
-    (../shared) is one bug: one fingerprint, although the 6.12 oops header reads `Oops: Oops: 0000`,
-    addresses differ and 6.12 also reports an RCU stall before the soft lockup."""
+    """A crashme bug on Debian 11's 5.10 or Debian 13's / 12-backports' 6.12 and the same bug on
+    Debian 12's 6.1 (../shared) is one bug: one fingerprint, although the 6.12 oops header reads
+    `Oops: Oops: 0000`, addresses differ and 6.12 also reports an RCU stall before the soft lockup.
+    BUG_ON and WARN_ON hash the `at FILE:LINE` of their report: they match because every dump's
+    module was built as DKMS builds it, so that FILE is /usr/src/crashme-1.0/crashme.c."""
     other = shared_path(*_expected(case)["same_bug_as_shared"].split("/"))
     mine = analyze(read_dump(str(_dump(case))).log)[-1]  # 6.12 also reports the RCU stall first
     (theirs,) = analyze(read_dump(str(other)).log)
@@ -155,8 +157,9 @@ def test_same_bug_on_another_kernel_has_the_same_fingerprint(case: str) -> None:
 @pytest.mark.parametrize("case", [c for c in CASES if "same_bug_as" in _expected(c)])
 def test_same_bug_as_another_fixture_has_the_same_fingerprint(case: str) -> None:
     """The crashme bugs on Debian 13's arm64 6.12 (52-bit VA, no ftrace patch site in the module,
-    `CPU: 0 UID: 0 PID:` lines) and on Debian 12's arm64 6.1 are the same bugs: one fingerprint
-    and one title each, although offsets, addresses and the kernel's wording differ."""
+    `CPU: 0 UID: 0 PID:` lines) and on Debian 12's arm64 6.1, and x86_64's BUG_ON and WARN_ON on
+    Debian 11's 5.10 and Debian 13's 6.12, are the same bugs: one fingerprint and one title each,
+    although offsets, addresses and the kernel's wording differ (no ../shared needed)."""
     other = _expected(case)["same_bug_as"]
     mine = analyze(read_dump(str(_dump(case))).log)[-1]
     theirs = analyze(read_dump(str(_dump(other))).log)[-1]
