@@ -958,8 +958,9 @@ def serve_until_interrupted(collector: Collector, interactive: bool, poll: float
     if not interactive:
         _print("the collector stops with the demo (run it on a terminal to keep its web page up)")
         return
-    _print(f"web page: {collector.web}/  (the collector keeps serving; Ctrl-C stops it)")
     try:
+        # Inside the try: a Ctrl-C read off the line just printed may land before the loop starts.
+        _print(f"web page: {collector.web}/  (the collector keeps serving; Ctrl-C stops it)")
         while collector.process.poll() is None:
             time.sleep(poll)
     except KeyboardInterrupt:
