@@ -200,7 +200,7 @@ def test_console_lines_are_in_the_dump_and_give_the_same_crash(case: str, tmp_pa
         for line in console.split(b"\n")
         if _TS.match(line) and not _FORWARDED.match(line)
     ]
-    assert len(texts) > 30
+    assert len(texts) > 20  # with `quiet`, mostly the report itself (5.10's sysrq panic: 25 lines)
     pos = 0
     for text in texts:  # in order: each console line after the previous one
         pos = log.index(text, pos) + 1

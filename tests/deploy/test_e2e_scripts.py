@@ -142,6 +142,9 @@ def test_capture_lab_titles_take_the_e2e_titles_and_arm64_wording() -> None:
     assert titles["module-null"].fullmatch(arm64) and not titles["sysrq-c"].fullmatch(arm64)
     assert not titles["module-null"].fullmatch("kernel panic: sysrq triggered crash")
     assert not titles["sysrq-c"].fullmatch("BUG: soft lockup in sha256_transform_rorx")
+    bullseye = "BUG: unable to handle kernel NULL pointer dereference in e2e_oops_write"
+    assert titles["module-null"].fullmatch(bullseye)
+    assert not titles["module-null"].fullmatch("BUG: unable to handle kernel NULL pointer dereference in proc_reg_write")
 
 
 def test_capture_driver_knows_every_trigger() -> None:
