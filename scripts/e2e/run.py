@@ -168,11 +168,21 @@ def image_key(guest: Guest = BOOKWORM) -> str:
     return digest.hexdigest()[:16]
 
 
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below path (from /proc/mounts): never removed with the tree."""
+    prefix = str(path.resolve())
+    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if len(line.split()) > 1]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
 # -- image recipe --
 def build_rootfs(rootfs: Path, guest: Guest = BOOKWORM, debs: Path | None = None) -> str:
     """debootstrap plus the guest's configuration; returns the kernel release. debs: debootstrap's
     package cache (kept between builds)."""
     tmp = rootfs.with_suffix(".tmp")
+    mounted = mounts_under(tmp)
+    if mounted:  # an interrupted debootstrap second stage leaves /proc and /sys mounted there
+        raise E2EError(f"{tmp}: still mounted: {' '.join(mounted)}; umount them before a rebuild")
     shutil.rmtree(tmp, ignore_errors=True)
     include = guest.packages + (() if guest.kernel_suite else guest.kernel_packages)
     cmd = ["debootstrap", "--variant=minbase", f"--arch={guest.arch}", "--include=" + ",".join(include)]
