@@ -107,8 +107,8 @@ def describe_run(work: Path) -> Run:
     try:
         info = json.loads(info_path.read_text())
         distro, arch, guest, rootfs = info["distro"], info["arch"], info["guest"], info["rootfs"]
-    except (ValueError, KeyError) as err:
-        sys.exit(f"{info_path}: not the capture lab's description ({err})")
+    except (ValueError, KeyError, TypeError) as err:
+        sys.exit(f"{info_path}: not the capture lab's description ({err!r})")
     rules = load_script("capture").TITLES
     made_with = f"scripts/e2e/capture.py --guest {guest}, then scripts/e2e/fixtures.py on its work directory"
     command, name = ["makedumpfile"], host_name

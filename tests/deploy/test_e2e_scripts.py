@@ -166,3 +166,23 @@ def test_capture_guests_get_images_of_their_own() -> None:
     assert cmd[0] == "qemu-system-aarch64" and "console=ttyAMA0" in " ".join(cmd)
     assert [a for a in cmd if a.startswith("virtio-blk-pci")] == ["virtio-blk-pci,drive=disk0", "virtio-blk-pci,drive=disk1"]
     assert run.qemu_command(Path("k"), Path("i"), [], Path("s"))[0] == "qemu-system-x86_64"
+
+
+@pytest.mark.skipif(shutil.which("makedumpfile") is None, reason="fixtures.py asks makedumpfile its version")
+def test_fixture_runs_are_make_e2e_or_the_capture_lab(tmp_path: Path) -> None:
+    """Without capture.json a work directory is make e2e's (debian12 amd64, its exact titles); a
+    capture.json fixtures.py cannot read stops it with the file named, not a traceback."""
+    fixtures = _fixtures_module()
+    run = fixtures.describe_run(tmp_path)
+    assert (run.distro, run.arch, run.makedumpfile) == ("debian12", "amd64", ["makedumpfile"])
+    assert run.title_ok("sysrq-c", "kernel panic: sysrq triggered crash")
+    assert not run.title_ok("sysrq-c", "BUG: unable to handle kernel NULL pointer dereference in e2e_oops_pending")
+    (tmp_path / "capture.json").write_text('{"guest": "trixie-amd64"}')
+    with pytest.raises(SystemExit, match=r"capture\.json: not the capture lab's description"):
+        fixtures.describe_run(tmp_path)
+    (tmp_path / "capture.json").write_text(
+        '{"guest": "trixie-amd64", "distro": "debian13", "arch": "amd64", "rootfs": "/nonexistent"}'
+    )
+    run = fixtures.describe_run(tmp_path)
+    assert (run.distro, run.arch) == ("debian13", "amd64")
+    assert run.title_ok("module-null", "BUG: unable to handle kernel NULL pointer dereference in e2e_oops_write")
