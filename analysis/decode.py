@@ -236,6 +236,16 @@ _UNAVAILABLE = (
 # x86 show_opcodes() prints 42 bytes before RIP and 21 after (OPCODE_BUFSIZE 64); when they
 # cannot be read, "Unable to access opcode bytes at RIP 0x..." names the window's start, RIP - 42.
 X86_CODE_PROLOGUE = 42
+# The bytes each architecture reads around the instruction pointer for its `Code:` line, as
+# (before, after including the instruction): x86 show_opcodes(), arm64 dump_kernel_instr().
+# One unreadable byte anywhere in that window makes the kernel print no code at all, so when
+# the window straddles a page boundary the unreadable page may be the neighbour of RIP's own.
+CODE_WINDOWS: Mapping[str, tuple[int, int]] = {
+    "x86_64": (X86_CODE_PROLOGUE, 64 - X86_CODE_PROLOGUE),
+    "i386": (X86_CODE_PROLOGUE, 64 - X86_CODE_PROLOGUE),
+    "arm64": (16, 4),
+}
+CODE_PAGE_SIZE = 4096  # the smallest page any of CODE_WINDOWS' architectures maps
 CODE_PREFIXES = ("Code:", "Instruction dump:", "Krnl Code:")  # x86/arm/arm64/riscv, powerpc, s390
 MAX_CODE_TOKENS = 256  # real Code: lines hold 64 bytes or 5-16 words; more is not a Code: line
 
@@ -431,6 +441,8 @@ class Facts:
     kernel_mode: bool
     suspect: Suspect | None = None  # set when the memory operand has a register of known value
     warning: bool = False  # the report is a WARNING: its trap is WARN(), not BUG()
+    pf_error: int | None = None  # x86 #PF error code of a page-fault oops (P=1, W=2, U=4, I=16)
+    stack_guard: bool = False  # the report says the stack ran into its guard page
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,7 +598,8 @@ def _unreadable_code_verdict(
     address: int | None, registers: Mapping[str, int], arch: str, fault_address: int | None
 ) -> str | None:
     """When the code bytes could not be read, the instruction pointer itself is the bad pointer:
-    execution went somewhere with nothing mapped (a NULL or corrupted function pointer)."""
+    execution went somewhere with nothing mapped (a NULL or corrupted function pointer). None
+    when the unreadable byte may lie on the page beside RIP's (see CODE_WINDOWS)."""
     if not _kernel_mode(registers):
         return None
     if address is not None and arch in ("x86_64", "i386"):
@@ -606,7 +619,46 @@ def _unreadable_code_verdict(
         )
     if arch == "x86_64" and not _is_canonical(address):
         return f"jump to non-canonical address 0x{address:x} (corrupted function pointer or return address)"
+    fetch_fault = fault_address is not None and fault_address & _mask(arch) == address
+    if _window_crosses_page(address, arch) and not fetch_fault:
+        # A function in the first 42 bytes of a module's text (or the last 21) has an unmapped
+        # neighbour page: the kernel ran the instruction at RIP, so only an instruction fetch
+        # fault at RIP itself (fault address == RIP) says execution went nowhere. What is left
+        # to judge is the data address the fault names.
+        return _fault_address_only_verdict(fault_address, arch)
     return f"jump to unmapped address 0x{address:x} (corrupted function pointer or return address?)"
+
+
+def _fault_address_only_verdict(fault_address: int | None, arch: str) -> str | None:
+    """What the fault address alone says when no instruction could be read: its pointer class
+    (NULL + offset, a poison value + offset, non-canonical), never a register (none is known)."""
+    if fault_address is None:
+        return None
+    address = fault_address & _mask(arch)
+    unknown = "; code bytes unreadable, register unknown"
+    if address < 4096:
+        return f"NULL pointer{_hex_offset(address)} at fault address 0x{address:x}{unknown}"
+    if _ADDRESS_BITS.get(arch, 64) == 64:
+        exact = [p for p in POISON_VALUES if p.mask == _EXACT and 0 <= address - p.value < 4096]
+        if exact:
+            poison = max(exact, key=lambda p: p.value)
+            return f"{poison.meaning}{_hex_offset(address - poison.value)} at fault address 0x{address:x}{unknown}"
+        found = _poison(address)
+        if found is not None:
+            return f"{found.meaning} at fault address 0x{address:x}{unknown}"
+    if arch in ("x86_64", "arm64") and not _is_canonical(address, arch):
+        return f"non-canonical fault address 0x{address:x}{unknown}"
+    return None
+
+
+def _window_crosses_page(address: int, arch: str) -> bool:
+    """True when the bytes the kernel reads for the `Code:` line around `address` span two pages."""
+    window = CODE_WINDOWS.get(arch)
+    if window is None:
+        return False
+    before, after = window
+    page = address // CODE_PAGE_SIZE
+    return (address - before) // CODE_PAGE_SIZE != page or (address + after - 1) // CODE_PAGE_SIZE != page
 
 
 # Instructions that touch memory only through the stack pointer, without a memory operand.
@@ -637,6 +689,19 @@ _STACK_POINTERS: Mapping[str, str] = {
     "riscv64": "sp",
     "s390x": "r15",
 }
+
+
+def _stack_guard_rule(f: Facts) -> Verdict | None:
+    """The kernel said the stack hit its guard page (`BUG: stack guard page was hit`, the 5.10
+    double fault): the faulting access is the overflowing frame's, whatever register it went
+    through (a `rep stos` zero-filling the new frame through rdi = rsp); the stack pointer's
+    depth is the bug, the address is hashed in the message."""
+    sp = _STACK_POINTERS.get(f.arch)
+    if not f.stack_guard or sp is None:
+        return None
+    value = register_value(sp, f.registers, f.arch)
+    where = f" ({sp} = 0x{value:x})" if value is not None else ""
+    return Verdict(f"stack overflow: {f.mnemonic} ran into the stack's guard page{where}", sp, value)
 
 
 def _stack_rule(f: Facts) -> Verdict | None:
@@ -766,6 +831,26 @@ def _user_address_rule(f: Facts) -> Verdict | None:
     return _blame(f, f"user-space address 0x{mem.address:x} through {s.register} accessed from kernel mode")
 
 
+# x86 #PF error-code bits (arch/x86/include/asm/trap_pf.h): present page, write, user mode, fetch.
+_PF_PROTECTION, _PF_WRITE, _PF_USER, _PF_INSTR = 0x1, 0x2, 0x4, 0x10
+
+
+def _read_only_write_rule(f: Facts) -> Verdict | None:
+    """A kernel-mode write that faulted on a present page (#PF error code P=1, W=1) at the
+    operand's address: the pointer is fine, the page is read-only (const data, rodata, a
+    write-protected page table or text): the write itself is the bug, not a wild pointer."""
+    s, mem, code = f.suspect, f.memory, f.pf_error
+    if s is None or mem is None or code is None or f.fault_address is None or f.arch not in ("x86_64", "i386"):
+        return None
+    if code & (_PF_PROTECTION | _PF_WRITE | _PF_USER | _PF_INSTR) != _PF_PROTECTION | _PF_WRITE:
+        return None
+    if mem.address is not None and not _same_address(f.fault_address, mem.address, f.arch):
+        return None  # the fault is not this operand's: let the fault-address rule say so
+    return _blame(
+        f, f"write to read-only memory at 0x{f.fault_address:x} through {s.register} (#PF: permissions violation)"
+    )
+
+
 def _fault_address_rule(f: Facts) -> Verdict | None:
     """With a fault address: does it match the operand? A mismatch is said, not hidden."""
     s, mem = f.suspect, f.memory
@@ -811,6 +896,7 @@ INTERRUPTED_VERDICT = "not a fault: an interrupt found the CPU at this instructi
 VERDICT_RULES: tuple[VerdictRule, ...] = (
     VerdictRule("trap", _trap_rule),
     VerdictRule("divide", _divide_rule),
+    VerdictRule("stack-guard", _stack_guard_rule),
     VerdictRule("stack", _stack_rule),
     VerdictRule("no-memory-operand", _no_memory_rule),
     VerdictRule("kasan-shadow", _kasan_shadow_rule),
@@ -822,6 +908,7 @@ VERDICT_RULES: tuple[VerdictRule, ...] = (
     VerdictRule("non-canonical", _non_canonical_rule),
     VerdictRule("near-null", _near_null_rule),
     VerdictRule("user-address", _user_address_rule),
+    VerdictRule("read-only-write", _read_only_write_rule),
     VerdictRule("fault-address", _fault_address_rule),
     VerdictRule("pointer", _pointer_rule),
     VerdictRule("register-unknown", _unknown_register_rule),
@@ -1012,12 +1099,16 @@ def decode_code(
     *,
     interrupted: bool = False,
     warning: bool = False,
+    pf_error: int | None = None,
+    stack_guard: bool = False,
 ) -> CodeDecode:
     """Decode the faulting instruction of a `Code:` line and judge its memory operand; never raises.
 
     `interrupted` says the marker is where an interrupt found the CPU (soft/hard lockups, RCU
     stalls), not a faulting instruction: the instruction is still decoded, but not judged.
     `warning` says the report is a WARNING, whose trap instruction is WARN()'s, not BUG()'s.
+    `pf_error` is the x86 #PF error code of a page-fault oops (`#PF: error_code(0x0003)`).
+    `stack_guard` says the report is a stack overflow into the guard page.
     """
     arch = normalize_arch(arch)
     try:
@@ -1076,6 +1167,8 @@ def decode_code(
         kernel_mode=_kernel_mode(registers),
         suspect=_suspect_of(mem, arch),
         warning=warning,
+        pf_error=pf_error,
+        stack_guard=stack_guard,
     )
     if interrupted:
         verdict: Verdict | None = Verdict(INTERRUPTED_VERDICT)

@@ -92,7 +92,11 @@ _END_OF_PANIC = "---[ end Kernel panic"  # the last line a panicking kernel prin
 _QUESTIONABLE = re.compile(r"(?:\[<[0-9a-f]+>\])? \? +[a-zA-Z0-9_.]+\+0x[0-9a-f]+/[0-9a-f]+|\(unreliable\)")
 _REPLAY = "** replaying previous printk message **"
 _LOCKDEP_OFF = "Disabling lock debugging due to kernel taint"
-_TITLE_CUT = re.compile(r"Kernel panic - not syncing|WARNING: possible circular locking dependency detected")
+# arm64's panic_bad_stack prints its registers and then panics "kernel stack overflow": the call
+# trace comes only after that panic, so it is the report's own, never aftermath.
+_TITLE_CUT = re.compile(
+    r"Kernel panic - not syncing(?!: kernel stack overflow$)|WARNING: possible circular locking dependency detected"
+)
 
 # --- field patterns -------------------------------------------------------------------------
 _SYM = r"(?P<func>[A-Za-z_.$][\w.$]*)\+0x(?P<off>[0-9a-f]+)(?:/0x(?P<size>[0-9a-f]+))?(?:\s+\[(?P<mod>[\w-]+)\])?"
@@ -221,7 +225,10 @@ _FAULT_ADDR = (
     re.compile(r"probably for non-canonical address 0x([0-9a-f]+)"),
     re.compile(r"(?:Read|Write) (?:of size \d+ )?at addr ([0-9a-f]+)"),
     re.compile(r"KASAN: null-ptr-deref in range \[0x([0-9a-f]+)"),
+    re.compile(r"^FAR: 0x([0-9a-f]{1,16})$"),  # arm64 panic_bad_stack: the access below the stack
 )
+# arm64 panic_bad_stack's syndrome (`ESR: 0x0000000096000047 -- DABT (current EL)`): no `[#N]` oops line.
+_ESR_LINE = re.compile(r"^ESR: 0x([0-9a-f]{1,16}) -- ")
 _REASON_TAIL = re.compile(r"(?:,? (?:address|at|at virtual address):? ADDR| at ADDR)$")
 
 # Every literal a line must hold for a stage after kernel_lines to look at it closer, found by
@@ -763,6 +770,10 @@ class _FieldReader:
                     rec.oops_code_raw = int(cm.group(1), 16)
                     if _X86_PF_OOPS.match(stripped):
                         rec.oops_code = PageFaultCode.decode(rec.oops_code_raw)
+        if rec.oops_code_raw is None and k < _HEAD_LINES and stripped.startswith("ESR: 0x"):
+            em = _ESR_LINE.match(stripped)
+            if em:
+                rec.oops_code_raw = int(em.group(1), 16)
         if rec.oops_code is None and "#PF: error_code" in stripped:
             pf = _PF_ERROR.search(stripped)
             if pf:

@@ -70,6 +70,8 @@ PRINTERS: tuple[Printer, ...] = (
             "arm-internal-error", "arm64-6.1-undef", False),
     Printer("arch/arm64/kernel/traps.c:arm64_serror_panic", K.MACHINE_CHECK, "SError Interrupt", "arm64-serror",
             "arm64-6.1-serror", False),
+    Printer("arch/arm64/kernel/traps.c:panic_bad_stack", K.STACK_GUARD_PAGE, "kernel stack overflow in crashme_recurse",
+            "arm64-bad-stack", "arm64-6.1-bad-stack", True),
     # page allocator, interrupts
     Printer("mm/page_alloc.c:warn_alloc", K.WARNING, "page allocation failure in crashme_grow_ring",
             "page-alloc-failure", "mm-6.1-page-alloc-failure", False),
@@ -90,7 +92,7 @@ PRINTERS: tuple[Printer, ...] = (
             "BUG: MAX_LOCKDEP_KEYS too low!", "lockdep-limit", "lockdep-6.1-keys-too-low", True),
     # stalls, hangs, lockups, NMI
     Printer("kernel/rcu/tree_stall.h:print_cpu_stall", K.RCU_STALL, "INFO: rcu detected stall in crashme_spin",
-            "rcu-stall", "rcu-6.1-self-detected-stall", True),
+            "rcu-self-stall", "rcu-6.1-self-detected-stall", True),
     Printer("kernel/hung_task.c:check_hung_task", K.HUNG_TASK, "INFO: task hung in crashme_flush", "hung-task",
             "hung-6.1-task-blocked", True),
     Printer("kernel/watchdog.c:watchdog_timer_fn", K.SOFT_LOCKUP, "BUG: soft lockup in crashme_spin", "soft-lockup",

@@ -26,10 +26,20 @@ __all__ = ["INTERRUPTED_KINDS", "analyze", "analyze_log", "finish_record"]
 log = logging.getLogger(__name__)
 
 # Reports whose `Code:` line shows where a timer or NMI interrupt found the CPU (a loop that ran
-# too long), not an instruction that faulted: decoded, but no pointer verdict.
+# too long), not an instruction that faulted: decoded, but no pointer verdict. A deliberate
+# panic() (out of memory, sysrq, any "Kernel panic - not syncing" with no oops before it) faults
+# nowhere either: a `Code:` line in its trace is an exception frame the task was in, e.g. the
+# user page fault whose allocation ran out of memory inside clear_user's `rep stos`.
 INTERRUPTED_KINDS = frozenset(
-    {CrashKind.SOFT_LOCKUP, CrashKind.HARD_LOCKUP, CrashKind.RCU_STALL, CrashKind.HUNG_TASK}
-)
+    {
+        CrashKind.SOFT_LOCKUP, CrashKind.HARD_LOCKUP, CrashKind.RCU_STALL, CrashKind.HUNG_TASK,
+        CrashKind.PANIC, CrashKind.OUT_OF_MEMORY,
+    }
+)  # fmt: skip
+
+
+# Oopses whose error code is the x86 #PF one (a GPF's `0000` is a segment selector, not that).
+PAGE_FAULT_KINDS = frozenset({CrashKind.NULL_DEREF, CrashKind.PAGING_REQUEST})
 
 
 def finish_record(record: CrashRecord) -> CrashRecord:
@@ -42,6 +52,8 @@ def finish_record(record: CrashRecord) -> CrashRecord:
             record.fault_address,
             interrupted=record.kind in INTERRUPTED_KINDS,
             warning=record.kind is CrashKind.WARNING,
+            pf_error=record.oops_code.value if record.oops_code and record.kind in PAGE_FAULT_KINDS else None,
+            stack_guard=record.kind is CrashKind.STACK_GUARD_PAGE,
         )
         if record.code.error:
             log.debug("code not decoded title=%r reason=%r", record.title, record.code.error)

@@ -836,13 +836,29 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
                 "inconsistent lock state in {0}", at=_AT_PC_FUNC,
             ),
             TitleRule(
+                # The detecting CPU is the stalled one, so a `RIP:` right after the header is the
+                # stall's own: x86 6.12 prints the interrupted registers (dump_cpu_task -> show_regs)
+                # with no interrupt frame. Not for "detected stalls on CPUs/tasks", whose RIP lines
+                # belong to other dumps (the RCU kthread's "Stack dump where ... last ran").
+                "rcu-self-stall",
+                _re(r"INFO: rcu_(?:preempt|sched|bh|tasks(?:_trace|_rude)?) self-detected(?: expedited)? stall"),
+                K.RCU_STALL, "INFO: rcu detected stall in {frame}",
+                (re.compile(r"apic_timer_interrupt"), _RIP_FRAME, TRACE),
+                (re.compile(r"(?:apic_timer_interrupt|Exception stack|el1h_64_irq)"), TRACE),
+                skip=("apic_timer_interrupt", "rcu"), extractor=Extractor.STALL,
+                parts3=(_re(r"^(?:pc ?: |RIP: (?:[0-9a-f]{4}:)?){{FUNC}}"), _CALL_TRACE, TRACE),
+            ),
+            TitleRule(
                 "rcu-stall", _re(r"INFO: rcu_(?:preempt|sched|bh|tasks(?:_trace|_rude)?) (?:self-)?detected(?: expedited)? stall"),
                 K.RCU_STALL, "INFO: rcu detected stall in {frame}",
                 (re.compile(r"apic_timer_interrupt"), _RIP_FRAME, TRACE),
                 (re.compile(r"(?:apic_timer_interrupt|Exception stack|el1h_64_irq)"), TRACE),
                 skip=("apic_timer_interrupt", "rcu"), extractor=Extractor.STALL,
-                # arm64 6.1 prints the stalled CPU's own `pc :` and trace, no interrupt frame
-                parts3=(_re(r"^pc ?: {{FUNC}}"), _CALL_TRACE, TRACE),
+                # Another CPU detected the stall and had the stalled one print its own registers
+                # (`NMI backtrace for cpu N`: 5.10's nmi_cpu_backtrace -> show_regs, no interrupt
+                # frame): that CPU's `RIP:` / arm64 `pc :` and trace.
+                parts3=(re.compile(r"NMI backtrace for cpu \d+$"), _re(r"^(?:pc ?: |RIP: (?:[0-9a-f]{4}:)?){{FUNC}}"),
+                        _CALL_TRACE, TRACE),
             ),
             TitleRule(
                 "non-static-key", _re(r"INFO: trying to register non-static key"), K.LOCKDEP,
@@ -1123,6 +1139,16 @@ OOPS_GROUPS: tuple[OopsGroup, ...] = (
         (TitleRule("arm64-serror", _re(r"SError Interrupt on CPU"), K.MACHINE_CHECK, "SError Interrupt",
                    needs_stack=False),),
         kind=K.MACHINE_CHECK,
+    ),
+    OopsGroup(
+        # arch/arm64/kernel/traps.c:panic_bad_stack (VMAP_STACK): ESR, FAR, the stacks, the registers
+        # (`pc :` is where the stack ran out), then panic("kernel stack overflow") and its call
+        # trace. Starting the report here keeps the registers in it: the RIP, its module, and
+        # STALL_RIP_RULE's guilty frame when a module recursed (x86's "BUG: stack guard page").
+        "Insufficient stack space to handle exception!",
+        (TitleRule("arm64-bad-stack", _re(r"Insufficient stack space to handle exception!"), K.STACK_GUARD_PAGE,
+                   "kernel stack overflow in {frame}", TRACE_ONLY, skip=("bad_stack",), extractor=Extractor.STALL),),
+        kind=K.STACK_GUARD_PAGE,
     ),
     OopsGroup(
         "unreferenced object 0x",  # mm/kmemleak.c:print_unreferenced (debugfs, or the console when verbose)

@@ -17,6 +17,10 @@ SQLite in a temp dir or PostgreSQL in a schema of its own, dropped afterwards):
    database per host.
 5. the latency of each list and detail query at the final size (median of 5, milliseconds).
 
+On a PostgreSQL server with autovacuum off (this lab's), the schema is VACUUM (ANALYZE)d after
+onboarding and after the storm, timed, in autovacuum's place. Per slice the server's CPU per call
+is split into the collector's and PostgreSQL's, with WAL bytes per call and checkpoints.
+
 Heartbeat rates are set against a bare grpc.aio echo server (bench/ingest_bench.py's, started
 the same way) measured in the same run with the same client code, before and after the fleet.
 """
@@ -36,6 +40,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,24 +153,79 @@ def echo_rate(target: str, clients: int, calls: int, sets: list[list[str]]) -> f
 
 
 def fleet_rounds(
-    target: str, clients: int, hosts: int, sets: list[list[str]], label: str, pids: list[int], fraction: float = 1.0
+    target: str,
+    clients: int,
+    hosts: int,
+    sets: list[list[str]],
+    label: str,
+    server: ServerProbe,
+    fraction: float = 1.0,
 ) -> tuple[list[float], list[float]]:
     """One heartbeat per host, slice by slice: (calls/s, server CPU ms per call) per slice. The
-    CPU of the collector (and of PostgreSQL's backends, `pids`) per call is what other load on a
-    shared machine does not distort; calls/s is what an operator sees. `fraction` < 1 takes
-    only the first part of each slice (a steady round sampled across the whole fleet)."""
+    CPU of the collector (and of PostgreSQL's backends) per call is what other load on a
+    shared machine does not distort; calls/s is what an operator sees. Split per process, with
+    PostgreSQL's WAL bytes and checkpoints per slice, it says where a slow slice spent its time.
+    `fraction` < 1 takes only the first part of each slice (a steady round sampled across the
+    whole fleet)."""
     rates, cpus = [], []
     for k, whole in enumerate(slices(hosts)):
         part = range(whole.start, whole.start + max(1, int(len(whole) * fraction)))
-        cpu0 = _cpu(pids)
+        before = server.sample()
         rate, lat, errors = asyncio.run(drive(target, clients, beats(part, sets)))
-        cpu = (_cpu(pids) - cpu0) / max(1, len(part)) * 1e3
+        cost = server.sample().minus(before, max(1, len(part)))
         rates.append(rate)
-        cpus.append(cpu)
+        cpus.append(cost.cpu_ms)
         print(f"  {label:<10} slice {k + 1:>2} hosts {part.start:>8}-{part.stop - 1:<8} {rate:>8.0f}/s"
               f"  p50 {ingest_bench._pct(lat, 50) * 1e3:6.2f} ms  p99 {ingest_bench._pct(lat, 99) * 1e3:7.2f} ms"
-              f"  server cpu {cpu:6.3f} ms/call  errors {errors}")  # fmt: skip
+              f"  server cpu {cost.cpu_ms:6.3f} ms/call{cost.detail}  errors {errors}")  # fmt: skip
     return rates, cpus
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A slice's server cost per call."""
+
+    cpu_ms: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class ServerSample:
+    collector_s: float
+    backends_s: float
+    wal_bytes: int
+    checkpoints: int
+
+    def minus(self, before: ServerSample, calls: int) -> Cost:
+        collector = (self.collector_s - before.collector_s) / calls * 1e3
+        backends = (self.backends_s - before.backends_s) / calls * 1e3
+        detail = ""
+        if self.wal_bytes or before.wal_bytes:
+            detail = (f" (collector {collector:.3f}, postgres {backends:.3f}; WAL {(self.wal_bytes - before.wal_bytes) / calls:.0f}"
+                      f" B/call, checkpoints {self.checkpoints - before.checkpoints})")  # fmt: skip
+        return Cost(collector + backends, detail)
+
+
+@dataclass
+class ServerProbe:
+    """The collector process and, on PostgreSQL, its backends and the server's WAL position."""
+
+    collector: int
+    backends: list[int]
+    pg: str | None = None
+
+    def sample(self) -> ServerSample:
+        wal = checkpoints = 0
+        if self.pg is not None:
+            import psycopg
+
+            with psycopg.connect(self.pg, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint,"
+                    " checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+                ).fetchone()
+            wal, checkpoints = int(row[0]), int(row[1])
+        return ServerSample(_cpu([self.collector]), _cpu(self.backends), wal, checkpoints)
 
 
 def _cpu(pids: list[int]) -> float:
@@ -210,6 +270,27 @@ def inventory_bytes(backend: str, db: str, schema: str, pg: str | None) -> tuple
             (schema,),
         ).fetchone()[0]
     return int(inv), int(total)
+
+
+def stand_in_for_autovacuum(backend: str, schema: str, pg: str | None) -> None:
+    """On a PostgreSQL server with autovacuum off (this lab's), VACUUM (ANALYZE) the schema's
+    tables, as autovacuum would have done on a production server after a phase that wrote this
+    much: without it the planner has no statistics and index-only scans (the counts of a
+    listing) visit every heap page. Timed and printed; nothing is done where autovacuum is on."""
+    if backend != "postgres":
+        return
+    import psycopg
+
+    with psycopg.connect(pg or "", autocommit=True) as conn:
+        if conn.execute("SHOW autovacuum").fetchone()[0] == "on":
+            return
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", (schema,))]  # fmt: skip
+        start = time.perf_counter()
+        for table in tables:
+            conn.execute(f'VACUUM (ANALYZE) "{schema}"."{table}"')
+    print(f"  autovacuum is off on this server: VACUUM (ANALYZE) of {len(tables)} tables in its place,"
+          f" {time.perf_counter() - start:.1f} s")  # fmt: skip
 
 
 def query_latencies(target: str, fleet: int, repeat: int = 5) -> None:
@@ -281,19 +362,20 @@ def run_backend(backend: str, hosts: int, args: argparse.Namespace, echo_target:
                   f"{args.clients} clients, loopback ==")  # fmt: skip
             echo_before = echo_rate(echo_target, args.clients, args.echo_calls, sets)
             print(f"  echo before: {echo_before:.0f}/s")
-            pids = [proc.pid]
+            server = ServerProbe(proc.pid, [])
             if backend == "postgres":
                 # a first heartbeat opens the collector's connections; their backends count too
                 asyncio.run(drive(target, args.clients, beats(range(hosts, hosts + args.clients * 4), sets)))
-                pids += _postgres_pids(args.pg, schema)
+                server = ServerProbe(proc.pid, _postgres_pids(args.pg, schema), args.pg)
             t0 = time.perf_counter()
-            onboarding, onboard_cpu = fleet_rounds(target, args.clients, hosts, sets, "onboarding", pids)
+            onboarding, onboard_cpu = fleet_rounds(target, args.clients, hosts, sets, "onboarding", server)
             onboard_s = time.perf_counter() - t0
+            stand_in_for_autovacuum(backend, schema, args.pg)
             inv, total = inventory_bytes(backend, db_path, schema, args.pg)
             print(f"  onboarding took {onboard_s:.0f} s")
             print(f"  bytes per host: inventory (hosts + module sets, with indexes) {inv / hosts:.0f},"
                   f" whole database {total / hosts:.0f}  (before: ~3900 per host with 51 modules)")
-            steady, steady_cpu = fleet_rounds(target, args.clients, hosts, sets, "steady", pids, args.steady_fraction)
+            steady, steady_cpu = fleet_rounds(target, args.clients, hosts, sets, "steady", server, args.steady_fraction)
             echo_after = echo_rate(echo_target, args.clients, args.echo_calls, sets)
             echo = statistics.median([echo_before, echo_after])
             o, s = statistics.median(onboarding), statistics.median(steady)
@@ -312,6 +394,7 @@ def run_backend(backend: str, hosts: int, args: argparse.Namespace, echo_target:
             print(f"  crash storm: {args.crashes} reports over {hosts} hosts in {time.perf_counter() - t0:.0f} s,"
                   f" {rate:.0f}/s, p50 {ingest_bench._pct(lat, 50) * 1e3:.2f} ms,"
                   f" p99 {ingest_bench._pct(lat, 99) * 1e3:.2f} ms, errors {errors}")  # fmt: skip
+            stand_in_for_autovacuum(backend, schema, args.pg)
             _inv, total = inventory_bytes(backend, db_path, schema, args.pg)
             print(f"  database after the storm: {total / 1e6:.0f} MB")
             print("  query latency at the final size (median of 5):")

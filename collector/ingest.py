@@ -32,7 +32,16 @@ from collector.analytics.newclusters import NEW_CLUSTER_WINDOW, peak_new_cluster
 from collector.groupcommit import LoopGroupCommit
 from collector.metrics import BACKFILL_AGE, Metrics
 from collector.signing import CachedSigner
-from collector.store import GroupCommit, HostRecord, IngestResult, NewCrash, Resign, Store, StoredSignature
+from collector.store import (
+    GroupCommit,
+    HostRecord,
+    IngestResult,
+    NewCrash,
+    QueuedHeartbeats,
+    Resign,
+    Store,
+    StoredSignature,
+)
 from collector.store.analytics import AnalyticsStore
 from wire import convert
 from wire.model import LABEL_KEY, MAX_LABEL_VALUE_CHARS, MAX_LABELS, label_problem
@@ -211,6 +220,7 @@ class Ingestor:
         self._secondary = CachedSigner(_secondary_of)
         # Checked once: isinstance against a runtime Protocol is slow enough to show per report.
         self._group = store if isinstance(store, GroupCommit) else None
+        self._queued = store if self._group is None and isinstance(store, QueuedHeartbeats) else None
         self._committer: LoopGroupCommit | None = None
         # Fleet analytics (collector.store.analytics), when the store has it: the fixed clusters
         # each stored crash is checked against (refreshed with the gauges, and by set_triage).
@@ -380,15 +390,21 @@ class Ingestor:
 
     async def heartbeat_async(self, request: ingest_service_pb2.HeartbeatRequest, host: str) -> None:
         """`heartbeat` for the event loop: with a group-commit store the checks and the commit
-        run on the loop (as `report_async`); else a worker thread."""
-        group = self._group
-        if group is None:
+        run on the loop (as `report_async`); with a store whose writer thread batches heartbeats
+        (PostgreSQL) the checks run on the loop and the heartbeat is queued for that thread; else
+        a worker thread."""
+        group, queued = self._group, self._queued
+        if group is None and queued is None:
             await asyncio.to_thread(self.heartbeat, request, host)
             return
         record = self._host_record(request, host)
         start = time.perf_counter()
         try:
-            await self._loop_committer(group).write(group.heartbeat_write(record, self.clock()))
+            if group is not None:
+                await self._loop_committer(group).write(group.heartbeat_write(record, self.clock()))
+            else:
+                assert queued is not None
+                await asyncio.wrap_future(queued.submit_heartbeat(record, self.clock()))
         finally:
             self.metrics.observe_store("heartbeat", time.perf_counter() - start)
         self.metrics.heartbeat()

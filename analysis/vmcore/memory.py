@@ -17,7 +17,7 @@ import bisect
 import struct
 
 from analysis.errors import DumpFormatError
-from analysis.vmcore.arm64 import Arm64Layout, arm64_layout, walk_arm64
+from analysis.vmcore.arm64 import Arm64Walker, arm64_layout
 from analysis.vmcore.dump import Dump, PageNotPresent
 from analysis.vmcore.elf import ElfDump
 
@@ -61,10 +61,10 @@ class AddressSpace:
                 self._top = self._kernel_image_phys(addr)
                 break
         self._cache: dict[int, int] = {}
-        self._arm64: Arm64Layout | DumpFormatError | None = None
+        self._arm64: Arm64Walker | DumpFormatError | None = None
         if self.machine == "aarch64":
             try:
-                self._arm64 = arm64_layout(info, self.page_size, self.path)
+                self._arm64 = Arm64Walker(arm64_layout(info, self.page_size, self.path), self._u64, self.path)
             except DumpFormatError as exc:  # raised when an address needs the walk, not before
                 self._arm64 = exc
 
@@ -107,9 +107,9 @@ class AddressSpace:
             table = base
         return table | (vaddr & 0xFFF)
 
-    def _walk_arm64(self, layout: Arm64Layout, vaddr: int) -> int:
+    def _walk_arm64(self, walker: Arm64Walker, vaddr: int) -> int:
         try:
-            return walk_arm64(layout, vaddr, self._u64, self.path)
+            return walker.translate(vaddr)
         except PageNotPresent:
             raise PageNotPresent(self.path, f"page table for {vaddr:#x} is not in the dump") from None
 

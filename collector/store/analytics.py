@@ -2,7 +2,7 @@
 collector.analytics (rates, suspects, regression windows, bad hosts) and triage.
 
 A mixin of SqlStore kept in its own module (migration 0004): the heartbeat path calls
-`_exposure_tx` in its transaction; everything else reads. Same SQL for SQLite and PostgreSQL.
+`_exposures_tx` in its transaction; everything else reads. Same SQL for SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ _PROFILE_DAY_UPSERT = (
     " hosts = exposure_profile_days.hosts + excluded.hosts"
 )
 _CRASH_DIM_COLUMNS = {"kernel_release": "k.kernel_release", "hardware": "k.hardware"}
-# What the heartbeat's SELECT reads of host_exposure (aliased e), in _exposure_tx's order.
+# What the heartbeat's SELECT reads of host_exposure (aliased e), in _exposures_tx's order.
 EXPOSURE_COLUMNS = (
     "e.profile, e.since, e.counted_day, e.counted_profile, e.seconds, e.labels, e.hardware_errors"
 )
@@ -106,6 +106,12 @@ def _values(rows: Sequence[Sequence[Any]], width: int, head: str, tail: str, tx:
         tx.run(f"{head} VALUES {', '.join([group] * len(chunk))} {tail}", [v for row in chunk for v in row])
 
 
+def _add(totals: dict[Any, list[int]], key: Any, seconds: int, hosts: int) -> None:
+    total = totals.setdefault(key, [0, 0])
+    total[0] += seconds
+    total[1] += hosts
+
+
 def _chunks(items: Sequence[T], size: int = MAX_IN) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -141,42 +147,54 @@ class AnalyticsStore:
 
     # Writes from heartbeats ---------------------------------------------------------------
 
-    def _exposure_tx(
-        self, tx: _Tx, hostname: str, facts: Any, at: int, last: int | None, prior: Sequence[Any] | None
-    ) -> None:
-        """Account one heartbeat (after the hosts row was written); writes only when the host's
-        stretch is credited or its labels or hardware-error counts changed. `prior`: the host's
-        EXPOSURE_COLUMNS, read by the heartbeat's own SELECT (None when it has no row yet)."""
-        attrs, profile = self._facts_profile(facts)
-        # Most heartbeats carry neither: skip the encoder on the hot path.
-        labels_json = json.dumps(dict(facts.labels), sort_keys=True) if facts.labels else "{}"
-        errors_json = (
-            json.dumps(dict(facts.hardware_errors), sort_keys=True) if facts.hardware_errors else "{}"
-        )
-        row = prior
-        state = exp.ExposureState(row[0], int(row[1]), int(row[2]), row[3]) if row is not None else None
-        new, credits = exp.account(state, last, profile, at, self.exposure_cap_s, self.exposure_flush_s)
-        if new is None and row is not None and (row[5], row[6]) == (labels_json, errors_json):
-            return
-        if state is None or (new is not None and new.profile != state.profile):
-            tx.run(
-                "INSERT INTO exposure_profiles (id, attrs, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (profile, json.dumps(attrs), at),
+    def _exposures_tx(self, tx: _Tx, beats: Sequence[tuple[str, Any, int, int | None, Sequence[Any] | None]]) -> None:
+        """Account heartbeats of distinct hosts (after their hosts rows were written): per host
+        (hostname, facts, time, its previous heartbeat's time, `prior`: its EXPOSURE_COLUMNS as
+        the heartbeat's own SELECT read them, None when it has no row yet). A host is written
+        only when its stretch is credited or its labels or hardware-error counts changed; each
+        table gets one multi-row write for the whole batch."""
+        new_profiles: dict[str, str] = {}
+        credits: list[exp.Credit] = []
+        known: dict[str, frozenset[exp.Attr]] = {}
+        rows: list[tuple[Any, ...]] = []
+        for hostname, facts, at, last, row in beats:
+            attrs, profile = self._facts_profile(facts)
+            # Most heartbeats carry neither: skip the encoder on the hot path.
+            labels_json = json.dumps(dict(facts.labels), sort_keys=True) if facts.labels else "{}"
+            errors_json = (
+                json.dumps(dict(facts.hardware_errors), sort_keys=True) if facts.hardware_errors else "{}"
             )
-            self._remember_profile(profile, frozenset(attrs))
+            state = exp.ExposureState(row[0], int(row[1]), int(row[2]), row[3]) if row is not None else None
+            new, host_credits = exp.account(state, last, profile, at, self.exposure_cap_s, self.exposure_flush_s)
+            if new is None and row is not None and (row[5], row[6]) == (labels_json, errors_json):
+                continue
+            if state is None or (new is not None and new.profile != state.profile):
+                new_profiles[profile] = json.dumps(attrs)
+                self._remember_profile(profile, frozenset(attrs))
+            if host_credits:
+                credits += host_credits
+                known[profile] = frozenset(attrs)
+            keep = new or state or exp.ExposureState(profile, at)
+            seconds = (int(row[4]) if row is not None else 0) + sum(c.seconds for c in host_credits)
+            rows.append(
+                (hostname, keep.profile, keep.since_us, keep.counted_day, keep.counted_profile, seconds,
+                 labels_json, errors_json)
+            )  # fmt: skip
+        created = max((at for _, _, at, _, _ in beats), default=0)
+        tx.many(
+            "INSERT INTO exposure_profiles (id, attrs, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(profile, attrs_json, created) for profile, attrs_json in sorted(new_profiles.items())],
+        )
         if credits:
-            self._credit(tx, credits, {profile: frozenset(attrs)})
-        keep = new or state or exp.ExposureState(profile, at)
-        seconds = (int(row[4]) if row is not None else 0) + sum(c.seconds for c in credits)
-        tx.run(
+            self._credit(tx, credits, known)
+        tx.many(
             "INSERT INTO host_exposure (hostname, profile, since, counted_day, counted_profile, seconds, labels,"
             " hardware_errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hostname) DO UPDATE SET"
             " profile = excluded.profile, since = excluded.since, counted_day = excluded.counted_day,"
             " counted_profile = excluded.counted_profile, seconds = excluded.seconds, labels = excluded.labels,"
             " hardware_errors = excluded.hardware_errors",
-            (hostname, keep.profile, keep.since_us, keep.counted_day, keep.counted_profile, seconds,
-             labels_json, errors_json),
-        )  # fmt: skip
+            rows,
+        )
 
     # A crashing host's stored inventory -> its attribute values (a pure function, remembered).
     _inventories_lock = threading.Lock()
@@ -212,29 +230,35 @@ class AnalyticsStore:
         return found
 
     def _credit(self, tx: _Tx, credits: Sequence[exp.Credit], known: dict[str, frozenset[exp.Attr]]) -> None:
-        """One upsert per credited (day, profile) and one multi-row upsert of its values."""
+        """One multi-row upsert per table for the credits of a batch of heartbeats, summed per
+        (day, profile) and per (day, dimension, value) first: one statement may not touch a row
+        twice (PostgreSQL), and hosts of one fleet share a handful of profiles."""
         wanted = {c.profile for c in credits} | {c.already_counted for c in credits if c.already_counted}
         attrs = self._profile_attrs(tx, [p for p in wanted if p not in known]) | known
-        day_rows: list[tuple[Any, ...]] = []
-        profile_rows: list[tuple[Any, ...]] = []
+        per_profile: dict[tuple[int, str], list[int]] = {}
+        per_value: dict[tuple[int, str, str], list[int]] = {}
         for c in credits:
             mine = attrs.get(c.profile, frozenset())
             before = attrs.get(c.already_counted, frozenset()) if c.already_counted else frozenset()
             # A host is counted once per day, under the first profile credited that day, so that a
             # day's hosts summed over any set of profiles counts each host once.
-            profile_rows.append((c.day, c.profile, c.seconds, 0 if c.already_counted else 1))
-            day_rows += [
-                (c.day, dim, value, c.seconds, 0 if (dim, value) in before else 1)
-                for dim, value in sorted(mine)
-            ]
+            _add(per_profile, (c.day, c.profile), c.seconds, 0 if c.already_counted else 1)
+            for dim, value in mine:
+                _add(per_value, (c.day, dim, value), c.seconds, 0 if (dim, value) in before else 1)
         _values(
-            profile_rows,
+            [(*key, seconds, hosts) for key, (seconds, hosts) in sorted(per_profile.items())],
             4,
             "INSERT INTO exposure_profile_days (day, profile, seconds, hosts)",
             _PROFILE_DAY_UPSERT,
             tx,
         )
-        _values(day_rows, 5, "INSERT INTO exposure_days (day, dim, value, seconds, hosts)", _DAY_UPSERT, tx)
+        _values(
+            [(*key, seconds, hosts) for key, (seconds, hosts) in sorted(per_value.items())],
+            5,
+            "INSERT INTO exposure_days (day, dim, value, seconds, hosts)",
+            _DAY_UPSERT,
+            tx,
+        )
 
     @classmethod
     def _remember_profile(cls, profile: str, attrs: frozenset[exp.Attr]) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "NewCrash",
     "PendingWrite",
     "PurgeReport",
+    "QueuedHeartbeats",
     "ReclusterReport",
     "Resign",
     "Store",
@@ -289,3 +290,12 @@ class GroupCommit(Protocol):
     def submit(self, write: Any) -> Future[Any]:
         """Queue one write for the store's own writer thread, which waits for other writers."""
         ...
+
+
+@runtime_checkable
+class QueuedHeartbeats(Protocol):
+    """A store whose own writer thread batches heartbeats into one transaction (PostgreSQL;
+    collector.store.writer): the event loop queues each heartbeat and awaits its Future, with no
+    worker thread per call."""
+
+    def submit_heartbeat(self, host: HostRecord, at: datetime) -> Future[None]: ...

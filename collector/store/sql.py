@@ -18,6 +18,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,7 @@ from collector.store.base import (
 )
 from collector.store.base import from_us as _dt
 from collector.store.base import to_us as _us
+from collector.store.writer import Write
 from wire.model import (
     Breakdown,
     ClusterDetail,
@@ -328,6 +330,7 @@ HOT_PATHS: dict[str, str] = {
     "heartbeat_new": "the first heartbeat of a host (onboarding) with a known module set",
     "heartbeat_new_set": "a heartbeat introducing a module set nobody reported before",
     "heartbeat_same": "a known host, inventory unchanged",
+    "heartbeat_batch": "a writer thread's batch of heartbeats: new hosts, and known ones credited exposure",
     "list_clusters": "ListClusters, first and next page",
     "list_clusters_filtered": "ListClusters by host and module",
     "get_cluster": "GetCluster by id and by unique prefix",
@@ -857,32 +860,180 @@ class SqlStore(AnalyticsStore, ABC):
         )
         return bool(new_host)
 
-    # Hosts ------------------------------------------------------------------------------------
+    # Group commit: what a batch of writes does inside its one transaction (collector.store.writer)
+
+    # Errors after which the whole batch's transaction is rolled back and run again (PostgreSQL:
+    # deadlocks, serialization failures, a dropped connection) rather than failing one write.
+    RETRY_BATCH: tuple[type[BaseException], ...] = ()
+
+    def ingest_write(self, crash: NewCrash) -> Write:
+        """A crash to store, for `commit` (result: IngestResult)."""
+        return Write(lambda tx: self._ingest_tx(tx, crash), crash)
+
+    def heartbeat_write(self, host: HostRecord, at: datetime) -> Write:
+        """A heartbeat to store, for `commit` (result: None)."""
+        stamp = _us(at)
+        return Write(lambda tx: self._heartbeat_tx(tx, host, stamp), heartbeat=(host.hostname, stamp), host=host)
 
     def heartbeat(self, host: HostRecord, at: datetime) -> None:
-        self._retry_write(lambda tx: self._heartbeat_tx(tx, host, _us(at)))
+        self.submit_heartbeat(host, at).result()
+
+    def submit_heartbeat(self, host: HostRecord, at: datetime) -> Future[None]:
+        """Queue a heartbeat for the writer thread's next group commit; the Future resolves once
+        it is committed."""
+        future: Future[None] = self.submit(self.heartbeat_write(host, at))
+        return future
+
+    @abstractmethod
+    def submit(self, job: Write) -> Future[Any]:
+        """Queue `job` for the store's writer thread (collector.store.writer); its Future answers
+        once its batch committed."""
+
+    def run_batch(self, tx: Tx, batch: list[Write]) -> None:
+        """The writes in order: runs of ingests and of heartbeats batched, the rest one by one."""
+        start = 0
+        while start < len(batch):
+            end = start
+            while end < len(batch) and batch[end].crash is not None:
+                end += 1
+            if end > start:
+                self._run_ingest_batch(tx, batch[start:end])
+                start = end
+                continue
+            while end < len(batch) and batch[end].heartbeat is not None:
+                end += 1
+            if end > start:
+                self._run_heartbeat_batch(tx, batch[start:end])
+                start = end
+            else:
+                self._run_job(tx, batch[start])
+                start += 1
+
+    def _run_job(self, tx: Tx, job: Write) -> None:
+        """One write in its own SAVEPOINT, so that its failure rolls back only itself."""
+        tx.run("SAVEPOINT job")
+        try:
+            job.result = job.body(tx)
+        except self.RETRY_BATCH:
+            raise
+        except Exception as exc:
+            job.error = exc
+            tx.run("ROLLBACK TO job")
+        tx.run("RELEASE job")
+
+    def _run_ingest_batch(self, tx: Tx, jobs: list[Write]) -> None:
+        """Consecutive ingest jobs as one batched ingest (SqlStore._ingest_batch_tx); if that
+        fails, roll it back and run the jobs one by one, so one bad report fails alone."""
+        tx.run("SAVEPOINT batch")
+        try:
+            results = self._ingest_batch_tx(tx, [job.crash for job in jobs if job.crash is not None])
+        except self.RETRY_BATCH:
+            raise
+        except Exception as exc:
+            tx.run("ROLLBACK TO batch")
+            tx.run("RELEASE batch")
+            log.warning("batched ingest failed, storing one by one reports=%d error=%s", len(jobs), exc)
+            for job in jobs:
+                self._run_job(tx, job)
+            return
+        tx.run("RELEASE batch")
+        for job, result in zip(jobs, results, strict=True):
+            job.result = result
+
+    def _run_heartbeat_batch(self, tx: Tx, jobs: list[Write]) -> None:
+        """Consecutive heartbeats: per host only the one that a sequential run would leave in
+        place (the latest; the last queued on a tie) is written, and every heartbeat of that host
+        shares its outcome. All hosts run under one SAVEPOINT; if that fails, roll it back and
+        run the survivors one by one, so one bad heartbeat fails alone."""
+        winners: dict[str, Write] = {}
+        for job in jobs:
+            assert job.heartbeat is not None
+            hostname, stamp = job.heartbeat
+            best = winners.get(hostname)
+            if best is None or best.heartbeat is None or stamp >= best.heartbeat[1]:
+                winners[hostname] = job
+        tx.run("SAVEPOINT beats")
+        try:
+            # In hostname order: replicas committing overlapping batches lock hosts' rows in one
+            # order, so they wait for each other rather than deadlock (PostgreSQL).
+            beats = []
+            for _, job in sorted(winners.items()):
+                assert job.host is not None and job.heartbeat is not None
+                beats.append((job.host, job.heartbeat[1]))
+            self._heartbeats_tx(tx, beats)
+        except self.RETRY_BATCH:
+            raise
+        except Exception as exc:
+            tx.run("ROLLBACK TO beats")
+            tx.run("RELEASE beats")
+            log.warning(
+                "batched heartbeats failed, storing one by one heartbeats=%d error=%s", len(winners), exc
+            )
+            for job in winners.values():
+                self._run_job(tx, job)
+        else:
+            tx.run("RELEASE beats")
+        for job in jobs:
+            assert job.heartbeat is not None
+            winner = winners[job.heartbeat[0]]
+            if winner is not job:
+                job.result, job.error = winner.result, winner.error
+
+    # Hosts ------------------------------------------------------------------------------------
 
     def _heartbeat_tx(self, tx: Tx, h: HostRecord, at: int) -> None:
-        """One host's inventory: a row of its own plus a pointer to its (shared) module set, and
-        the exposure bookkeeping of fleet analytics (collector.store.analytics).
+        """One host's heartbeat: a batch of one."""
+        self._heartbeats_tx(tx, [(h, at)])
 
-        Every statement is a primary-key probe or an insert, whatever the fleet's size: a new
-        host costs what a known one does (tests/collector/test_store_plans.py holds it to that).
+    def _heartbeats_tx(self, tx: Tx, beats: Sequence[tuple[HostRecord, int]]) -> None:
+        """Hosts' inventories (distinct hostnames, each with its heartbeat's time in µs): a row of
+        each host's own plus a pointer to its (shared) module set, and the exposure bookkeeping of
+        fleet analytics (collector.store.analytics).
+
+        A fixed number of statements per batch, whatever its size: one read of every host's
+        stored state, then one multi-row write per table (`executemany`, one round trip in
+        PostgreSQL's pipeline). Every statement is a primary-key probe or an insert, whatever the
+        fleet's size: a new host costs what a known one does (tests/collector/test_store_plans.py
+        holds it to that).
         """
-        modules = tuple(sorted(set(h.modules)))
-        set_id = module_set_id(modules)
-        # One read for the inventory, its module set and the exposure bookkeeping.
-        row = tx.one(
-            f"SELECT h.module_set, h.last_heartbeat, s.id, {EXPOSURE_COLUMNS} FROM hosts h"
-            " LEFT JOIN module_sets s ON s.id = h.module_set"
-            " LEFT JOIN host_exposure e ON e.hostname = h.hostname WHERE h.hostname = ?",
-            (h.hostname,),
-        )
-        if row is not None and row[1] is not None and row[1] > at:
-            return  # a late, out-of-order heartbeat must not roll the inventory back
-        if set_id and (row is None or row[0] != set_id or row[2] is None):
+        stored: dict[str, Row] = {}
+        names = [h.hostname for h, _ in beats]
+        for chunk in _chunks(names, MAX_IN_LIST):
+            # One read for the inventory, its module set and the exposure bookkeeping.
+            for found in tx.all(
+                f"SELECT h.hostname, h.module_set, h.last_heartbeat, s.id, {EXPOSURE_COLUMNS} FROM hosts h"
+                " LEFT JOIN module_sets s ON s.id = h.module_set"
+                f" LEFT JOIN host_exposure e ON e.hostname = h.hostname WHERE h.hostname IN ({_marks(len(chunk))})",
+                chunk,
+            ):
+                stored[found[0]] = found[1:]
+        new_sets: dict[str, tuple[tuple[str, ...], int]] = {}
+        host_rows: list[tuple[Any, ...]] = []
+        known: list[str] = []
+        fault_rows: list[tuple[str, str, int]] = []
+        exposures: list[tuple[str, HostRecord, int, int | None, Row | None]] = []
+        for h, at in beats:
+            row = stored.get(h.hostname)
+            if row is not None and row[1] is not None and row[1] > at:
+                continue  # a late, out-of-order heartbeat must not roll the inventory back
+            modules = tuple(sorted(set(h.modules)))
+            set_id = module_set_id(modules)
+            if set_id and (row is None or row[0] != set_id or row[2] is None):
+                new_sets.setdefault(set_id, (modules, at))
+            host_rows.append(
+                (h.hostname, h.kernel_release, h.machine, h.hardware, h.agent_version, h.cpus,
+                 h.memory_bytes, set_id, at)
+            )  # fmt: skip
+            # The heartbeat carries this boot's user-space fault counts (a snapshot): they replace
+            # the stored ones. A new host has nothing to delete.
+            if row is not None:
+                known.append(h.hostname)
+            fault_rows += [(h.hostname, program, count) for program, count in dict(h.user_faults).items()]
+            prior = row[3:] if row is not None and row[3] is not None else None
+            exposures.append((h.hostname, h, at, row[1] if row is not None else None, prior))
+        for set_id, (modules, at) in sorted(new_sets.items()):
             _put_module_set(tx, set_id, modules, at)
-        tx.run(
+        tx.many(
             "INSERT INTO hosts (hostname, kernel_release, machine, hardware, agent_version, cpus,"
             " memory_bytes, module_set, last_heartbeat, crashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
             " ON CONFLICT (hostname) DO UPDATE SET kernel_release = excluded.kernel_release,"
@@ -890,20 +1041,12 @@ class SqlStore(AnalyticsStore, ABC):
             " agent_version = excluded.agent_version, cpus = excluded.cpus,"
             " memory_bytes = excluded.memory_bytes, module_set = excluded.module_set,"
             " last_heartbeat = excluded.last_heartbeat",
-            (h.hostname, h.kernel_release, h.machine, h.hardware, h.agent_version, h.cpus,
-             h.memory_bytes, set_id, at),
-        )  # fmt: skip
-        # The heartbeat carries this boot's user-space fault counts (a snapshot): they replace the
-        # stored ones. Primary-key probes only; a new host has nothing to delete.
-        if row is not None:
-            tx.run("DELETE FROM host_user_faults WHERE hostname = ?", (h.hostname,))
-        if h.user_faults:
-            tx.many(
-                "INSERT INTO host_user_faults (hostname, program, faults) VALUES (?, ?, ?)",
-                [(h.hostname, program, count) for program, count in dict(h.user_faults).items()],
-            )
-        prior = row[3:] if row is not None and row[3] is not None else None
-        self._exposure_tx(tx, h.hostname, h, at, row[1] if row is not None else None, prior)
+            host_rows,
+        )
+        for chunk in _chunks(known, MAX_IN_LIST):
+            tx.run(f"DELETE FROM host_user_faults WHERE hostname IN ({_marks(len(chunk))})", chunk)
+        tx.many("INSERT INTO host_user_faults (hostname, program, faults) VALUES (?, ?, ?)", fault_rows)
+        self._exposures_tx(tx, exposures)
 
     # Module sets: the API for readers of host inventories (analytics joins on these tables) ----
 

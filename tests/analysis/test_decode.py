@@ -1,7 +1,8 @@
 """`analysis.decode`: golden cases under tests/data/decode/ and a differential check against objdump.
 
 Each `tests/data/decode/<case>.txt` holds `arch:`, optional `fault_address:`, `registers:` and
-`interrupted: yes` (a lockup's Code: line) and `warning: yes` (a WARNING's) lines and a `Code:` line (continuation lines indented, as consoles wrap it); `<case>.expected.json`
+`interrupted: yes` (a lockup's Code: line), `warning: yes` (a WARNING's), `stack_guard: yes` (a
+stack overflow's) and `pf_error:` (an x86 #PF error code) lines and a `Code:` line (continuation lines indented, as consoles wrap it); `<case>.expected.json`
 beside it is the `CodeDecode` the case must give. `CRASHFLEET_UPDATE_GOLDEN=1` rewrites the
 expected files from the current output (review the diff before committing).
 """
@@ -64,7 +65,14 @@ def test_golden(case: str) -> None:
     code, arch, registers, fault = load_case(path)
     interrupted = "\ninterrupted: yes" in path.read_text()
     warning = "\nwarning: yes" in path.read_text()
-    got = as_json(decode_code(code, arch, registers, fault, interrupted=interrupted, warning=warning))
+    pf = re.search(r"^pf_error: *(\S+)", path.read_text(), re.MULTILINE)
+    pf_error = int(pf.group(1), 0) if pf else None
+    got = as_json(
+        decode_code(
+            code, arch, registers, fault, interrupted=interrupted, warning=warning, pf_error=pf_error,
+            stack_guard="\nstack_guard: yes" in path.read_text(),
+        )
+    )  # fmt: skip
     expected_path = DATA / f"{case}.expected.json"
     if UPDATE:
         expected_path.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")

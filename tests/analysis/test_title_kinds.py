@@ -5,6 +5,7 @@ gives the syzkaller corpus, the golden logs and the real dumps' console logs."""
 from __future__ import annotations
 
 import collections
+import lzma
 import re
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def test_fallback_titles_take_the_table_kind(header: str, kind: CrashKind) -> No
 
 def _logs() -> list[Path]:
     logs = sorted((TESTS / "data" / "logs").glob("*.log"))
-    logs += sorted((TESTS / "data" / "vmcore" / "real").glob("*/serial.log"))
+    logs += sorted((TESTS / "data" / "vmcore" / "real").glob("*/serial.log*"))  # plain or .xz
     corpus = SHARED / "corpora" / "syzkaller" / "report"
     if corpus.is_dir():
         logs += sorted(corpus.iterdir())
@@ -77,7 +78,8 @@ def _logs() -> list[Path]:
 def test_one_kind_per_title_over_every_log() -> None:
     kinds: dict[str, set[str]] = collections.defaultdict(set)
     for path in _logs():
-        for record in parse_log(path.read_bytes()):
+        data = path.read_bytes()
+        for record in parse_log(lzma.decompress(data) if path.suffix == ".xz" else data):
             kinds[re.sub(r" in \S+$", " in FUNC", record.title)].add(record.kind.value)
     assert len(kinds) > 20
     assert {title: k for title, k in kinds.items() if len(k) > 1} == {}

@@ -1,6 +1,7 @@
-"""Heartbeats on SQLite's group-commit queue: the heartbeats of one batch are coalesced per host
-and leave exactly the hosts that writing them one by one leaves, each is answered only after the
-commit, one failing heartbeat fails alone, and Ingestor.heartbeat_async works on every store."""
+"""Heartbeats in group commits: the heartbeats of one batch are coalesced per host and leave
+exactly the hosts — and, on both stores, the exposure bookkeeping — that writing them one by one
+leaves; each is answered only after the commit, one failing heartbeat fails alone, and
+Ingestor.heartbeat_async works on every store."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,9 @@ def _one_batch(store: SqliteStore) -> Iterator[None]:
     with store._write_lock:
         plug = store.submit_heartbeat(_record("plug", "6.1.0-26-amd64", ()), NOW)
         deadline = time.monotonic() + 10
-        while store._queue and time.monotonic() < deadline:
+        while store._writer_thread.queued() and time.monotonic() < deadline:
             time.sleep(0.001)
-        assert not store._queue, "the writer did not take the plug write"
+        assert not store._writer_thread.queued(), "the writer did not take the plug write"
         yield
     plug.result(timeout=10)
 
@@ -85,6 +86,89 @@ def test_coalesced_heartbeats_store_what_one_by_one_stores(tmp_path: Path) -> No
     reference.close()
 
 
+# Tables a heartbeat writes, as rows: what "the same state" means for the equivalence below.
+HEARTBEAT_TABLES = {
+    "hosts": "SELECT hostname, kernel_release, module_set, last_heartbeat FROM hosts ORDER BY hostname",
+    "module_sets": "SELECT id, modules FROM module_sets ORDER BY id",
+    "host_user_faults": "SELECT hostname, program, faults FROM host_user_faults ORDER BY hostname, program",
+    "host_exposure": "SELECT hostname, profile, since, counted_day, counted_profile, seconds, labels,"
+    " hardware_errors FROM host_exposure ORDER BY hostname",
+    "exposure_profiles": "SELECT id, attrs FROM exposure_profiles ORDER BY id",
+    "exposure_profile_days": "SELECT day, profile, seconds, hosts FROM exposure_profile_days ORDER BY day, profile",
+    "exposure_days": "SELECT day, dim, value, seconds, hosts FROM exposure_days ORDER BY day, dim, value",
+}
+
+
+def _tables(store: Any) -> dict[str, list[tuple[Any, ...]]]:
+    with store._read_tx() as tx:
+        return {name: tx.all(sql) for name, sql in HEARTBEAT_TABLES.items()}
+
+
+def _fleet_rounds() -> list[list[tuple[HostRecord, datetime]]]:
+    """Rounds of heartbeats from 24 hosts sharing three profiles: onboarding, a round past the
+    exposure cap (every host credited, many to the same day and profile), a round within it (no
+    credit), one past midnight, with hosts that change release, labels, hardware errors and
+    user-space faults between rounds."""
+    rounds = []
+    for k, minutes in enumerate((0, 10, 11, 12 * 60 + 5)):
+        beats = []
+        for i in range(24):
+            release = ("6.1.0-26-amd64", "6.1.0-27-amd64", "6.12.9-amd64")[(i + (k == 3 and i < 4)) % 3]
+            beats.append((
+                HostRecord(
+                    f"node-{i:02d}", release, "x86_64", ("R640", "DL360")[i % 2], "0.3.0", 4, 8 << 30,
+                    ("e1000e", "nvme") if i % 3 else ("xfs",),
+                    labels=(("rack", str(i % 4)),) if k >= 2 else (),
+                    hardware_errors=(("mce", k),) if i == 5 and k else (),
+                    user_faults=(("nginx", k + 1),) if i % 7 == 0 else (),
+                ),
+                NOW + timedelta(minutes=minutes, seconds=i),
+            ))  # fmt: skip
+        rounds.append(beats)
+    return rounds
+
+
+def test_a_batch_of_heartbeats_stores_and_credits_what_one_by_one_does(store: Store, tmp_path: Path) -> None:
+    """One transaction per round (the writer thread's batch) against one per heartbeat, on each
+    store: the same inventories, module sets, faults, exposure per host and per day and profile."""
+    rounds = _fleet_rounds()
+    for beats in rounds:
+        writes = [store.heartbeat_write(h, at) for h, at in beats]  # type: ignore[attr-defined]
+        with store._write_tx() as tx:  # type: ignore[attr-defined]
+            store.run_batch(tx, writes)  # type: ignore[attr-defined]
+        assert [(w.result, w.error) for w in writes] == [(None, None)] * len(writes)
+    batched = _tables(store)
+    assert batched["exposure_profile_days"] and batched["exposure_days"], "the rounds credited nothing"
+    assert max(row[3] for row in batched["exposure_profile_days"]) > 1, "no two hosts shared a credit row"
+    with _twin(store, tmp_path) as reference:
+        for beats in rounds:
+            for h, at in beats:
+                reference.heartbeat(h, at)
+        assert batched == _tables(reference)
+
+
+@contextmanager
+def _twin(store: Store, tmp_path: Path) -> Iterator[Any]:
+    """An empty store of the same backend as `store`."""
+    if isinstance(store, SqliteStore):
+        twin: Any = SqliteStore(str(tmp_path / "twin.db"))
+        try:
+            yield twin
+        finally:
+            twin.close()
+        return
+    from collector.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    schema = f"{store.schema}_twin"
+    twin = PostgresStore(store.url, schema=schema)
+    try:
+        yield twin
+    finally:
+        twin.drop_schema()
+        twin.close()
+
+
 def test_a_heartbeat_is_answered_only_after_its_commit(tmp_path: Path) -> None:
     path = tmp_path / "durable.db"
     store = SqliteStore(str(path))
@@ -103,14 +187,14 @@ def test_a_heartbeat_is_answered_only_after_its_commit(tmp_path: Path) -> None:
 
 def test_a_failing_heartbeat_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = SqliteStore(str(tmp_path / "fail.db"))
-    real = store._heartbeat_tx
+    real = store._heartbeats_tx
 
-    def flaky(tx: Any, host: HostRecord, at: int) -> None:
-        real(tx, host, at)  # writes, then fails: the write must be rolled back
-        if host.hostname == "bad":
+    def flaky(tx: Any, beats: list[tuple[HostRecord, int]]) -> None:
+        real(tx, beats)  # writes, then fails: the write must be rolled back
+        if any(host.hostname == "bad" for host, _ in beats):
             raise RuntimeError("injected")
 
-    monkeypatch.setattr(store, "_heartbeat_tx", flaky)
+    monkeypatch.setattr(store, "_heartbeats_tx", flaky)
     with _one_batch(store):
         good = store.submit_heartbeat(_record("good", "6.1.0-26-amd64", ()), NOW)
         bad_early = store.submit_heartbeat(_record("bad", "6.1.0-26-amd64", ()), NOW)

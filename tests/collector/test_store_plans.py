@@ -64,6 +64,13 @@ DRIVERS: dict[str, Callable[[SqlStore, World], object]] = {
     "heartbeat_same": lambda s, w: s._retry_write(
         lambda tx: s._heartbeat_tx(tx, replace(_beat(w.hosts[11], w.module_sets[11][1])), NOW_US + 10)
     ),
+    "heartbeat_batch": lambda s, w: s._retry_write(
+        lambda tx: s._heartbeats_tx(
+            tx,
+            [(_beat(f"batch-new-{i:02d}", w.module_sets[i % 7][1]), NOW_US) for i in range(32)]
+            + [(_beat(w.hosts[100 + i], w.module_sets[i % 5][1]), NOW_US + 600_000_000) for i in range(32)],
+        )
+    ),
     "list_clusters": lambda s, w: (
         s.list_clusters(QueryFilter(), Page(50)),
         s.list_clusters(QueryFilter(), Page(50, _encode_token("clusters", [NOW_US - 500_000, w.clusters[500]]))),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from analysis.errors import DumpFormatError
-from analysis.vmcore.arm64 import Arm64Layout, arm64_layout, walk_arm64
+from analysis.vmcore.arm64 import Arm64Layout, Arm64Walker, arm64_layout, walk_arm64
 from analysis.vmcore.vmcoreinfo import parse_vmcoreinfo
 
 KIMAGE_VOFFSET = 0xFFFF_B0D1_F980_0000
@@ -124,6 +124,54 @@ def test_walk_finds_pages_and_blocks(
         walk_arm64(layout, top + (9 << block_shift), tables.read_u64, "vmcore")
     with pytest.raises(DumpFormatError, match="not an arm64 kernel address"):
         walk_arm64(layout, 0x0000_7FFF_0000_0000, tables.read_u64, "vmcore")
+
+
+@pytest.mark.parametrize(("page", "va", "t1sz", "pbits", "levels", "lpa2", "lpa"), GEOMETRIES)
+def test_cached_walker_agrees_with_the_walk_and_reads_one_descriptor_per_page(
+    page: int, va: int, t1sz: int, pbits: int, levels: int, lpa2: bool, lpa: bool
+) -> None:
+    """The walk cache (upper levels per last-level table's span) changes the cost, never the answer."""
+    layout = _layout(page, va, t1sz, pbits)
+    tables = Tables(layout)
+    top = (1 << 64) - (1 << layout.va_bits)
+    region = 1 << layout.shifts[-2]
+    base = top + 5 * region
+    for i in range(8):  # eight pages of one region, one of them left unmapped
+        if i != 6:
+            tables.map(base + i * page, 0x4000_0000 + (7 - i) * page)
+    tables.map(top + 11 * region, 0x4000_0000 << 1, block_level=levels - 2)
+    if levels >= 3:  # a block two levels up (1 GiB with 4 KiB pages)
+        tables.map(top + (3 << layout.shifts[-3]), 0x8000_0000 << 1, block_level=levels - 3)
+    reads = 0
+
+    def counting(paddr: int) -> int:
+        nonlocal reads
+        reads += 1
+        return tables.read_u64(paddr)
+
+    walker = Arm64Walker(layout, counting, "vmcore")
+    addresses = [base + i * page + 0x28 for i in range(8)] + [top + 11 * region + region - 8, top + 11 * region + 16]
+    if levels >= 3:
+        addresses += [top + (3 << layout.shifts[-3]) + 7 * region + 0x40, top + (3 << layout.shifts[-3]) + 0x40]
+    addresses += [top + 13 * region, 0x0000_7FFF_0000_0000]
+    for _ in range(2):  # cold, then cached
+        for vaddr in addresses:
+            try:
+                want: int | str = walk_arm64(layout, vaddr, tables.read_u64, "vmcore")
+            except DumpFormatError as exc:
+                want = exc.reason
+            try:
+                got: int | str = walker.translate(vaddr)
+            except DumpFormatError as exc:
+                got = exc.reason
+            assert got == want, hex(vaddr)
+    reads = 0
+    for i in (0, 1, 2, 3):
+        walker.translate(base + i * page)
+    assert reads == 4  # the upper levels come from the cache: one last-level descriptor per page
+    reads = 0
+    walker.translate(top + 11 * region + 0x100)
+    assert reads == 0  # inside a block: nothing to read
 
 
 def test_swapper_pg_dir_is_found_through_kimage_voffset() -> None:
