@@ -30,7 +30,9 @@ _DROPPED = re.compile(r"\*\* \d{1,12} printk messages dropped \*\* ")
 _LOGIN_ECHO = re.compile(r"(?<![\w.-])[\w.-]{1,64} login: (?=<\d{1,3}>|\[ {0,12}\d)")  # console login prompt glued to a line
 _LEVEL = re.compile(r"<(\d{1,3})>")
 _TIMESTAMP = re.compile(r"\[ {0,12}(\d{1,12}\.\d{1,9})\]")
-_CALLER = re.compile(r"\[ {0,12}([TC]\d{1,10})\]")
+# The console prints "[ts][ T123]"; makedumpfile 1.7.4+ (--dump-dmesg, so kdump-tools' dmesg.<stamp>
+# from trixie on) "[ts] [    T123]", one space between.
+_CALLER = re.compile(r" ?\[ {0,12}([TC]\d{1,10})\]")
 
 
 @dataclass(frozen=True, slots=True)

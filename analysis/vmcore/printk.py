@@ -60,6 +60,27 @@ def format_record(ts_nsec: int, text: bytes) -> bytes:
     return prefix + text + b"\n"
 
 
+_CALLER_COLUMN = re.compile(rb"(\[ *[0-9]+\.[0-9]{6}\] )(\[ *[TC][0-9]+\] )")
+
+
+def without_caller_ids(log: bytes) -> bytes:
+    """makedumpfile 1.7.4+ (Debian 13's, so kdump-tools' dmesg.<stamp> there) prints each record's
+    caller id after its timestamp, `[  279.549721] [    T476] RIP: ...`, and indents the record's
+    continuation lines past it; this is the same log the way format_record (and makedumpfile 1.7.2)
+    prints it. Only for comparing with that oracle: the reader itself never prints caller ids."""
+    out: list[bytes] = []
+    width = 0
+    for line in log.split(b"\n"):
+        match = _CALLER_COLUMN.match(line)
+        if match is not None:
+            width = len(match.group(2))
+            line = match.group(1) + line[match.end() :]
+        elif width and not line.startswith(b"[") and line.startswith(b" " * width):
+            line = line[width:]  # a continuation line of the record above
+        out.append(line)
+    return b"\n".join(out)
+
+
 def detect_era(info: VmcoreInfo) -> str:
     """Which log layout the dumped kernel used, from the VMCOREINFO keys it exported."""
     if info.symbol("prb") is not None:

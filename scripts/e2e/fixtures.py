@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""Turn a kept `make e2e` run's kdump-tools captures into the project's own small fixtures.
+"""Turn a kept `make e2e` or capture lab run's kdump-tools captures into the project's own small fixtures.
 
     .venv/bin/python scripts/e2e/fixtures.py WORKDIR [--out tests/data/agent/kdump_tools]
 
 WORKDIR is the run's work directory, kept by `make e2e E2E_ARGS=--keep` (scripts/e2e/run.py
---keep): its serial.log and the guest's disk (overlay.qcow2 over the cached image). The guest's /var/crash holds what kdump-tools' capture kernel wrote for each crash of
-the scenario: `<stamp>/dump.<stamp>` (`makedumpfile -F -c -d 31`: the flattened stream of a
+--keep) or by the capture lab (scripts/e2e/capture.py, which also leaves capture.json naming the
+guest): its serial.log and the guest's disk (overlay.qcow2 over the cached image). The guest's
+/var/crash holds what kdump-tools' capture kernel wrote for each crash of the run: `<stamp>/dump.<stamp>` (`makedumpfile -F -c -d 31`: the flattened stream of a
 kdump-compressed zlib dump) and `<stamp>/dmesg.<stamp>` (`makedumpfile --dump-dmesg` of
 /proc/vmcore), stamp = YYYYMMDDHHMM in the guest's clock (UTC), beside kdump_lock and kexec_cmd.
 
 For the first crash of each kind (sysrq-c, the test module's NULL dereference) this writes
-OUT/<case>/:
+OUT/<distro>-<kernel>-<arch>-<trigger>/ (e.g. debian13-6.12-amd64-sysrq-c; distro and arch from
+capture.json, else make e2e's debian12 amd64; kernel the dump's release's first two numbers):
 
   var/crash/<stamp>/dump.<stamp>.xz   the dump cut down by scripts/trim-dump.py --keep-oracle
                                       makedumpfile (the pages crashfleet and makedumpfile read),
@@ -26,8 +28,10 @@ Removing `.xz` gives the directory exactly as kdump-tools left it (tests/agent/t
 does that). The oracle is makedumpfile's own --dump-dmesg: the capture kernel's dmesg.<stamp> of the
 whole /proc/vmcore; this script checks that the host's makedumpfile (after -R) reads the same
 bytes from the original and from the trimmed dump, and so does crashfleet, and refuses to write a
-case otherwise. Each case's crash title
-must be the one scripts/e2e/run.py expects for its trigger.
+case otherwise. For an arm64 guest the oracle reader is the guest's own arm64 makedumpfile, run
+from the cached image's root under qemu-aarch64-static (the host's reads only its own
+architecture's dumps). Each case's crash title must be the one scripts/e2e/run.py (make e2e) or
+scripts/e2e/capture.py (the capture lab) expects for its trigger.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -55,6 +60,7 @@ from analysis.signature import analyze  # noqa: E402
 from analysis.vmcore import read_dump  # noqa: E402
 from analysis.vmcore.faultframe import fill_rip_addresses  # noqa: E402
 from analysis.vmcore.flattened import FLAT_SIGNATURE  # noqa: E402
+from analysis.vmcore.printk import without_caller_ids  # noqa: E402
 
 STAMP = re.compile(r"\d{12}")
 # A bare panic (sysrq-c) or an oops: with kdump loaded, an oops goes to the capture kernel without
@@ -66,14 +72,60 @@ TRIGGER = re.compile(rb"E2E trigger kind=(\S+) at=(\d+)")
 SMALL_BESIDE = 4096  # files kdump-tools keeps in /var/crash beside the stamps, copied when this small
 
 
-def load_run() -> ModuleType:
-    """scripts/e2e/run.py (not a package): its expectations and serial-console reader."""
-    spec = importlib.util.spec_from_file_location("e2e_run", HERE / "run.py")
+def load_script(name: str) -> ModuleType:
+    """scripts/e2e/run.py or capture.py (not a package): their expectations."""
+    spec = importlib.util.spec_from_file_location(f"e2e_{name}", HERE / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+@dataclasses.dataclass
+class Run:
+    """What fixtures need to know of the run: names, the title rule, how to run makedumpfile."""
+
+    distro: str
+    arch: str
+    made_with: str
+    title_ok: Callable[[str, str], bool]  # (trigger, title)
+    makedumpfile: list[str]  # the command prefix reading this architecture's dumps
+    makedumpfile_name: str  # which makedumpfile that is, for expected.json
+
+
+def describe_run(work: Path) -> Run:
+    """make e2e's run (debian12 amd64, exact titles) or the capture lab's (capture.json)."""
+    version = subprocess.run(["makedumpfile", "-v"], capture_output=True, text=True).stdout
+    host = re.search(r"makedumpfile: version (\S+)", version)
+    host_name = f"makedumpfile {host.group(1) if host else '?'} on the host"
+    info_path = work / "capture.json"
+    if not info_path.is_file():
+        titles = dict(load_script("run").EXPECTED_TITLES)
+        return Run("debian12", "amd64", "make e2e (scripts/e2e/run.py --keep), then scripts/e2e/fixtures.py on its "
+                   "work directory", lambda kind, title: titles.get(kind) == title, ["makedumpfile"], host_name)  # fmt: skip
+    try:
+        info = json.loads(info_path.read_text())
+        distro, arch, guest, rootfs = info["distro"], info["arch"], info["guest"], info["rootfs"]
+    except (ValueError, KeyError, TypeError) as err:
+        sys.exit(f"{info_path}: not the capture lab's description ({err!r})")
+    rules = load_script("capture").TITLES
+    made_with = f"scripts/e2e/capture.py --guest {guest}, then scripts/e2e/fixtures.py on its work directory"
+    command, name = ["makedumpfile"], host_name
+    if arch != host_arch():
+        if arch != "arm64" or shutil.which("qemu-aarch64-static") is None:
+            sys.exit(f"{info_path}: no makedumpfile for {arch} dumps (apt-get install qemu-user-static)")
+        command = ["qemu-aarch64-static", "-L", rootfs, f"{rootfs}/usr/bin/makedumpfile"]
+        version = subprocess.run([*command, "-v"], capture_output=True, text=True).stdout
+        found = re.search(r"makedumpfile: version (\S+)", version)
+        if found is None:
+            sys.exit(f"{rootfs}/usr/bin/makedumpfile: does not run under qemu-aarch64-static: {version!r}")
+        name = f"the guest's own arm64 makedumpfile {found.group(1)} under qemu-aarch64-static on the host"
+    return Run(distro, arch, made_with, lambda kind, title: bool(rules[kind].fullmatch(title)), command, name)
+
+
+def host_arch() -> str:
+    return subprocess.run(["dpkg", "--print-architecture"], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def sh(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
@@ -131,7 +183,7 @@ def console_segments(serial: bytes) -> list[Crash]:
     return crashes
 
 
-def dump_dmesg(path: Path, tmp: Path) -> bytes:
+def dump_dmesg(path: Path, tmp: Path, makedumpfile: list[str]) -> bytes:
     """makedumpfile --dump-dmesg of a dump; a flattened one (kdump-tools') first through -R."""
     out, plain = tmp / "makedumpfile.dmesg", tmp / "makedumpfile.plain"
     out.unlink(missing_ok=True)
@@ -139,9 +191,9 @@ def dump_dmesg(path: Path, tmp: Path) -> bytes:
         flattened = f.read(len(FLAT_SIGNATURE)) == FLAT_SIGNATURE
     if flattened:
         with path.open("rb") as stream:
-            sh(["makedumpfile", "-R", str(plain)], stdin=stream, capture_output=True)
+            sh([*makedumpfile, "-R", str(plain)], stdin=stream, capture_output=True)
         path = plain
-    sh(["makedumpfile", "--dump-dmesg", str(path), str(out)], capture_output=True)
+    sh([*makedumpfile, "--dump-dmesg", str(path), str(out)], capture_output=True)
     plain.unlink(missing_ok=True)
     return out.read_bytes()
 
@@ -165,7 +217,7 @@ def crash_facts(records: list[Any]) -> list[dict[str, Any]]:
     return facts
 
 
-def make_case(run: ModuleType, crash: Crash, stamp_dir: Path, beside: list[Path], out: Path, tmp: Path) -> None:
+def make_case(run: Run, crash: Crash, stamp_dir: Path, beside: list[Path], out: Path, tmp: Path) -> None:
     stamp = stamp_dir.name
     dump, dmesg = stamp_dir / f"dump.{stamp}", stamp_dir / f"dmesg.{stamp}"
     names = sorted(p.name for p in stamp_dir.iterdir())
@@ -174,33 +226,39 @@ def make_case(run: ModuleType, crash: Crash, stamp_dir: Path, beside: list[Path]
     when = datetime.strptime(stamp, "%Y%m%d%H%M").replace(tzinfo=UTC).timestamp()
     if not crash.at - 60 <= when <= crash.at + 900:
         sys.exit(f"{stamp}: not the capture of the {crash.kind} triggered at {crash.at}")
-    capture_log = dmesg.read_bytes()
-    host_log = dump_dmesg(dump, tmp)
-    if host_log != capture_log:
-        sys.exit(f"{dump}: the host's makedumpfile reads a log other than the capture kernel's {dmesg.name}")
+    written = dmesg.read_bytes()
+    # The capture kernel's makedumpfile from 1.7.4 on (trixie's) prints caller ids: compared
+    # without that column, the form crashfleet and makedumpfile 1.7.2 print.
+    capture_log = without_caller_ids(written)
+    caller_ids = capture_log != written
+    host_log = dump_dmesg(dump, tmp, run.makedumpfile)
+    if host_log not in (capture_log, written):
+        sys.exit(f"{dump}: {run.makedumpfile_name} reads a log other than the capture kernel's {dmesg.name}")
     trimmed = tmp / f"trimmed.{stamp}"
-    sh([sys.executable, str(REPO / "scripts/trim-dump.py"), "--keep-oracle", "makedumpfile", str(dump), str(trimmed)])
-    if dump_dmesg(trimmed, tmp) != capture_log:
+    sh([sys.executable, str(REPO / "scripts/trim-dump.py"), "--keep-oracle", " ".join(run.makedumpfile),
+        str(dump), str(trimmed)])  # fmt: skip
+    if dump_dmesg(trimmed, tmp, run.makedumpfile) != host_log:
         sys.exit(f"{trimmed}: makedumpfile reads another log from the trimmed dump")
     result = read_dump(str(trimmed))
     if result.log != capture_log:
         sys.exit(f"{trimmed}: crashfleet's log differs from makedumpfile's; a reader bug, not a fixture")
     from_dump = fill_rip_addresses(str(trimmed), analyze(result.log))
     from_console = analyze(crash.console)
-    expected_title = dict(run.EXPECTED_TITLES)[crash.kind]
     titles = {"console": [c.title for c in from_console], "dump": [c.title for c in from_dump],
-              "dmesg": [c.title for c in analyze(capture_log)]}  # fmt: skip
-    if any(t != [expected_title] for t in titles.values()):
-        sys.exit(f"{stamp}: titles {titles}, scripts/e2e/run.py expects {expected_title!r}")
+              "dmesg": [c.title for c in analyze(written)]}  # fmt: skip
+    if len({tuple(t) for t in titles.values()}) != 1 or len(titles["dump"]) != 1:
+        sys.exit(f"{stamp}: console, dump and dmesg file disagree, or not one crash: {titles}")
+    if not run.title_ok(crash.kind, titles["dump"][0]):
+        sys.exit(f"{stamp}: title {titles['dump'][0]!r} is not what the run expects of {crash.kind}")
     system = result.system
     release = system.release or ""
-    line = ".".join(release.split(".")[:2])
-    case = out / f"debian12-{line}-amd64-{crash.kind}"
+    line = ".".join(re.split(r"[.+-]", release)[:2])
+    case = out / f"{run.distro}-{line}-{run.arch}-{crash.kind}"
     shutil.rmtree(case, ignore_errors=True)
     target = case / "var/crash" / stamp
     target.mkdir(parents=True)
     (target / f"{dump.name}.xz").write_bytes(lzma.compress(trimmed.read_bytes(), preset=9 | lzma.PRESET_EXTREME))
-    (target / f"{dmesg.name}.xz").write_bytes(lzma.compress(capture_log, preset=9 | lzma.PRESET_EXTREME))
+    (target / f"{dmesg.name}.xz").write_bytes(lzma.compress(written, preset=9 | lzma.PRESET_EXTREME))
     for path in beside:
         shutil.copy(path, case / "var/crash" / path.name)
     (case / "serial.log").write_bytes(crash.console)
@@ -208,7 +266,9 @@ def make_case(run: ModuleType, crash: Crash, stamp_dir: Path, beside: list[Path]
     for entry, record in zip(facts, from_dump, strict=True):
         entry["rip_address"] = f"{record.rip.address:#x}" if record.rip and record.rip.address else None
     expected = {
-        "made_with": "make e2e (scripts/e2e/run.py --keep), then scripts/e2e/fixtures.py on its work directory",
+        "made_with": run.made_with,
+        "distro": run.distro,
+        "arch": run.arch,
         "trigger": {"kind": crash.kind, "at": crash.at},
         "stamp": stamp,
         "crash_time": system.crash_time,
@@ -216,8 +276,11 @@ def make_case(run: ModuleType, crash: Crash, stamp_dir: Path, beside: list[Path]
         "release": release,
         "machine": system.machine,
         "format": system.format,
-        "oracle": f"{dmesg.name}: kdump-tools' makedumpfile --dump-dmesg of /proc/vmcore in the capture kernel; "
-        "makedumpfile 1.7.2 on the host reads the same bytes from the original and the trimmed dump",
+        "oracle": f"{dmesg.name}: kdump-tools' makedumpfile --dump-dmesg of /proc/vmcore in the capture kernel"
+        + (f", with caller ids ([    T476]: makedumpfile 1.7.4+); without them, the bytes {run.makedumpfile_name} "
+           "reads from the original and the trimmed dump" if caller_ids else
+           f"; {run.makedumpfile_name} reads the same bytes from the original and the trimmed dump"),
+        "dmesg_caller_ids": caller_ids,
         "original_dump_bytes": dump.stat().st_size,
         "crashes": facts,
     }
@@ -230,11 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("work", type=Path, help="a kept scripts/e2e/run.py work directory")
     parser.add_argument("--out", type=Path, default=REPO / "tests/data/agent/kdump_tools")
+    parser.add_argument("--kinds", help="comma-separated triggers to make cases of (default: every one the run has)")
     args = parser.parse_args(argv)
+    kinds = set(args.kinds.split(",")) if args.kinds else None
     for tool in ("qemu-img", "debugfs", "makedumpfile"):
         if shutil.which(tool) is None:
             sys.exit(f"missing {tool} (apt-get install qemu-utils e2fsprogs makedumpfile)")
-    run = load_run()
+    run = describe_run(args.work)
     crashes = console_segments((args.work / "serial.log").read_bytes())
     with tempfile.TemporaryDirectory(dir=args.work) as name:
         tmp = Path(name)
@@ -245,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"{len(crashes)} triggers on the console, {len(stamps)} kdump-tools directories")
         seen: set[str] = set()
         for crash, stamp_dir in zip(crashes, stamps, strict=True):
-            if crash.kind not in seen:
+            if crash.kind not in seen and (kinds is None or crash.kind in kinds):
                 seen.add(crash.kind)
                 make_case(run, crash, stamp_dir, beside, args.out, tmp)
     return 0

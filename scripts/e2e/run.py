@@ -43,11 +43,12 @@ REPO = HERE.parent.parent
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 HOSTNAME = "e2e-guest01"
-# The guest's packages. gcc, make and the headers build the test module inside the image.
+# The guest's packages, besides the kernel's (Guest.kernel_packages). gcc, make and the headers
+# build the test module inside the image; python3.11 runs the crashfleet package.
 PACKAGES = (
-    "systemd", "systemd-sysv", "udev", "dbus", "kmod", "procps", "linux-image-amd64",
+    "systemd", "systemd-sysv", "udev", "dbus", "kmod", "procps",
     "initramfs-tools", "kdump-tools", "kexec-tools", "makedumpfile", "python3.11", "e2fsprogs",
-    "gcc", "make", "libc6-dev", "linux-headers-amd64",
+    "gcc", "make", "libc6-dev",
 )  # fmt: skip
 GUEST_MEMORY = "1536"
 CRASHKERNEL = "384M"
@@ -80,6 +81,40 @@ class E2EError(RuntimeError):
     """The run failed; the message says which step and why."""
 
 
+@dataclass(frozen=True)
+class Guest:
+    """One guest image: the suite debootstrap installs, where its kernel comes from, its architecture.
+
+    `make e2e` uses BOOKWORM; scripts/e2e/capture.py builds the others with the same recipe.
+    """
+
+    name: str  # the cache directory's prefix, and capture.py's --guest
+    suite: str = SUITE
+    arch: str = "amd64"
+    kernel_suite: str | None = None  # e.g. bookworm-backports: the kernel and its headers from there
+    packages: tuple[str, ...] = PACKAGES
+
+    @property
+    def kernel_packages(self) -> tuple[str, ...]:
+        return (f"linux-image-{self.arch}", f"linux-headers-{self.arch}")
+
+    @property
+    def foreign(self) -> bool:
+        """Another architecture than the host's: debootstrap --foreign, then its second stage under qemu-user."""
+        return self.arch != host_arch()
+
+
+BOOKWORM = Guest("bookworm")
+
+
+def host_arch() -> str:
+    return subprocess.run(["dpkg", "--print-architecture"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+QEMU_SYSTEM = {"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
+QEMU_USER = {"arm64": "qemu-aarch64-static"}
+
+
 @dataclass
 class Timings:
     """Wall-clock seconds per named step, printed at the end."""
@@ -108,21 +143,24 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=True, text=True, **kwargs)  # type: ignore[call-overload, no-any-return]
 
 
-def need_tools() -> None:
-    missing = [t for t in ("debootstrap", "qemu-system-x86_64", "qemu-img", "mkfs.ext4", "debugfs", "dpkg-deb")
-               if shutil.which(t) is None]  # fmt: skip
+def need_tools(guest: Guest = BOOKWORM) -> None:
+    tools = ["debootstrap", QEMU_SYSTEM[guest.arch], "qemu-img", "mkfs.ext4", "debugfs", "dpkg-deb"]
+    if guest.foreign:
+        tools.append(QEMU_USER[guest.arch])
+    missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         raise E2EError(
-            f"missing tools: {' '.join(missing)} (apt-get install debootstrap qemu-system-x86 qemu-utils e2fsprogs)"
+            f"missing tools: {' '.join(missing)} (apt-get install debootstrap qemu-system-x86 qemu-system-arm "
+            "qemu-user-static qemu-utils e2fsprogs)"
         )
     if os.geteuid() != 0:
         raise E2EError("debootstrap and chroot need root")
 
 
-def image_key() -> str:
+def image_key(guest: Guest = BOOKWORM) -> str:
     """Changes to the package list, the module or the in-image files rebuild the cached image."""
     digest = hashlib.sha256()
-    digest.update(f"{SUITE} {MIRROR} {' '.join(PACKAGES)} {CRASHKERNEL}".encode())
+    digest.update(f"{guest} {MIRROR} {CRASHKERNEL}".encode())
     for name in ("e2e_oops.c", "Kbuild", "crashfleet-e2e.service", "launcher"):
         digest.update((GUEST / name).read_bytes())
     source = Path(__file__).read_bytes()  # the markers' last pair: the first is this line's own
@@ -130,12 +168,45 @@ def image_key() -> str:
     return digest.hexdigest()[:16]
 
 
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below path (from /proc/mounts): never removed with the tree."""
+    prefix = str(path.resolve())
+    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if len(line.split()) > 1]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
 # -- image recipe --
-def build_rootfs(rootfs: Path) -> str:
-    """debootstrap plus the guest's configuration; returns the kernel release."""
+def build_rootfs(rootfs: Path, guest: Guest = BOOKWORM, debs: Path | None = None) -> str:
+    """debootstrap plus the guest's configuration; returns the kernel release. debs: debootstrap's
+    package cache (kept between builds)."""
     tmp = rootfs.with_suffix(".tmp")
+    mounted = mounts_under(tmp)
+    if mounted:  # an interrupted debootstrap second stage leaves /proc and /sys mounted there
+        raise E2EError(f"{tmp}: still mounted: {' '.join(mounted)}; umount them before a rebuild")
     shutil.rmtree(tmp, ignore_errors=True)
-    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE, str(tmp), MIRROR])
+    include = guest.packages + (() if guest.kernel_suite else guest.kernel_packages)
+    cmd = ["debootstrap", "--variant=minbase", f"--arch={guest.arch}", "--include=" + ",".join(include)]
+    if debs is not None:
+        debs.mkdir(parents=True, exist_ok=True)
+        cmd.append(f"--cache-dir={debs}")
+    if guest.foreign:
+        cmd.append("--foreign")
+    run([*cmd, guest.suite, str(tmp), MIRROR])
+    if guest.foreign:  # the second stage runs the guest's own binaries through qemu-user (binfmt_misc)
+        shutil.copy(shutil.which(QEMU_USER[guest.arch]) or "", tmp / "usr/bin")
+        run(["chroot", str(tmp), "/debootstrap/debootstrap", "--second-stage"])
+    if guest.kernel_suite:
+        (tmp / "etc/apt/sources.list.d/kernel.list").write_text(f"deb {MIRROR} {guest.kernel_suite} main\n")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run(["chroot", str(tmp), "apt-get", "update", "-qq"], env=env)
+        # kdump-tools' kernel hook cannot make its initrd in a chroot (MODULES=dep wants /sys);
+        # it is made below, as for the kernel debootstrap installs.
+        hook = tmp / "etc/kernel/postinst.d/kdump-tools"
+        hook.rename(hook.with_name("kdump-tools.off"))
+        run(["chroot", str(tmp), "apt-get", "install", "-y", "-qq", "--no-install-recommends",
+             "-t", guest.kernel_suite, *guest.kernel_packages], env=env)  # fmt: skip
+        hook.with_name("kdump-tools.off").rename(hook)
+        run(["chroot", str(tmp), "apt-get", "clean"])
     (tmp / "etc/hostname").write_text(HOSTNAME + "\n")
     (tmp / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {HOSTNAME}\n")
     (tmp / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
@@ -173,23 +244,34 @@ def build_rootfs(rootfs: Path) -> str:
     run(["chroot", str(tmp), "mkinitramfs", "-d", "/var/lib/kdump/initramfs-tools",
          "-o", f"/var/lib/kdump/initrd.img-{release}", release])  # fmt: skip
     # kdump-config deletes the initrd when /etc/kdump/sysctl.conf differs from its last copy.
-    shutil.copy(tmp / "etc/kdump/sysctl.conf", tmp / f"var/lib/kdump/latest_sysctls-{release}")
+    if (tmp / "etc/kdump/sysctl.conf").exists():  # (bullseye's kdump-tools has none)
+        shutil.copy(tmp / "etc/kdump/sysctl.conf", tmp / f"var/lib/kdump/latest_sysctls-{release}")
     tmp.rename(rootfs)
     return release
 # -- end recipe --
 
 
-def qemu_command(kernel: Path, initrd: Path, disks: list[tuple[Path, str]], serial: Path) -> list[str]:
+def qemu_command(
+    kernel: Path, initrd: Path, disks: list[tuple[Path, str]], serial: Path, guest: Guest = BOOKWORM
+) -> list[str]:
+    if guest.arch == "arm64":
+        # -M virt: virtio-blk on PCI, so that vda and vdb keep the order given here.
+        machine, console = ["-machine", "virt", "-cpu", "max"], "ttyAMA0"
+    else:
+        machine, console = ["-machine", "pc", "-cpu", "max"], "ttyS0,115200"
     cmd = [
-        "qemu-system-x86_64", "-machine", "pc", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2",
+        QEMU_SYSTEM[guest.arch], *machine, "-accel", "tcg,thread=multi", "-smp", "2",
         "-m", GUEST_MEMORY, "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
         "-nic", "none", "-device", "virtio-rng-pci",
         "-kernel", str(kernel), "-initrd", str(initrd),
-        "-append", f"root=/dev/vda rw console=ttyS0,115200 crashkernel={CRASHKERNEL} quiet",
+        "-append", f"root=/dev/vda rw console={console} crashkernel={CRASHKERNEL} quiet",
         "-chardev", f"file,id=ser0,path={serial}", "-serial", "chardev:ser0",
     ]  # fmt: skip
-    for path, fmt in disks:
-        cmd += ["-drive", f"file={path},if=virtio,format={fmt}"]
+    for i, (path, fmt) in enumerate(disks):
+        if guest.arch == "arm64":
+            cmd += ["-drive", f"file={path},if=none,id=disk{i},format={fmt}", "-device", f"virtio-blk-pci,drive=disk{i}"]
+        else:
+            cmd += ["-drive", f"file={path},if=virtio,format={fmt}"]
     return cmd
 
 
@@ -254,16 +336,19 @@ def _event(line: str) -> str | None:
     return None
 
 
-def prepare_image(cache: Path, timings: Timings) -> tuple[Path, Path, Path]:
-    """The cached base disk (after one boot that built kdump's initrd), kernel and initrd."""
-    key = image_key()
-    root = cache / f"bookworm-{key}"
+def prepare_image(
+    cache: Path, timings: Timings, guest: Guest = BOOKWORM, prep_boot: bool = True
+) -> tuple[Path, Path, Path]:
+    """The cached base disk (after one boot that checked kdump's initrd loads), kernel and initrd.
+    Without prep_boot (the capture lab) the run's own first boot waits for kdump to be ready."""
+    key = image_key(guest)
+    root = cache / f"{guest.name}-{key}"
     root.mkdir(parents=True, exist_ok=True)
     rootfs = root / "rootfs"
     base = root / "base.img"
     prepared = root / "prepared"
     if not rootfs.is_dir():
-        build_rootfs(rootfs)
+        build_rootfs(rootfs, guest, cache / f"debs-{guest.suite}-{guest.arch}")
         timings.mark("image: debootstrap + module")
     release = sorted(p.name for p in (rootfs / "lib/modules").iterdir())[0]
     kernel, initrd = root / "vmlinuz", root / "initrd.img"
@@ -273,7 +358,10 @@ def prepare_image(cache: Path, timings: Timings) -> tuple[Path, Path, Path]:
         base.unlink(missing_ok=True)
         run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(rootfs), str(base), IMAGE_SIZE])
         timings.mark("image: mkfs")
-        events = boot(qemu_command(kernel, initrd, [(base, "raw")], root / "prep-serial.log"),
+        if not prep_boot:
+            prepared.touch()
+            return base, kernel, initrd
+        events = boot(qemu_command(kernel, initrd, [(base, "raw")], root / "prep-serial.log", guest),
                       root / "prep-serial.log", PREP_TIMEOUT, None)  # fmt: skip
         failed = [e for e in events if e.startswith("check ") and "ok=1" not in e]
         if failed or not any(e.startswith("check name=kdump_ready ok=1") for e in events):

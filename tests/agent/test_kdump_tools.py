@@ -1,7 +1,8 @@
-"""Real kdump-tools captures, from the `make e2e` guest: picked up by the agent as kdump-tools leaves them.
+"""Real kdump-tools captures, from the `make e2e` guest and the capture lab's: picked up by the agent as
+kdump-tools leaves them.
 
-Each `tests/data/agent/kdump_tools/<case>/` was made by scripts/e2e/fixtures.py from a kept e2e
-run: `var/crash/<stamp>/dump.<stamp>.xz` and `dmesg.<stamp>.xz` are what kdump-tools' capture
+Each `tests/data/agent/kdump_tools/<distro>-<kernel>-<arch>-<trigger>/` was made by
+scripts/e2e/fixtures.py from a kept e2e run or capture lab run (scripts/e2e/capture.py): `var/crash/<stamp>/dump.<stamp>.xz` and `dmesg.<stamp>.xz` are what kdump-tools' capture
 kernel wrote (the dump trimmed by scripts/trim-dump.py, then both xz-compressed for the repository),
 `serial.log` the crashed boot's console (ground truth), `expected.json` the run's facts. Each test
 puts the directory back the way kdump-tools left it (the `.xz` removed) under a /var/crash of its
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import platform
 import re
 import shutil
 import subprocess
@@ -27,6 +29,7 @@ from agent.layouts import CaptureState, Root, assess, discover
 from analysis.signature import analyze
 from analysis.sources import open_capture
 from analysis.vmcore import read_dump
+from analysis.vmcore.printk import without_caller_ids
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "agent" / "kdump_tools"
 CASES = sorted(p.name for p in DATA.iterdir() if (p / "expected.json").is_file())
@@ -55,9 +58,22 @@ def var_crash(case: str, into: Path) -> Path:
     return crash
 
 
+MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+def host_arch() -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
 def test_cases_exist() -> None:
-    kinds = sorted(expected(case)["trigger"]["kind"] for case in CASES)
-    assert kinds == ["module-null", "sysrq-c"]
+    assert {"debian12-6.1-amd64-sysrq-c", "debian12-6.1-amd64-module-null"} <= set(CASES)
+    for case in CASES:
+        want = expected(case)
+        line = ".".join(re.split(r"[.+-]", want["release"])[:2])
+        # The name says what the capture is: the distribution, the kernel line, the arch, the trigger.
+        assert case == f"{want['distro']}-{line}-{want['arch']}-{want['trigger']['kind']}"
+        assert want["machine"] == MACHINES[want["arch"]]
+        assert want["trigger"]["kind"] in ("sysrq-c", "module-null")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -149,18 +165,24 @@ def test_dmesg_is_byte_identical_to_makedumpfile(case: str, tmp_path: Path) -> N
     """The oracle is makedumpfile itself: kdump-tools' dmesg.<stamp>, written by the capture kernel."""
     crash = var_crash(case, tmp_path)
     stamp = expected(case)["stamp"]
-    dump, oracle = crash / stamp / f"dump.{stamp}", (crash / stamp / f"dmesg.{stamp}").read_bytes()
+    dump, written = crash / stamp / f"dump.{stamp}", (crash / stamp / f"dmesg.{stamp}").read_bytes()
+    # makedumpfile 1.7.4+ in the capture kernel (Debian 13's) prints caller ids; crashfleet prints
+    # the form of 1.7.2 (the host's): the same bytes once that column is taken out.
+    oracle = without_caller_ids(written)
+    assert (oracle != written) == expected(case)["dmesg_caller_ids"]
     proc = subprocess.run([sys.executable, "-m", "crashfleet", "dmesg", str(dump)], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == oracle
-    if shutil.which("makedumpfile") is None:
-        return  # the host's makedumpfile agreeing on the trimmed file was checked when it was made
+    if shutil.which("makedumpfile") is None or expected(case)["arch"] != host_arch():
+        # the host's makedumpfile reads only its own architecture's dumps; the oracle reader
+        # (expected.json "oracle") agreeing on the trimmed file was checked when it was made
+        return
     # kdump-tools' dump is makedumpfile -F's flattened stream; makedumpfile reads it after -R.
     plain, out = tmp_path / "plain", tmp_path / "makedumpfile.dmesg"
     with dump.open("rb") as stream:
         subprocess.run(["makedumpfile", "-R", str(plain)], stdin=stream, capture_output=True, check=True, timeout=60)
     subprocess.run(["makedumpfile", "--dump-dmesg", str(plain), str(out)], capture_output=True, check=True, timeout=60)
-    assert out.read_bytes() == oracle
+    assert out.read_bytes() in (oracle, written)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -178,7 +200,7 @@ def test_console_lines_are_in_the_dump_and_give_the_same_crash(case: str, tmp_pa
         for line in console.split(b"\n")
         if _TS.match(line) and not _FORWARDED.match(line)
     ]
-    assert len(texts) > 30
+    assert len(texts) > 20  # with `quiet`, mostly the report itself (5.10's sysrq panic: 25 lines)
     pos = 0
     for text in texts:  # in order: each console line after the previous one
         pos = log.index(text, pos) + 1

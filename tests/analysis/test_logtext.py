@@ -25,6 +25,11 @@ CASES = [
     ("2024-02-06T14:03:20.123456+01:00 build-03 kernel: Oops: 0000 [#1] SMP", "Oops: 0000 [#1] SMP", None, None, None),
     ("[ 1012.312] db-4 kernel: general protection fault: 0000 [#1]", "general protection fault: 0000 [#1]", None, None, None),
     ("syzkaller login: [   30.021137][   T81] usb 1-1: new device", "usb 1-1: new device", 30.021137, "T81", None),
+    # makedumpfile 1.7.4+ --dump-dmesg (Debian 13's kdump-tools dmesg.<stamp>): a space, a wider column.
+    ("[  279.549721] [    T476] RIP: 0010:e2e_oops_pending+0x5/0x10 [e2e_oops]",
+     "RIP: 0010:e2e_oops_pending+0x5/0x10 [e2e_oops]", 279.549721, "T476", None),
+    ("[    0.000000] [      T0] Linux version 6.12.117+deb13-amd64", "Linux version 6.12.117+deb13-amd64", 0.0, "T0", None),
+    ("[  495.485174] [     C1]  <TASK>", " <TASK>", 495.485174, "C1", None),
     ("** 3 printk messages dropped ** [  150.1][ T10] BUG: foo", "BUG: foo", 150.1, "T10", None),
     ("[    4.357716] Kernel panic - not syncing: Fatal exception\r", "Kernel panic - not syncing: Fatal exception",
      4.357716, None, None),

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 from tests.deploy.test_debian import _shellcheck
 
 E2E = REPO / "scripts" / "e2e"
-GUEST_SCRIPTS = (E2E / "guest" / "crashfleet-e2e", E2E / "guest" / "launcher")
+GUEST_SCRIPTS = (E2E / "guest" / "crashfleet-e2e", E2E / "guest" / "launcher", E2E / "guest" / "capture-driver")
 
 
 def _run_module() -> ModuleType:
@@ -121,3 +121,68 @@ def test_fixture_console_is_the_crashed_boot_only() -> None:
     assert second.console.startswith(b"[   69.4] kdump-tools[208]")
     assert second.console.endswith(b"CR2: 0000000000000060\r\n")
     assert b"[218]" not in second.console and b"[214]" not in first.console
+
+
+def _capture_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("e2e_capture", E2E / "capture.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["e2e_capture"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_capture_lab_titles_take_the_e2e_titles_and_arm64_wording() -> None:
+    """The capture lab's title rules accept what make e2e expects on 6.1 and arm64's wording of the
+    module's bug, and never one trigger's title for the other's."""
+    titles = _capture_module().TITLES
+    for kind, title in _run_module().EXPECTED_TITLES:
+        assert titles[kind].fullmatch(title), (kind, title)
+    arm64 = "Unable to handle kernel NULL pointer dereference in e2e_oops_pending"
+    assert titles["module-null"].fullmatch(arm64) and not titles["sysrq-c"].fullmatch(arm64)
+    assert not titles["module-null"].fullmatch("kernel panic: sysrq triggered crash")
+    assert not titles["sysrq-c"].fullmatch("BUG: soft lockup in sha256_transform_rorx")
+    bullseye = "BUG: unable to handle kernel NULL pointer dereference in e2e_oops_write"
+    assert titles["module-null"].fullmatch(bullseye)
+    assert not titles["module-null"].fullmatch("BUG: unable to handle kernel NULL pointer dereference in proc_reg_write")
+
+
+def test_capture_driver_knows_every_trigger() -> None:
+    driver = (E2E / "guest" / "capture-driver").read_text()
+    handled = set(re.findall(r"^\s+([a-z-]+)\) crash_", driver, re.M))
+    assert handled == set(_capture_module().TRIGGERS)
+
+
+def test_capture_guests_get_images_of_their_own() -> None:
+    """Each guest its own cached image, none make e2e's; arm64 boots its own QEMU on PCI disks."""
+    capture, run = _capture_module(), _run_module()
+    guests = [guest for guest, _ in capture.GUESTS.values()]
+    keys = {run.image_key(guest) for guest in guests} | {run.image_key()}
+    assert len(keys) == len(guests) + 1
+    assert len({guest.name for guest in guests}) == len(guests)
+    assert all("python3.11" not in guest.packages for guest in guests)
+    arm64 = capture.GUESTS["bookworm-arm64"][0]
+    cmd = run.qemu_command(Path("k"), Path("i"), [(Path("a"), "qcow2"), (Path("b"), "raw")], Path("s"), arm64)
+    assert cmd[0] == "qemu-system-aarch64" and "console=ttyAMA0" in " ".join(cmd)
+    assert [a for a in cmd if a.startswith("virtio-blk-pci")] == ["virtio-blk-pci,drive=disk0", "virtio-blk-pci,drive=disk1"]
+    assert run.qemu_command(Path("k"), Path("i"), [], Path("s"))[0] == "qemu-system-x86_64"
+
+
+@pytest.mark.skipif(shutil.which("makedumpfile") is None, reason="fixtures.py asks makedumpfile its version")
+def test_fixture_runs_are_make_e2e_or_the_capture_lab(tmp_path: Path) -> None:
+    """Without capture.json a work directory is make e2e's (debian12 amd64, its exact titles); a
+    capture.json fixtures.py cannot read stops it with the file named, not a traceback."""
+    fixtures = _fixtures_module()
+    run = fixtures.describe_run(tmp_path)
+    assert (run.distro, run.arch, run.makedumpfile) == ("debian12", "amd64", ["makedumpfile"])
+    assert run.title_ok("sysrq-c", "kernel panic: sysrq triggered crash")
+    assert not run.title_ok("sysrq-c", "BUG: unable to handle kernel NULL pointer dereference in e2e_oops_pending")
+    (tmp_path / "capture.json").write_text('{"guest": "trixie-amd64"}')
+    with pytest.raises(SystemExit, match=r"capture\.json: not the capture lab's description"):
+        fixtures.describe_run(tmp_path)
+    (tmp_path / "capture.json").write_text(
+        '{"guest": "trixie-amd64", "distro": "debian13", "arch": "amd64", "rootfs": "/nonexistent"}'
+    )
+    run = fixtures.describe_run(tmp_path)
+    assert (run.distro, run.arch) == ("debian13", "amd64")
+    assert run.title_ok("module-null", "BUG: unable to handle kernel NULL pointer dereference in e2e_oops_write")
