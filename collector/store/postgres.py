@@ -57,6 +57,7 @@ class PostgresStore(SqlStore):
 
     _JSON_AGG = "COALESCE(json_agg(r.j), '[]'::json)"
     _JSON_ARRAY = "json_build_array"
+    PIPELINED = True
     RETRY_BATCH = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, psycopg.OperationalError)
 
     def __init__(self, url: str, schema: str | None = None) -> None:

@@ -120,11 +120,17 @@ class Tx:
     """One transaction's cursor with the placeholder style of its database."""
 
     def __init__(
-        self, cursor: Cursor, convert: Callable[[str], str], observer: StatementObserver | None = None
+        self,
+        cursor: Cursor,
+        convert: Callable[[str], str],
+        observer: StatementObserver | None = None,
+        pipelined: bool = False,
     ) -> None:
         self._cursor = cursor
         self._convert = convert
         self._observer = observer
+        # psycopg: `executemany(..., returning=True)` sends every row's statement in one pipeline
+        self._pipelined = pipelined
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         if self._observer is not None:
@@ -150,6 +156,31 @@ class Tx:
             self._observer(sql, tuple(params))
         self._cursor.execute(self._convert(sql), tuple(params))
         return [tuple(r) for r in self._cursor.fetchall()]
+
+    def one_each(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row | None]:
+        """`one` for each parameter row, in order. On PostgreSQL all of them go in one round trip
+        (a pipeline), each with the plan of the single-row statement: a lookup by key stays an
+        index probe whatever the table's size, where one `IN (...)` over the same keys gets a
+        cached generic plan that, made while the tables were small, hash-joins whole tables."""
+        if not rows:
+            return []
+        if self._observer is not None:
+            self._observer(sql, tuple(rows[0]))
+        converted = self._convert(sql)
+        found: list[Row | None] = []
+        if not self._pipelined:
+            for params in rows:
+                self._cursor.execute(converted, tuple(params))
+                row = self._cursor.fetchone()
+                found.append(tuple(row) if row is not None else None)
+            return found
+        cursor: Any = self._cursor  # a psycopg cursor: executemany's `returning`, nextset()
+        cursor.executemany(converted, [tuple(params) for params in rows], returning=True)
+        while True:
+            row = cursor.fetchone()
+            found.append(tuple(row) if row is not None else None)
+            if not cursor.nextset():
+                return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,8 +570,12 @@ class SqlStore(AnalyticsStore, ABC):
     # Called with every statement this store runs (plan tests and benchmarks set it; None in service).
     statement_observer: StatementObserver | None = None
 
+    # Whether Tx.one_each pipelines its statements (PostgreSQL) or runs them one by one (SQLite,
+    # in process: nothing to save).
+    PIPELINED = False
+
     def _tx(self, cursor: Cursor, convert: Callable[[str], str]) -> Tx:
-        return Tx(cursor, convert, self.statement_observer)
+        return Tx(cursor, convert, self.statement_observer, self.PIPELINED)
 
     # Subclass hooks ---------------------------------------------------------------------------
 
@@ -990,30 +1025,25 @@ class SqlStore(AnalyticsStore, ABC):
         each host's own plus a pointer to its (shared) module set, and the exposure bookkeeping of
         fleet analytics (collector.store.analytics).
 
-        A fixed number of statements per batch, whatever its size: one read of every host's
-        stored state, then one multi-row write per table (`executemany`, one round trip in
-        PostgreSQL's pipeline). Every statement is a primary-key probe or an insert, whatever the
+        A fixed number of round trips per batch, whatever its size: one read of every host's
+        stored state, then one write per table (`executemany`; on PostgreSQL each is one
+        pipeline of single-row statements, whose plans are index probes at any table size). Every statement is a primary-key probe or an insert, whatever the
         fleet's size: a new host costs what a known one does (tests/collector/test_store_plans.py
         holds it to that).
         """
-        stored: dict[str, Row] = {}
-        names = [h.hostname for h, _ in beats]
-        for chunk in _chunks(names, MAX_IN_LIST):
-            # One read for the inventory, its module set and the exposure bookkeeping.
-            for found in tx.all(
-                f"SELECT h.hostname, h.module_set, h.last_heartbeat, s.id, {EXPOSURE_COLUMNS} FROM hosts h"
-                " LEFT JOIN module_sets s ON s.id = h.module_set"
-                f" LEFT JOIN host_exposure e ON e.hostname = h.hostname WHERE h.hostname IN ({_marks(len(chunk))})",
-                chunk,
-            ):
-                stored[found[0]] = found[1:]
+        # One read for the inventory, its module set and the exposure bookkeeping, per host.
+        stored = tx.one_each(
+            f"SELECT h.module_set, h.last_heartbeat, s.id, {EXPOSURE_COLUMNS} FROM hosts h"
+            " LEFT JOIN module_sets s ON s.id = h.module_set"
+            " LEFT JOIN host_exposure e ON e.hostname = h.hostname WHERE h.hostname = ?",
+            [(h.hostname,) for h, _ in beats],
+        )
         new_sets: dict[str, tuple[tuple[str, ...], int]] = {}
         host_rows: list[tuple[Any, ...]] = []
         known: list[str] = []
         fault_rows: list[tuple[str, str, int]] = []
         exposures: list[tuple[str, HostRecord, int, int | None, Row | None]] = []
-        for h, at in beats:
-            row = stored.get(h.hostname)
+        for (h, at), row in zip(beats, stored, strict=True):
             if row is not None and row[1] is not None and row[1] > at:
                 continue  # a late, out-of-order heartbeat must not roll the inventory back
             modules = tuple(sorted(set(h.modules)))
@@ -1043,8 +1073,7 @@ class SqlStore(AnalyticsStore, ABC):
             " last_heartbeat = excluded.last_heartbeat",
             host_rows,
         )
-        for chunk in _chunks(known, MAX_IN_LIST):
-            tx.run(f"DELETE FROM host_user_faults WHERE hostname IN ({_marks(len(chunk))})", chunk)
+        tx.many("DELETE FROM host_user_faults WHERE hostname = ?", [(name,) for name in known])
         tx.many("INSERT INTO host_user_faults (hostname, program, faults) VALUES (?, ?, ?)", fault_rows)
         self._exposures_tx(tx, exposures)
 

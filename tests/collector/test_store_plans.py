@@ -222,3 +222,62 @@ def test_onboarding_plans_on_postgres(pg_schema: tuple[str, str]) -> None:
             assert conn.execute("SELECT COUNT(*) FROM module_sets").fetchone()[0] == 20
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_heartbeat_plans_made_on_empty_tables_stay_index_probes(pg_schema: tuple[str, str]) -> None:
+    """psycopg prepares a statement after a few runs and PostgreSQL may then cache a generic plan,
+    made while the tables were empty and kept until they are ANALYZEd (never, where autovacuum
+    is off). The heartbeat batches' statements are run that way on an empty store, the tables
+    then grow to 20,000 hosts without ANALYZE, and every cached plan is EXPLAINed on the same
+    connection: none may scan a table that grows with the fleet. (A batch read as one
+    `hostname IN (...)` fails here: its generic plan hash-joins the whole host_exposure.)"""
+    from collector.store.postgres import PostgresStore
+
+    url, schema = pg_schema
+    store = PostgresStore(url, schema=schema)
+    try:
+        sets = [module_set(i) for i in range(4)]
+
+        def batch(start: int, size: int, minutes: int) -> None:
+            beats = [
+                (replace(_beat(f"h-{i:06d}", sets[i % 4]), user_faults=(("nginx", 1),) if i % 3 else ()),
+                 NOW_US + minutes * 60_000_000)
+                for i in range(start, start + size)
+            ]  # fmt: skip
+            with store._write_tx() as tx:
+                store._heartbeats_tx(tx, beats)
+
+        for round_ in range(14):  # past psycopg's prepare threshold (5), then PostgreSQL's 5 custom plans
+            batch(0, 20, round_ * 10)
+        conn = store._conn()
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO hosts (hostname, kernel_release, machine, hardware, agent_version, cpus, memory_bytes,"
+                " module_set, last_heartbeat, crashes) SELECT 'g-' || i, 'r', 'x86_64', 'hw', 'a', 1, 1, '', 1, 0"
+                " FROM generate_series(1, 20000) AS i"
+            )
+            conn.execute(
+                "INSERT INTO host_exposure (hostname, profile, since, counted_day, counted_profile, seconds,"
+                " labels, hardware_errors) SELECT 'g-' || i, 'p', 1, 0, '', 0, '{}', '{}'"
+                " FROM generate_series(1, 20000) AS i"
+            )
+            conn.execute(
+                "INSERT INTO host_user_faults (hostname, program, faults)"
+                " SELECT 'g-' || i, 'nginx', 1 FROM generate_series(1, 20000) AS i"
+            )
+        batch(0, 20, 100)
+        prepared = conn.execute(
+            "SELECT name, statement, parameter_types::text[] FROM pg_prepared_statements WHERE generic_plans > 0"
+        ).fetchall()
+        assert prepared, "nothing was prepared: the test no longer sees cached plans"
+        dummy = {"text": "'x'", "bigint": "0", "integer": "0", "smallint": "0", "double precision": "0"}
+        scans = []
+        for name, statement, types in prepared:
+            args = ", ".join(dummy.get(t, "NULL") for t in types)
+            plan = [r[0] for r in conn.execute(f"EXPLAIN EXECUTE {name}({args})" if types else f"EXPLAIN EXECUTE {name}")]
+            scans += [f"{statement}\n  {line}" for line in plan
+                      if "Seq Scan on" in line and any(f" {t} " in line + " " for t in ("hosts", "host_exposure", "host_user_faults"))]  # fmt: skip
+        assert not scans, "\n".join(scans)
+    finally:
+        store.close()
