@@ -1027,9 +1027,10 @@ class SqlStore(AnalyticsStore, ABC):
 
         A fixed number of round trips per batch, whatever its size: one read of every host's
         stored state, then one write per table (`executemany`; on PostgreSQL each is one
-        pipeline of single-row statements, whose plans are index probes at any table size). Every statement is a primary-key probe or an insert, whatever the
-        fleet's size: a new host costs what a known one does (tests/collector/test_store_plans.py
-        holds it to that).
+        pipeline of single-row statements). Every statement is a primary-key probe or an insert,
+        whatever the fleet's size: a new host costs what a known one does
+        (tests/collector/test_store_plans.py holds it to that, also for plans cached while the
+        tables were empty).
         """
         # One read for the inventory, its module set and the exposure bookkeeping, per host.
         stored = tx.one_each(
