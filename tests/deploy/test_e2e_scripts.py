@@ -21,13 +21,18 @@ E2E = REPO / "scripts" / "e2e"
 GUEST_SCRIPTS = (E2E / "guest" / "crashfleet-e2e", E2E / "guest" / "launcher", E2E / "guest" / "capture-driver")
 
 
-def _run_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("e2e_run", E2E / "run.py")
+def _script_module(name: str, filename: str) -> ModuleType:
+    """One of scripts/e2e's stdlib scripts, imported under `name`."""
+    spec = importlib.util.spec_from_file_location(name, E2E / filename)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["e2e_run"] = module  # dataclasses look their module up there
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def _run_module() -> ModuleType:
+    return _script_module("e2e_run", "run.py")
 
 
 @pytest.mark.parametrize("path", GUEST_SCRIPTS, ids=lambda p: p.name)
@@ -87,12 +92,7 @@ def test_image_cache_key_follows_the_recipe_only(tmp_path: Path) -> None:
 
 
 def _fixtures_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("e2e_fixtures", E2E / "fixtures.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["e2e_fixtures"] = module
-    spec.loader.exec_module(module)
-    return module
+    return _script_module("e2e_fixtures", "fixtures.py")
 
 
 def test_fixture_console_is_the_crashed_boot_only() -> None:
@@ -124,12 +124,7 @@ def test_fixture_console_is_the_crashed_boot_only() -> None:
 
 
 def _capture_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("e2e_capture", E2E / "capture.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["e2e_capture"] = module
-    spec.loader.exec_module(module)
-    return module
+    return _script_module("e2e_capture", "capture.py")
 
 
 def test_capture_lab_titles_take_the_e2e_titles_and_arm64_wording() -> None:
