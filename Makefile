@@ -28,7 +28,8 @@ lock:
 
 # Debian packages the checks use for real: promtool (alert rule tests), chromium (web page test),
 # makedumpfile (dmesg oracle), elfutils (eu-addr2line oracle), shellcheck (the packaging's and
-# make e2e's shell scripts). Installed only when missing.
+# make e2e's shell scripts). Installed only when missing; waits up to 10 minutes for another apt
+# run's lock (an image build of `make e2e`/`make capture` on the same machine) instead of failing.
 sysdeps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
@@ -38,7 +39,7 @@ sysdeps:
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; \
 	  else echo "note: missing Debian packages:$$missing (tests needing them will skip)"; fi; \
 	fi
 

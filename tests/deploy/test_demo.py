@@ -324,7 +324,7 @@ def test_on_a_terminal_the_demo_serves_its_page_until_ctrl_c() -> None:
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "crashfleet", "demo", "--duration", "6", "--hosts", "2", *FREE_PORTS],
-        stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+        stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, preexec_fn=_ctrl_c_as_on_a_terminal,
     )  # fmt: skip
     os.close(follower)
     out = b""
@@ -451,12 +451,19 @@ def test_demo_runs_unattended_and_tells_the_story(data: str, tmp_path: Path) -> 
     assert grpc and not _port_open(grpc[1]), "the collector was left running"
 
 
+def _ctrl_c_as_on_a_terminal() -> None:
+    """preexec_fn of a demo a test sends Ctrl-C to. A pytest started in the background of a
+    non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, as would the demo; a Ctrl-C
+    typed at a terminal reaches a demo whose SIGINT has its default action."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_demo(when: str) -> tuple[int, str]:
     """Run a 5-host demo, send it SIGINT after the first output line matching `when`; its exit
     status and whole output (pytest-timeout bounds a demo that never prints it)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "crashfleet", "demo", "--hosts", "5", *FREE_PORTS],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_ctrl_c_as_on_a_terminal,
     )  # fmt: skip
     assert proc.stdout is not None
     lines: list[str] = []
