@@ -236,6 +236,18 @@ def _cpu(pids: list[int]) -> float:
     return total
 
 
+# The server settings a reader of the rates needs: whether the tables fit in the buffer cache,
+# how often checkpoints come (each makes the next writes of every page log it whole), commits.
+POSTGRES_SETTINGS = ("server_version", "shared_buffers", "max_wal_size", "checkpoint_timeout", "synchronous_commit", "autovacuum")
+
+
+def postgres_settings(pg: str | None) -> str:
+    import psycopg
+
+    with psycopg.connect(pg or "", autocommit=True) as conn:
+        return ", ".join(f"{name} {conn.execute(f'SHOW {name}').fetchone()[0]}" for name in POSTGRES_SETTINGS)
+
+
 def _postgres_pids(pg: str | None, name: str) -> list[int]:
     """The PostgreSQL backends serving the collector: its connections carry application_name `name`."""
     import psycopg
@@ -364,6 +376,7 @@ def run_backend(backend: str, hosts: int, args: argparse.Namespace, echo_target:
             print(f"  echo before: {echo_before:.0f}/s")
             server = ServerProbe(proc.pid, [])
             if backend == "postgres":
+                print(f"  postgresql: {postgres_settings(args.pg)}")
                 # a first heartbeat opens the collector's connections; their backends count too
                 asyncio.run(drive(target, args.clients, beats(range(hosts, hosts + args.clients * 4), sets)))
                 server = ServerProbe(proc.pid, _postgres_pids(args.pg, schema), args.pg)
