@@ -99,6 +99,11 @@ class Guest:
         return (f"linux-image-{self.arch}", f"linux-headers-{self.arch}")
 
     @property
+    def console(self) -> str:
+        """The serial console's tty: QEMU virt's PL011 on arm64, the PC's 16550 on amd64."""
+        return "ttyAMA0" if self.arch == "arm64" else "ttyS0"
+
+    @property
     def foreign(self) -> bool:
         """Another architecture than the host's: debootstrap --foreign, then its second stage under qemu-user."""
         return self.arch != host_arch()
@@ -245,12 +250,14 @@ def build_rootfs(rootfs: Path, guest: Guest = BOOKWORM, debs: Path | None = None
         kexec.write_text(re.sub(r"(?m)^LOAD_KEXEC=.*$", "LOAD_KEXEC=false", kexec.read_text()))
     shutil.copy(GUEST / "launcher", tmp / "usr/local/sbin/crashfleet-e2e")
     (tmp / "usr/local/sbin/crashfleet-e2e").chmod(0o755)
-    shutil.copy(GUEST / "crashfleet-e2e.service", tmp / "etc/systemd/system/")
+    # The driver reports on the serial console (the service file names amd64's, ttyS0).
+    service = (GUEST / "crashfleet-e2e.service").read_text().replace("/dev/ttyS0", f"/dev/{guest.console}")
+    (tmp / "etc/systemd/system/crashfleet-e2e.service").write_text(service)
     wants = tmp / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "crashfleet-e2e.service").symlink_to("/etc/systemd/system/crashfleet-e2e.service")
     # No login prompt on the serial console: its getty hangs the tty up under the driver's output.
-    (tmp / "etc/systemd/system/serial-getty@ttyS0.service").symlink_to("/dev/null")
+    (tmp / f"etc/systemd/system/serial-getty@{guest.console}.service").symlink_to("/dev/null")
     run(["chroot", str(tmp), "passwd", "-d", "root"])
     releases = sorted(p.name for p in (tmp / "lib/modules").iterdir())
     if len(releases) != 1:
@@ -286,9 +293,9 @@ def qemu_command(
         # -M virt: virtio-blk on PCI, so that vda and vdb keep the order given here.
         # pauth-impdef: the kernel signs its return addresses (CONFIG_ARM64_PTR_AUTH_KERNEL), and TCG's
         # QARMA5 for the architected algorithm costs far more than QEMU's own one.
-        machine, console = ["-machine", "virt", "-cpu", "max,pauth-impdef=on"], "ttyAMA0"
+        machine, console = ["-machine", "virt", "-cpu", "max,pauth-impdef=on"], guest.console
     else:
-        machine, console = ["-machine", "pc", "-cpu", "max"], "ttyS0,115200"
+        machine, console = ["-machine", "pc", "-cpu", "max"], f"{guest.console},115200"
     cmd = [
         QEMU_SYSTEM[guest.arch], *machine, "-accel", "tcg,thread=multi", "-smp", "2",
         "-m", GUEST_MEMORY, "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
