@@ -170,7 +170,7 @@ def image_key(guest: Guest = BOOKWORM) -> str:
     """Changes to the package list, the module or the in-image files rebuild the cached image."""
     digest = hashlib.sha256()
     digest.update(f"{guest} {MIRROR} {CRASHKERNEL}".encode())
-    for name in ("e2e_oops.c", "Kbuild", "crashfleet-e2e.service", "launcher"):
+    for name in ("e2e_oops.c", "Kbuild", "crashfleet-e2e.service", "launcher", "kexec-text"):
         digest.update((GUEST / name).read_bytes())
     source = Path(__file__).read_bytes()  # the markers' last pair: the first is this line's own
     digest.update(source.rsplit(b"# -- image" + b" recipe --", 1)[1].split(b"# -- end" + b" recipe --", 1)[0])
@@ -258,6 +258,14 @@ def build_rootfs(rootfs: Path, guest: Guest = BOOKWORM, debs: Path | None = None
     (wants / "crashfleet-e2e.service").symlink_to("/etc/systemd/system/crashfleet-e2e.service")
     # No login prompt on the serial console: its getty hangs the tty up under the driver's output.
     (tmp / f"etc/systemd/system/serial-getty@{guest.console}.service").symlink_to("/dev/null")
+    if guest.arch == "arm64":  # kdump-tools loads the capture kernel with a _text kexec can find: see kexec-text
+        shutil.copy(GUEST / "kexec-text", tmp / "usr/local/sbin/crashfleet-e2e-kexec-text")
+        (tmp / "usr/local/sbin/crashfleet-e2e-kexec-text").chmod(0o755)
+        dropin = tmp / "etc/systemd/system/kdump-tools.service.d"
+        dropin.mkdir(parents=True, exist_ok=True)
+        (dropin / "crashfleet-e2e.conf").write_text(
+            "[Service]\nExecStart=\nExecStart=/usr/local/sbin/crashfleet-e2e-kexec-text /etc/init.d/kdump-tools start\n"
+        )
     run(["chroot", str(tmp), "passwd", "-d", "root"])
     releases = sorted(p.name for p in (tmp / "lib/modules").iterdir())
     if len(releases) != 1:

@@ -18,7 +18,10 @@ from tests.conftest import REPO
 from tests.deploy.test_debian import _shellcheck
 
 E2E = REPO / "scripts" / "e2e"
-GUEST_SCRIPTS = (E2E / "guest" / "crashfleet-e2e", E2E / "guest" / "launcher", E2E / "guest" / "capture-driver")
+GUEST_SCRIPTS = (
+    E2E / "guest" / "crashfleet-e2e", E2E / "guest" / "launcher", E2E / "guest" / "capture-driver",
+    E2E / "guest" / "kexec-text",
+)  # fmt: skip
 
 
 def _script_module(name: str, filename: str) -> ModuleType:
@@ -146,6 +149,26 @@ def test_capture_driver_knows_every_trigger() -> None:
     driver = (E2E / "guest" / "capture-driver").read_text()
     handled = set(re.findall(r"^\s+([a-z-]+)\) crash_", driver, re.M))
     assert handled == set(_capture_module().TRIGGERS)
+
+
+def test_capture_fails_when_makedumpfile_does() -> None:
+    """kdump-tools reports "saved vmcore" after its makedumpfile failed (an empty dump.<stamp>, no
+    dmesg.<stamp>: Debian 12 arm64 without a _text kexec can find); the capture lab must not pass."""
+    capture = _capture_module()
+    events = ["trigger kind=sysrq-c at=1", "done"]
+    assert capture.check_events(events, ["sysrq-c"]) == []
+    failed = "kernel: kdump [   32.465147] kdump-tools[282]: makedumpfile Failed."
+    (problem,) = capture.check_events([events[0], failed, "done"], ["sysrq-c"])
+    assert problem.startswith("capture failed:") and "makedumpfile Failed" in problem
+
+
+def test_arm64_kexec_gets_text_where_the_image_starts() -> None:
+    """scripts/e2e/guest/kexec-text: _stext rounded down to 2 MiB, with a /proc/kallsyms of its own."""
+    text = (E2E / "guest" / "kexec-text").read_text()
+    assert "0x$stext & ~0x1fffff" in text and "unshare --mount" in text
+    out = subprocess.run(["bash", "-c", "stext=ffffc30d6a010000; printf '%016x' $((0x$stext & ~0x1fffff))"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert out == "ffffc30d6a000000"
 
 
 def test_capture_guests_get_images_of_their_own() -> None:
