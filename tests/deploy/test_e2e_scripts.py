@@ -126,6 +126,30 @@ def test_fixture_console_is_the_crashed_boot_only() -> None:
     assert b"[218]" not in second.console and b"[214]" not in first.console
 
 
+def test_fixture_console_ends_at_arm64_kexec_bye() -> None:
+    """arm64 says "Bye!" as it jumps into the capture kernel, whose first console line can carry a
+    later timestamp than the crashed kernel's last: the segment ends there all the same, and the
+    next trigger's starts after the capture kernel's reset."""
+    serial = b"\r\n".join([
+        b"E2E trigger kind=sysrq-c at=100 next=1",
+        b"[   25.2] Kernel panic - not syncing: sysrq triggered crash",
+        b"[   25.2] Starting crashdump kernel...",
+        b"[   25.2] Bye!",
+        b"[   25.4] kdump-tools[210]: Starting kdump-tools:",
+        b"[   32.9] reboot: Restarting system",
+        b"[   13.5] kdump-tools[202]: loaded kdump kernel.",
+        b"E2E trigger kind=module-null at=200 next=2",
+        b"[   28.2] Unable to handle kernel NULL pointer dereference at virtual address 0000000000000060",
+        b"[   28.2] Internal error: Oops: 0000000096000004 [#1] SMP",
+        b"[   28.2] Bye!",
+        b"[   26.1] kdump-tools[209]: Starting kdump-tools:",
+    ]) + b"\r\n"  # fmt: skip
+    first, second = _fixtures_module().console_segments(serial)
+    assert first.console.endswith(b"Bye!\r\n") and b"[210]" not in first.console
+    assert second.console.startswith(b"[   13.5] kdump-tools[202]") and b"sysrq" not in second.console
+    assert second.console.endswith(b"Bye!\r\n")
+
+
 def _capture_module() -> ModuleType:
     return _script_module("e2e_capture", "capture.py")
 
