@@ -90,6 +90,8 @@ def check_events(events: list[str], triggers: list[str]) -> list[str]:
     fired = [e2e.parse_kv(e).get("kind") for e in events if e.startswith("trigger ")]
     if fired != triggers:
         problems.append(f"triggers fired {fired}, wanted {triggers}")
+    # kdump-tools says "saved vmcore" even when its makedumpfile failed and left an empty dump.
+    problems += [f"capture failed: {e}" for e in events if "makedumpfile Failed" in e]
     if "done" not in events:
         problems.append("the guest never reached its last boot")
     return problems

@@ -68,6 +68,8 @@ STAMP = re.compile(r"\d{12}")
 CRASHED = re.compile(rb"Kernel panic - not syncing|Oops: ")
 TIMESTAMP = re.compile(rb"\[ *([0-9]+\.[0-9]+)\] ")
 REBOOTED = re.compile(rb"reboot: (?:Restarting system|Power down)")
+# arm64's last words as it jumps into the capture kernel ("Starting crashdump kernel...", "Bye!").
+KEXEC_BYE = re.compile(rb"\] Bye!\r?$")
 TRIGGER = re.compile(rb"E2E trigger kind=(\S+) at=(\d+)")
 SMALL_BESIDE = 4096  # files kdump-tools keeps in /var/crash beside the stamps, copied when this small
 
@@ -155,7 +157,8 @@ class Crash:
 def console_segments(serial: bytes) -> list[Crash]:
     """Each trigger's boot on the serial console: from the previous reset to the crashed kernel's
     last line. With kdump loaded the capture kernel starts before any "end Kernel panic" line: the
-    crashed kernel's output ends where the console's timestamps start again."""
+    crashed kernel's output ends where the console's timestamps start again, or on arm64 at its
+    "Bye!" (the capture kernel's clock can be past the crashed kernel's by its first line)."""
     lines = serial.split(b"\n")
     crashes: list[Crash] = []
     start = 0
@@ -175,6 +178,8 @@ def console_segments(serial: bytes) -> list[Crash]:
             if float(stamp.group(1)) < last:
                 break
             end, last = j, float(stamp.group(1))
+            if KEXEC_BYE.search(lines[j]):
+                break
         kind, at = match.group(1).decode(), int(match.group(2))
         if end is None or not any(CRASHED.search(line) for line in lines[i : end + 1]):
             sys.exit(f"trigger {kind} at {at}: no panic or oops on the console after it")

@@ -99,6 +99,11 @@ class Guest:
         return (f"linux-image-{self.arch}", f"linux-headers-{self.arch}")
 
     @property
+    def console(self) -> str:
+        """The serial console's tty: QEMU virt's PL011 on arm64, the PC's 16550 on amd64."""
+        return "ttyAMA0" if self.arch == "arm64" else "ttyS0"
+
+    @property
     def foreign(self) -> bool:
         """Another architecture than the host's: debootstrap --foreign, then its second stage under qemu-user."""
         return self.arch != host_arch()
@@ -140,7 +145,11 @@ class Timings:
 def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     """A command that must succeed; its output goes to ours."""
     print("e2e: $ " + " ".join(cmd), flush=True)
-    return subprocess.run(cmd, check=True, text=True, **kwargs)  # type: ignore[call-overload, no-any-return]
+    started = time.monotonic()
+    try:
+        return subprocess.run(cmd, check=True, text=True, **kwargs)  # type: ignore[call-overload, no-any-return]
+    finally:
+        print(f"e2e: took {time.monotonic() - started:.1f} s: {' '.join(cmd)[:160]}", flush=True)
 
 
 def need_tools(guest: Guest = BOOKWORM) -> None:
@@ -161,7 +170,7 @@ def image_key(guest: Guest = BOOKWORM) -> str:
     """Changes to the package list, the module or the in-image files rebuild the cached image."""
     digest = hashlib.sha256()
     digest.update(f"{guest} {MIRROR} {CRASHKERNEL}".encode())
-    for name in ("e2e_oops.c", "Kbuild", "crashfleet-e2e.service", "launcher"):
+    for name in ("e2e_oops.c", "Kbuild", "crashfleet-e2e.service", "launcher", "kexec-text"):
         digest.update((GUEST / name).read_bytes())
     source = Path(__file__).read_bytes()  # the markers' last pair: the first is this line's own
     digest.update(source.rsplit(b"# -- image" + b" recipe --", 1)[1].split(b"# -- end" + b" recipe --", 1)[0])
@@ -176,6 +185,26 @@ def mounts_under(path: Path) -> list[str]:
 
 
 # -- image recipe --
+# A foreign guest's initrds (MODULES=list): what the root of QEMU's virt machine needs, root=/dev/vda
+# on virtio-blk-pci, ext4 (its crc32c by name: a soft dependency); udev loads the rest from the root.
+FOREIGN_INITRD_MODULES = ("virtio_pci", "virtio_blk", "ext4", "crc32c_generic")
+
+
+def foreign_shortcuts(tmp: Path) -> None:
+    """Before a foreign guest's second stage: every process under qemu-user pays for emulation, and
+    initramfs-tools' MODULES=most runs modinfo and cp per module (thousands): more than 19 minutes
+    per mkinitramfs, and the kernel's hook, kdump-tools' and the capture initrd make three. MODULES=list
+    with the modules the root needs, in conf.d and modules.d (no package's conffiles), which
+    kdump-tools' hook keeps for its initrd (it sets MODULES=dep only over MODULES=most); dpkg without
+    fsync while debootstrap installs (removed after)."""
+    (tmp / "etc/initramfs-tools/conf.d").mkdir(parents=True, exist_ok=True)
+    (tmp / "etc/initramfs-tools/conf.d/crashfleet-e2e").write_text("MODULES=list\n")
+    (tmp / "usr/share/initramfs-tools/modules.d").mkdir(parents=True, exist_ok=True)
+    (tmp / "usr/share/initramfs-tools/modules.d/crashfleet-e2e").write_text("\n".join(FOREIGN_INITRD_MODULES) + "\n")
+    (tmp / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True, exist_ok=True)
+    (tmp / "etc/dpkg/dpkg.cfg.d/crashfleet-e2e-unsafe-io").write_text("force-unsafe-io\n")
+
+
 def build_rootfs(rootfs: Path, guest: Guest = BOOKWORM, debs: Path | None = None) -> str:
     """debootstrap plus the guest's configuration; returns the kernel release. debs: debootstrap's
     package cache (kept between builds)."""
@@ -194,7 +223,9 @@ def build_rootfs(rootfs: Path, guest: Guest = BOOKWORM, debs: Path | None = None
     run([*cmd, guest.suite, str(tmp), MIRROR])
     if guest.foreign:  # the second stage runs the guest's own binaries through qemu-user (binfmt_misc)
         shutil.copy(shutil.which(QEMU_USER[guest.arch]) or "", tmp / "usr/bin")
+        foreign_shortcuts(tmp)
         run(["chroot", str(tmp), "/debootstrap/debootstrap", "--second-stage"])
+        (tmp / "etc/dpkg/dpkg.cfg.d/crashfleet-e2e-unsafe-io").unlink()
     if guest.kernel_suite:
         (tmp / "etc/apt/sources.list.d/kernel.list").write_text(f"deb {MIRROR} {guest.kernel_suite} main\n")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -219,12 +250,22 @@ def build_rootfs(rootfs: Path, guest: Guest = BOOKWORM, debs: Path | None = None
         kexec.write_text(re.sub(r"(?m)^LOAD_KEXEC=.*$", "LOAD_KEXEC=false", kexec.read_text()))
     shutil.copy(GUEST / "launcher", tmp / "usr/local/sbin/crashfleet-e2e")
     (tmp / "usr/local/sbin/crashfleet-e2e").chmod(0o755)
-    shutil.copy(GUEST / "crashfleet-e2e.service", tmp / "etc/systemd/system/")
+    # The driver reports on the serial console (the service file names amd64's, ttyS0).
+    service = (GUEST / "crashfleet-e2e.service").read_text().replace("/dev/ttyS0", f"/dev/{guest.console}")
+    (tmp / "etc/systemd/system/crashfleet-e2e.service").write_text(service)
     wants = tmp / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "crashfleet-e2e.service").symlink_to("/etc/systemd/system/crashfleet-e2e.service")
     # No login prompt on the serial console: its getty hangs the tty up under the driver's output.
-    (tmp / "etc/systemd/system/serial-getty@ttyS0.service").symlink_to("/dev/null")
+    (tmp / f"etc/systemd/system/serial-getty@{guest.console}.service").symlink_to("/dev/null")
+    if guest.arch == "arm64":  # kdump-tools loads the capture kernel with a _text kexec can find: see kexec-text
+        shutil.copy(GUEST / "kexec-text", tmp / "usr/local/sbin/crashfleet-e2e-kexec-text")
+        (tmp / "usr/local/sbin/crashfleet-e2e-kexec-text").chmod(0o755)
+        dropin = tmp / "etc/systemd/system/kdump-tools.service.d"
+        dropin.mkdir(parents=True, exist_ok=True)
+        (dropin / "crashfleet-e2e.conf").write_text(
+            "[Service]\nExecStart=\nExecStart=/usr/local/sbin/crashfleet-e2e-kexec-text /etc/init.d/kdump-tools start\n"
+        )
     run(["chroot", str(tmp), "passwd", "-d", "root"])
     releases = sorted(p.name for p in (tmp / "lib/modules").iterdir())
     if len(releases) != 1:
@@ -238,8 +279,10 @@ def build_rootfs(rootfs: Path, guest: Guest = BOOKWORM, debs: Path | None = None
     (tmp / "root/e2e").mkdir(exist_ok=True)
     shutil.copy(src / "e2e_oops.ko", tmp / "root/e2e/e2e_oops.ko")
     # kdump-tools makes its capture initrd at the first load, inside the guest: many minutes under
-    # TCG. Make it here instead, natively; MODULES=most, since a chroot cannot detect the root
-    # device that kdump-tools' "dep" would need.
+    # TCG. Make it here instead, in the chroot; MODULES=most (a foreign guest's: list), since a
+    # chroot cannot detect the root device that kdump-tools' "dep" would need. (Its kernel hook,
+    # which a foreign guest's MODULES=list lets run, leaves its copy of the configuration.)
+    shutil.rmtree(tmp / "var/lib/kdump/initramfs-tools", ignore_errors=True)
     shutil.copytree(tmp / "etc/initramfs-tools", tmp / "var/lib/kdump/initramfs-tools", symlinks=True)
     run(["chroot", str(tmp), "mkinitramfs", "-d", "/var/lib/kdump/initramfs-tools",
          "-o", f"/var/lib/kdump/initrd.img-{release}", release])  # fmt: skip
@@ -256,9 +299,11 @@ def qemu_command(
 ) -> list[str]:
     if guest.arch == "arm64":
         # -M virt: virtio-blk on PCI, so that vda and vdb keep the order given here.
-        machine, console = ["-machine", "virt", "-cpu", "max"], "ttyAMA0"
+        # pauth-impdef: the kernel signs its return addresses (CONFIG_ARM64_PTR_AUTH_KERNEL), and TCG's
+        # QARMA5 for the architected algorithm costs far more than QEMU's own one.
+        machine, console = ["-machine", "virt", "-cpu", "max,pauth-impdef=on"], guest.console
     else:
-        machine, console = ["-machine", "pc", "-cpu", "max"], "ttyS0,115200"
+        machine, console = ["-machine", "pc", "-cpu", "max"], f"{guest.console},115200"
     cmd = [
         QEMU_SYSTEM[guest.arch], *machine, "-accel", "tcg,thread=multi", "-smp", "2",
         "-m", GUEST_MEMORY, "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",

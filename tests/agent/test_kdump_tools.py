@@ -67,6 +67,8 @@ def host_arch() -> str:
 
 def test_cases_exist() -> None:
     assert {"debian12-6.1-amd64-sysrq-c", "debian12-6.1-amd64-module-null"} <= set(CASES)
+    # The capture lab's arm64 guest: kdump-tools on Debian 12 arm64 (docs/vmcore.md).
+    assert {"debian12-6.1-arm64-sysrq-c", "debian12-6.1-arm64-module-null"} <= set(CASES)
     for case in CASES:
         want = expected(case)
         line = ".".join(re.split(r"[.+-]", want["release"])[:2])
@@ -74,6 +76,17 @@ def test_cases_exist() -> None:
         assert case == f"{want['distro']}-{line}-{want['arch']}-{want['trigger']['kind']}"
         assert want["machine"] == MACHINES[want["arch"]]
         assert want["trigger"]["kind"] in ("sysrq-c", "module-null")
+
+
+@pytest.mark.parametrize("trigger", ["sysrq-c", "module-null"])
+def test_arm64_capture_is_the_same_crash_as_amd64(trigger: str) -> None:
+    """The same trigger on the same Debian 12 kernel line, arm64 and x86_64: one title, one faulting
+    function and module, one fault address, however each architecture words its report."""
+    facts = [expected(f"debian12-6.1-{arch}-{trigger}")["crashes"] for arch in ("arm64", "amd64")]
+    keys = ("kind", "title", "rip", "module", "fault_address")
+    assert [[{k: c.get(k) for k in keys} for c in crashes] for crashes in facts] == [
+        [{k: c.get(k) for k in keys} for c in facts[1]]
+    ] * 2
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -18,7 +18,10 @@ from tests.conftest import REPO
 from tests.deploy.test_debian import _shellcheck
 
 E2E = REPO / "scripts" / "e2e"
-GUEST_SCRIPTS = (E2E / "guest" / "crashfleet-e2e", E2E / "guest" / "launcher", E2E / "guest" / "capture-driver")
+GUEST_SCRIPTS = (
+    E2E / "guest" / "crashfleet-e2e", E2E / "guest" / "launcher", E2E / "guest" / "capture-driver",
+    E2E / "guest" / "kexec-text",
+)  # fmt: skip
 
 
 def _script_module(name: str, filename: str) -> ModuleType:
@@ -123,6 +126,30 @@ def test_fixture_console_is_the_crashed_boot_only() -> None:
     assert b"[218]" not in second.console and b"[214]" not in first.console
 
 
+def test_fixture_console_ends_at_arm64_kexec_bye() -> None:
+    """arm64 says "Bye!" as it jumps into the capture kernel, whose first console line can carry a
+    later timestamp than the crashed kernel's last: the segment ends there all the same, and the
+    next trigger's starts after the capture kernel's reset."""
+    serial = b"\r\n".join([
+        b"E2E trigger kind=sysrq-c at=100 next=1",
+        b"[   25.2] Kernel panic - not syncing: sysrq triggered crash",
+        b"[   25.2] Starting crashdump kernel...",
+        b"[   25.2] Bye!",
+        b"[   25.4] kdump-tools[210]: Starting kdump-tools:",
+        b"[   32.9] reboot: Restarting system",
+        b"[   13.5] kdump-tools[202]: loaded kdump kernel.",
+        b"E2E trigger kind=module-null at=200 next=2",
+        b"[   28.2] Unable to handle kernel NULL pointer dereference at virtual address 0000000000000060",
+        b"[   28.2] Internal error: Oops: 0000000096000004 [#1] SMP",
+        b"[   28.2] Bye!",
+        b"[   26.1] kdump-tools[209]: Starting kdump-tools:",
+    ]) + b"\r\n"  # fmt: skip
+    first, second = _fixtures_module().console_segments(serial)
+    assert first.console.endswith(b"Bye!\r\n") and b"[210]" not in first.console
+    assert second.console.startswith(b"[   13.5] kdump-tools[202]") and b"sysrq" not in second.console
+    assert second.console.endswith(b"Bye!\r\n")
+
+
 def _capture_module() -> ModuleType:
     return _script_module("e2e_capture", "capture.py")
 
@@ -146,6 +173,26 @@ def test_capture_driver_knows_every_trigger() -> None:
     driver = (E2E / "guest" / "capture-driver").read_text()
     handled = set(re.findall(r"^\s+([a-z-]+)\) crash_", driver, re.M))
     assert handled == set(_capture_module().TRIGGERS)
+
+
+def test_capture_fails_when_makedumpfile_does() -> None:
+    """kdump-tools reports "saved vmcore" after its makedumpfile failed (an empty dump.<stamp>, no
+    dmesg.<stamp>: Debian 12 arm64 without a _text kexec can find); the capture lab must not pass."""
+    capture = _capture_module()
+    events = ["trigger kind=sysrq-c at=1", "done"]
+    assert capture.check_events(events, ["sysrq-c"]) == []
+    failed = "kernel: kdump [   32.465147] kdump-tools[282]: makedumpfile Failed."
+    (problem,) = capture.check_events([events[0], failed, "done"], ["sysrq-c"])
+    assert problem.startswith("capture failed:") and "makedumpfile Failed" in problem
+
+
+def test_arm64_kexec_gets_text_where_the_image_starts() -> None:
+    """scripts/e2e/guest/kexec-text: _stext rounded down to 2 MiB, with a /proc/kallsyms of its own."""
+    text = (E2E / "guest" / "kexec-text").read_text()
+    assert "0x$stext & ~0x1fffff" in text and "unshare --mount" in text
+    out = subprocess.run(["bash", "-c", "stext=ffffc30d6a010000; printf '%016x' $((0x$stext & ~0x1fffff))"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert out == "ffffc30d6a000000"
 
 
 def test_capture_guests_get_images_of_their_own() -> None:
