@@ -83,10 +83,11 @@ E2E_ARGS ?=
 e2e: deb
 	$(PYTHON) scripts/e2e/run.py --cache $(E2E_CACHE) --deb $(DEB_DIR) $(E2E_ARGS)
 
-# Opt-in, 15-40 minutes per amd64 guest under TCG (about 8 for bookworm-arm64): the capture lab (scripts/e2e/capture.py,
-# docs/vmcore.md) crashes a guest of CAPTURE_GUEST (trixie-amd64, bookworm-backports-amd64,
-# bookworm-arm64, bullseye-amd64, bookworm-amd64) with sysrq-c and the e2e module's NULL
-# dereference, lets kdump-tools capture, and keeps the work directory for scripts/e2e/fixtures.py.
+# Opt-in, 15-40 minutes per amd64 guest under TCG, about 8 for bookworm-arm64: the capture lab
+# (scripts/e2e/capture.py, docs/vmcore.md) crashes a guest of CAPTURE_GUEST (trixie-amd64,
+# bookworm-backports-amd64, bookworm-arm64, bullseye-amd64, bookworm-amd64) with sysrq-c and the
+# e2e module's NULL dereference, lets kdump-tools capture, and keeps the work directory for
+# scripts/e2e/fixtures.py.
 CAPTURE_CACHE ?= $(HOME)/.cache/crashfleet-capture
 CAPTURE_GUEST ?= trixie-amd64
 capture:
